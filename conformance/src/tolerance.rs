@@ -1,0 +1,106 @@
+//! Kernel conformance: how far a backend may stray from the CPU emulation of the same computation.
+//!
+//! Stated as data, in the manner of web-platform-tests' WebNN conformance tests: an output passes
+//! when it is within `ulp_per_k * K` ULP of the emulated value (WPT's matmul tolerance is 2*K ULP),
+//! or within the forward error bound of a dot product summed in another order,
+//! `(acc_units_per_k * K * u32 + f16_product_units * u16) * sum_k |x_k w_k|`, which does not
+//! collapse when the output cancels to near zero. Every fault a kernel can plant moves outputs by
+//! a fraction of `|y|`, orders of magnitude above both.
+
+use serde::{Deserialize, Serialize};
+
+/// Unit roundoff of f32 and f16.
+const U32: f64 = 1.0 / (1u64 << 24) as f64;
+const U16: f64 = 1.0 / (1u64 << 11) as f64;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelTolerance {
+    pub op: String,
+    pub ulp_per_k: f64,
+    pub acc_units_per_k: f64,
+    pub f16_product_units: f64,
+}
+
+impl KernelTolerance {
+    /// matmul/GEMV with f32 arithmetic.
+    pub fn matmul_f32() -> Self {
+        KernelTolerance { op: "matmul".into(), ulp_per_k: 2.0, acc_units_per_k: 1.0, f16_product_units: 0.0 }
+    }
+
+    /// matmul/GEMV with f16 products (the f16 result of a product may round once more on the device).
+    pub fn matmul_f16() -> Self {
+        KernelTolerance { f16_product_units: 2.0, ..Self::matmul_f32() }
+    }
+
+    /// The largest difference allowed for one output.
+    pub fn allowed(&self, want: f32, abs_dot: f32, k: usize) -> f64 {
+        let ulps = self.ulp_per_k * k as f64 * ulp(want);
+        let bound = (self.acc_units_per_k * k as f64 * U32 + self.f16_product_units * U16) * abs_dot as f64;
+        ulps.max(bound)
+    }
+
+    /// Judges `got` against the emulation (`want`, with each output's `sum |x w|`).
+    pub fn judge(&self, got: &[f32], want: &[f32], abs_dot: &[f32], k: usize) -> KernelVerdict {
+        let mut v = KernelVerdict {
+            pass: got.len() == want.len(),
+            worst_ratio: 0.0,
+            worst_index: 0,
+            max_abs_err: 0.0,
+            failures: 0,
+        };
+        for (i, ((&g, &w), &a)) in got.iter().zip(want).zip(abs_dot).enumerate() {
+            let err = (g as f64 - w as f64).abs();
+            let ratio = if err.is_nan() { f64::INFINITY } else { err / self.allowed(w, a, k).max(f64::MIN_POSITIVE) };
+            if ratio > 1.0 {
+                v.failures += 1;
+                v.pass = false;
+            }
+            if ratio > v.worst_ratio || i == 0 {
+                v.worst_ratio = ratio;
+                v.worst_index = i;
+            }
+            if !err.is_nan() {
+                v.max_abs_err = v.max_abs_err.max(err);
+            }
+        }
+        v
+    }
+}
+
+/// Distance from |v| to the next larger f32.
+pub fn ulp(v: f32) -> f64 {
+    let a = v.abs();
+    if !a.is_finite() {
+        return f64::INFINITY;
+    }
+    (f32::from_bits(a.to_bits() + 1) as f64) - a as f64
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelVerdict {
+    pub pass: bool,
+    /// The largest error as a multiple of what was allowed (<= 1 passes).
+    pub worst_ratio: f64,
+    pub worst_index: usize,
+    pub max_abs_err: f64,
+    /// How many outputs exceeded their tolerance.
+    pub failures: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reordered_sums_pass_and_wrong_values_fail() {
+        let t = KernelTolerance::matmul_f32();
+        let xs: Vec<f32> = (0..4096).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
+        let fwd: f32 = xs.iter().sum();
+        let back: f32 = xs.iter().rev().sum();
+        let abs: f32 = xs.iter().map(|x| x.abs()).sum();
+        assert!(t.judge(&[back], &[fwd], &[abs], 4096).pass);
+        assert!(!t.judge(&[fwd + abs * 0.01], &[fwd], &[abs], 4096).pass);
+        assert!(!t.judge(&[f32::NAN], &[fwd], &[abs], 4096).pass);
+        assert_eq!(ulp(1.0), f32::EPSILON as f64);
+    }
+}

@@ -1,0 +1,12 @@
+//! webq-engine: everything that computes, natively and on wasm32.
+//!
+//! - [`quant`]: the formats (2/3/4/8-bit integers and fp16), their packed layouts, quantizers and
+//!   mixed-precision policies.
+//! - [`seeded`]: inputs and weights generated from a seed, bit-identical on every platform.
+//! - [`reference`]: the CPU oracles: the fp16 reference and the exact emulation of every quantized kernel.
+//! - [`webgpu`]: the WGSL kernels and the wgpu executor that runs them.
+
+pub mod quant;
+pub mod reference;
+pub mod seeded;
+pub mod webgpu;

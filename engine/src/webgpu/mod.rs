@@ -1,0 +1,1 @@
+//! WGSL kernels and the wgpu executor.

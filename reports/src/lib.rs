@@ -1,0 +1,1 @@
+//! webq-reports: HTML reports (tera) of webq results.
