@@ -1,0 +1,480 @@
+//! The wgpu executor: a device from the adapter's real features and limits, pipelines compiled once
+//! per (kernel, format, variant) and cached, error scopes that turn failures into [`GpuError`]s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use wgpu::util::DeviceExt;
+
+use super::error::GpuError;
+use super::kernel::{pipeline_constants, shader_source, KernelKind, KernelVariant};
+use crate::quant::{QuantFormat, QuantizedMatrix};
+use crate::reference::Arith;
+
+#[derive(Clone, Debug, Default)]
+pub struct ExecutorOptions {
+    /// Limits to ask for instead of the adapter's own (smaller ones provoke out-of-memory errors).
+    pub limits: Option<wgpu::Limits>,
+    /// Leave out `shader-f16` even where the adapter has it.
+    pub no_f16: bool,
+}
+
+/// What the adapter is and can do, as results record it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub vendor: u32,
+    pub device: u32,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub backend: String,
+    pub shader_f16: bool,
+    pub timestamps: bool,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+}
+
+type PipelineKey = (KernelVariant, QuantFormat, Option<&'static str>);
+
+pub struct Executor {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    summary: AdapterSummary,
+    bind_layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+/// Timings of repeated dispatches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub dispatches: usize,
+    /// Wall time of all dispatches in one submission, divided by their number.
+    pub wall_us_per_dispatch: f64,
+    /// Median GPU time of one dispatch from timestamp queries, where the adapter has them.
+    pub gpu_us_median: Option<f64>,
+}
+
+/// One matmul run: the output and what it cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatmulRun {
+    pub y: Vec<f32>,
+    /// Pipeline compile time, when this run compiled it (`None`: it came from the cache).
+    pub compile_ms: Option<f64>,
+    pub upload_ms: f64,
+    pub timings: Timings,
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}
+
+impl Executor {
+    /// Opens the first adapter wgpu finds (WGPU_BACKEND and friends are honoured).
+    pub fn new(opts: &ExecutorOptions) -> Result<Self, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        }))
+        .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let info = adapter.get_info();
+        let available = adapter.features();
+        let mut features = wgpu::Features::empty();
+        for f in [wgpu::Features::SHADER_F16, wgpu::Features::TIMESTAMP_QUERY] {
+            if available.contains(f) && !(opts.no_f16 && f == wgpu::Features::SHADER_F16) {
+                features |= f;
+            }
+        }
+        let limits = opts.limits.clone().unwrap_or_else(|| adapter.limits());
+        let (device, queue) = block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("webq"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| GpuError::Device(e.to_string()))?;
+        let summary = AdapterSummary {
+            name: info.name.clone(),
+            vendor: info.vendor,
+            device: info.device,
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            backend: format!("{:?}", info.backend),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        };
+        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let bind_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("webq matmul"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
+                storage(1, true),
+                storage(2, true),
+                storage(3, true),
+                storage(4, true),
+                storage(5, false),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("webq matmul"),
+            bind_group_layouts: &[Some(&bind_layout)],
+            immediate_size: 0,
+        });
+        Ok(Executor { device, queue, summary, bind_layout, pipeline_layout, pipelines: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// Whether kernels with this arithmetic can run here.
+    pub fn supports(&self, arith: Arith) -> bool {
+        arith == Arith::F32 || self.summary.shader_f16
+    }
+
+    /// The pipeline of a kernel, compiled on first use (shader precompilation: callers may warm the
+    /// cache before timing). Returns the compile time when this call compiled it.
+    fn pipeline(
+        &self,
+        variant: KernelVariant,
+        format: QuantFormat,
+        planted: Option<(&'static str, String)>,
+    ) -> Result<(Arc<wgpu::ComputePipeline>, Option<f64>), GpuError> {
+        if !self.supports(variant.arith) {
+            return Err(GpuError::MissingFeature("shader-f16"));
+        }
+        let key = (variant, format, planted.as_ref().map(|(id, _)| *id));
+        if let Some(p) = self.pipelines.lock().expect("pipeline cache").get(&key) {
+            return Ok((p.clone(), None));
+        }
+        let source = match planted {
+            Some((_, source)) => source,
+            None => shader_source(variant.kind, variant.arith),
+        };
+        let start = Instant::now();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(variant.kind.name()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let constants = pipeline_constants(&format, &variant);
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(variant.kind.name()),
+            layout: Some(&self.pipeline_layout),
+            module: &module,
+            entry_point: Some(variant.kind.name()),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = block_on(scope.pop()) {
+            return Err(GpuError::Compile(e.to_string()));
+        }
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        let pipeline = Arc::new(pipeline);
+        self.pipelines.lock().expect("pipeline cache").insert(key, pipeline.clone());
+        Ok((pipeline, Some(ms)))
+    }
+
+    fn check_size(&self, what: &'static str, bytes: usize) -> Result<(), GpuError> {
+        let limit = self.summary.max_storage_buffer_binding_size.min(self.summary.max_buffer_size);
+        if bytes as u64 > limit {
+            return Err(GpuError::TooLarge { what, bytes: bytes as u64, limit });
+        }
+        Ok(())
+    }
+
+    /// Uploads a quantized weight and activations and builds everything one kernel needs.
+    pub fn prepare(
+        &self,
+        x: &[f32],
+        m: usize,
+        q: &QuantizedMatrix,
+        variant: KernelVariant,
+    ) -> Result<Prepared<'_>, GpuError> {
+        self.prepare_inner(x, m, q, variant, None)
+    }
+
+    /// As [`Executor::prepare`], with a planted fault's source.
+    #[cfg(any(test, feature = "planted-faults"))]
+    pub fn prepare_faulty(
+        &self,
+        x: &[f32],
+        m: usize,
+        q: &QuantizedMatrix,
+        variant: KernelVariant,
+        fault: &'static super::faults::Fault,
+    ) -> Result<Prepared<'_>, GpuError> {
+        let source = fault.source(variant.kind, variant.arith).map_err(GpuError::Compile)?;
+        self.prepare_inner(x, m, q, variant, Some((fault.id, source)))
+    }
+
+    fn prepare_inner(
+        &self,
+        x: &[f32],
+        m: usize,
+        q: &QuantizedMatrix,
+        variant: KernelVariant,
+        planted: Option<(&'static str, String)>,
+    ) -> Result<Prepared<'_>, GpuError> {
+        assert_eq!(x.len(), m * q.k, "activations are m x k");
+        let (pipeline, compile_ms) = self.pipeline(variant, q.format, planted)?;
+        let start = Instant::now();
+        let scales = q.scale_bytes();
+        let zeros = q.zero_bytes();
+        let y_bytes = (m * q.n * 4) as u64;
+        for (what, len) in [("packed weights", q.codes.len()), ("scales", scales.len()), ("activations", x.len() * 4)] {
+            self.check_size(what, len)?;
+        }
+        self.check_size("output", y_bytes as usize)?;
+        let scope_oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let scope_val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let storage = |label: &str, bytes: &[u8]| {
+            // Zero-length bindings are invalid: an unused buffer (symmetric zero points) gets one word.
+            let contents: &[u8] = if bytes.is_empty() { &[0u8; 4] } else { bytes };
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            })
+        };
+        let groups_per_row = if q.format == QuantFormat::F16 { 1 } else { q.groups_per_row() };
+        let params: [u32; 8] =
+            [m as u32, q.n as u32, q.k as u32, (q.row_stride / 4) as u32, groups_per_row as u32, 0, 0, 0];
+        let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::cast_slice(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let codes = storage("codes", &q.codes);
+        let scales = storage("scales", &scales);
+        let zeros = storage("zeros", &zeros);
+        let xb = storage("x", bytemuck::cast_slice(x));
+        let y = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("y"),
+            size: y_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("y staging"),
+            size: y_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("webq matmul"),
+            layout: &self.bind_layout,
+            entries: &[&params, &codes, &scales, &zeros, &xb, &y]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+                .collect::<Vec<_>>(),
+        });
+        if let Some(e) = block_on(scope_val.pop()) {
+            return Err(GpuError::Validation(e.to_string()));
+        }
+        if let Some(e) = block_on(scope_oom.pop()) {
+            return Err(GpuError::OutOfMemory(e.to_string()));
+        }
+        self.queue.submit([]);
+        self.wait()?;
+        let upload_ms = start.elapsed().as_secs_f64() * 1e3;
+        let wg = variant.workgroup;
+        let groups = match variant.kind {
+            KernelKind::Gemv => (q.n.div_ceil(wg.y as usize) as u32, m as u32, 1),
+            KernelKind::Gemm => (q.n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1),
+        };
+        Ok(Prepared { exec: self, pipeline, bind, x: xb, y, staging, y_bytes, groups, compile_ms, upload_ms })
+    }
+
+    fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::DeviceLost(e.to_string()))
+    }
+
+    /// Quantized matmul `x (m x k) * q^T`: compile (or reuse), upload, run `reps` timed dispatches
+    /// after one warm-up, read the output back.
+    pub fn matmul(
+        &self,
+        x: &[f32],
+        m: usize,
+        q: &QuantizedMatrix,
+        variant: KernelVariant,
+        reps: usize,
+    ) -> Result<MatmulRun, GpuError> {
+        let p = self.prepare(x, m, q, variant)?;
+        p.finish(reps)
+    }
+}
+
+/// Everything one kernel needs, uploaded: dispatch it as often as you like.
+pub struct Prepared<'e> {
+    exec: &'e Executor,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind: wgpu::BindGroup,
+    x: wgpu::Buffer,
+    y: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    y_bytes: u64,
+    groups: (u32, u32, u32),
+    pub compile_ms: Option<f64>,
+    pub upload_ms: f64,
+}
+
+impl Prepared<'_> {
+    /// Replaces the activations (same shape).
+    pub fn set_input(&self, x: &[f32]) {
+        self.exec.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
+    }
+
+    fn encode(&self, encoder: &mut wgpu::CommandEncoder, timestamps: Option<(&wgpu::QuerySet, u32)>) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("webq matmul"),
+            timestamp_writes: timestamps.map(|(set, i)| wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(2 * i),
+                end_of_pass_write_index: Some(2 * i + 1),
+            }),
+        });
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind, &[]);
+        pass.dispatch_workgroups(self.groups.0, self.groups.1, self.groups.2);
+    }
+
+    /// One dispatch, waited for (what a benchmark iteration measures).
+    pub fn dispatch_and_wait(&self) -> Result<(), GpuError> {
+        let mut enc = self.exec.device.create_command_encoder(&Default::default());
+        self.encode(&mut enc, None);
+        self.exec.queue.submit([enc.finish()]);
+        self.exec.wait()
+    }
+
+    /// `reps` dispatches in one submission, with a timestamp pair around each where available.
+    pub fn time(&self, reps: usize) -> Result<Timings, GpuError> {
+        let reps = reps.max(1);
+        let dev = &self.exec.device;
+        let query = self.exec.summary.timestamps.then(|| {
+            let set = dev.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("webq timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * reps as u32,
+            });
+            let size = 16 * reps as u64;
+            let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let read = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps read"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            (set, resolve, read, size)
+        });
+        let mut enc = dev.create_command_encoder(&Default::default());
+        for i in 0..reps {
+            self.encode(&mut enc, query.as_ref().map(|(set, ..)| (set, i as u32)));
+        }
+        if let Some((set, resolve, read, size)) = &query {
+            enc.resolve_query_set(set, 0..2 * reps as u32, resolve, 0);
+            enc.copy_buffer_to_buffer(resolve, 0, read, 0, *size);
+        }
+        let start = Instant::now();
+        self.exec.queue.submit([enc.finish()]);
+        self.exec.wait()?;
+        let wall = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
+        let gpu_us_median = match &query {
+            Some((_, _, read, _)) => {
+                let ticks: Vec<u64> = bytemuck::cast_slice(&self.read(read)?).to_vec();
+                let period_ns = self.exec.queue.get_timestamp_period() as f64;
+                let mut us: Vec<f64> =
+                    ticks.chunks(2).map(|p| p[1].saturating_sub(p[0]) as f64 * period_ns / 1e3).collect();
+                Some(median(&mut us))
+            }
+            None => None,
+        };
+        Ok(Timings { dispatches: reps, wall_us_per_dispatch: wall, gpu_us_median })
+    }
+
+    fn read(&self, buffer: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
+        let slice = buffer.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.exec.wait()?;
+        rx.recv().map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
+        let bytes = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?.to_vec();
+        buffer.unmap();
+        Ok(bytes)
+    }
+
+    /// Runs once and reads the output back.
+    pub fn output(&self) -> Result<Vec<f32>, GpuError> {
+        let mut enc = self.exec.device.create_command_encoder(&Default::default());
+        self.encode(&mut enc, None);
+        enc.copy_buffer_to_buffer(&self.y, 0, &self.staging, 0, self.y_bytes);
+        self.exec.queue.submit([enc.finish()]);
+        Ok(bytemuck::cast_slice(&self.read(&self.staging)?).to_vec())
+    }
+
+    /// Output of the first dispatch, then `reps` timed ones.
+    pub fn finish(self, reps: usize) -> Result<MatmulRun, GpuError> {
+        let y = self.output()?;
+        let timings = self.time(reps)?;
+        Ok(MatmulRun { y, compile_ms: self.compile_ms, upload_ms: self.upload_ms, timings })
+    }
+}
+
+/// Median of a list (sorted in place).
+pub fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}

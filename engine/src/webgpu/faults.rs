@@ -1,0 +1,240 @@
+//! Planted faults: deliberately broken kernel variants, to show that the kernel verdict catches real
+//! bugs rather than blessing them. Only tests and `webq faults` can turn them on (cargo feature
+//! `planted-faults`); matrices cannot name them.
+//!
+//! Each fault is a textual patch of the real shader source, the way such bugs are written: a wrong
+//! shift, a dropped barrier, a floor instead of a ceiling. A fault applies to the cells where it
+//! can show (the zero-point fault needs an asymmetric format); it is caught when at least one of
+//! those cells fails kernel conformance.
+
+use crate::quant::{IntBits, QuantFormat, ScaleType, Scheme};
+use crate::reference::Arith;
+
+use super::kernel::{KernelKind, DEQUANT, GEMM, GEMV};
+
+/// Which piece of the shader a patch edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece {
+    Dequant,
+    Gemv,
+    Gemm,
+}
+
+impl Piece {
+    fn text(self) -> &'static str {
+        match self {
+            Piece::Dequant => DEQUANT,
+            Piece::Gemv => GEMV,
+            Piece::Gemm => GEMM,
+        }
+    }
+}
+
+/// Where a fault can show.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope {
+    pub kinds: &'static [KernelKind],
+    pub arith: Option<Arith>,
+    pub formats: fn(&QuantFormat) -> bool,
+    /// Needs a K that is not a multiple of the GEMM tile, M > 1, or large same-signed sums.
+    pub needs: Needs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    Nothing,
+    OddK,
+    ManyRows,
+    LargeSums,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Fault {
+    pub id: &'static str,
+    pub description: &'static str,
+    pub patches: &'static [(Piece, &'static str, &'static str)],
+    pub scope: Scope,
+}
+
+const BOTH: &[KernelKind] = &[KernelKind::Gemv, KernelKind::Gemm];
+
+fn any_int(f: &QuantFormat) -> bool {
+    f.as_int().is_some()
+}
+fn bits(f: &QuantFormat, b: IntBits) -> bool {
+    f.as_int().is_some_and(|i| i.bits == b)
+}
+fn int4(f: &QuantFormat) -> bool {
+    bits(f, IntBits::B4)
+}
+fn int2(f: &QuantFormat) -> bool {
+    bits(f, IntBits::B2)
+}
+fn int3(f: &QuantFormat) -> bool {
+    bits(f, IntBits::B3)
+}
+fn asym(f: &QuantFormat) -> bool {
+    f.as_int().is_some_and(|i| i.scheme == Scheme::Asymmetric)
+}
+fn sym(f: &QuantFormat) -> bool {
+    f.as_int().is_some_and(|i| i.scheme == Scheme::Symmetric)
+}
+fn grouped(f: &QuantFormat) -> bool {
+    f.as_int().is_some_and(|i| i.group.size().is_some())
+}
+fn f16_scales(f: &QuantFormat) -> bool {
+    f.as_int().is_some_and(|i| i.scale == ScaleType::F16)
+}
+fn all(_: &QuantFormat) -> bool {
+    true
+}
+
+const fn scope(kinds: &'static [KernelKind], formats: fn(&QuantFormat) -> bool) -> Scope {
+    Scope { kinds, arith: None, formats, needs: Needs::Nothing }
+}
+
+/// The catalogue.
+pub const FAULTS: &[Fault] = &[
+    Fault {
+        id: "nibble-order",
+        description: "4-bit codes read high nibble first (not WebNN's low-nibble-first order)",
+        patches: &[(Piece::Dequant, "(word >> (4u * (i % 8u)))", "(word >> (4u * ((i % 8u) ^ 1u)))")],
+        scope: scope(BOTH, int4),
+    },
+    Fault {
+        id: "crumb-order",
+        description: "2-bit codes read from the top of each word down",
+        patches: &[(Piece::Dequant, "(word >> (2u * (i % 16u)))", "(word >> (2u * (15u - i % 16u)))")],
+        scope: scope(BOTH, int2),
+    },
+    Fault {
+        id: "planes3-high-bit-lost",
+        description: "3-bit codes lose their high bit plane",
+        patches: &[(Piece::Dequant, "return lo | (hi << 2u);", "return lo;")],
+        scope: scope(BOTH, int3),
+    },
+    Fault {
+        id: "group-off-by-one",
+        description: "group index computed from k + 1: the last weight of each group takes the next group's scale",
+        patches: &[(Piece::Dequant, "return k / max(GROUP_LEN, 1u);", "return (k + 1u) / max(GROUP_LEN, 1u);")],
+        scope: scope(BOTH, grouped),
+    },
+    Fault {
+        id: "zero-point-ignored",
+        description: "asymmetric zero point never subtracted",
+        patches: &[(Piece::Dequant, "z = i32(zero_code(gi));", "z = 0;")],
+        scope: scope(BOTH, asym),
+    },
+    Fault {
+        id: "per-tensor-scale",
+        description: "one scale for the whole tensor instead of one per group",
+        patches: &[(Piece::Dequant, "* wt(scale_at(gi))", "* wt(scale_at(0u))")],
+        scope: scope(BOTH, any_int),
+    },
+    Fault {
+        id: "scale-halves-swapped",
+        description: "f16 scales read from the wrong half of their word",
+        patches: &[(
+            Piece::Dequant,
+            "return select(pair.x, pair.y, gi % 2u == 1u);",
+            "return select(pair.y, pair.x, gi % 2u == 1u);",
+        )],
+        scope: scope(BOTH, f16_scales),
+    },
+    Fault {
+        id: "code-rounding",
+        description: "codes decoded as bin centres (q - z + 0.5) instead of integers",
+        patches: &[(
+            Piece::Dequant,
+            "return wt(f32(q - z)) * wt(scale_at(gi));",
+            "return wt(f32(q - z) + 0.5) * wt(scale_at(gi));",
+        )],
+        scope: scope(BOTH, any_int),
+    },
+    Fault {
+        id: "sign-extension-lost",
+        description: "signed codes read as unsigned (no sign extension)",
+        patches: &[(Piece::Dequant, "return bitcast<i32>(p << shift) >> shift;", "return i32(p);")],
+        scope: scope(BOTH, sym),
+    },
+    Fault {
+        id: "f16-accumulation",
+        description: "the f16 variant accumulates in f16, which overflows on large sums",
+        patches: &[
+            (Piece::Gemv, "var acc: f32 = 0.0;", "var acc: wt = wt(0.0);"),
+            (Piece::Gemv, "acc += f32(wt(x[xrow + k]) * dequant(n, k));", "acc += wt(x[xrow + k]) * dequant(n, k);"),
+            (Piece::Gemm, "var acc: f32 = 0.0;", "var acc: wt = wt(0.0);"),
+            (Piece::Gemm, "acc += f32(xs[lid.y][kk] * ws[lid.x][kk]);", "acc += xs[lid.y][kk] * ws[lid.x][kk];"),
+        ],
+        scope: Scope { kinds: BOTH, arith: Some(Arith::F16), formats: all, needs: Needs::LargeSums },
+    },
+    Fault {
+        id: "missing-barrier",
+        description: "GEMM reads its staged tile without the workgroup barrier after loading it",
+        patches: &[(Piece::Gemm, "ws[lid.y][lid.x] = wv;\n        workgroupBarrier();", "ws[lid.y][lid.x] = wv;")],
+        scope: Scope { kinds: &[KernelKind::Gemm], arith: None, formats: all, needs: Needs::ManyRows },
+    },
+    Fault {
+        id: "reduction-drops-half",
+        description: "GEMV tree reduction starts at a quarter of the workgroup, dropping half the partial sums",
+        patches: &[(Piece::Gemv, "var stride = WG_X / 2u;", "var stride = WG_X / 4u;")],
+        scope: scope(&[KernelKind::Gemv], all),
+    },
+    Fault {
+        id: "last-partial-tile-dropped",
+        description: "GEMM loops over floor(K / 16) tiles, dropping the last partial tile",
+        patches: &[(Piece::Gemm, "let tiles = (params.k + TILE - 1u) / TILE;", "let tiles = params.k / TILE;")],
+        scope: Scope { kinds: &[KernelKind::Gemm], arith: None, formats: all, needs: Needs::OddK },
+    },
+    Fault {
+        id: "k-n-swapped",
+        description: "GEMM writes its output transposed (N and M strides swapped)",
+        patches: &[(Piece::Gemm, "y[row * params.n + col] = f32(acc);", "y[col * params.m + row] = f32(acc);")],
+        scope: Scope { kinds: &[KernelKind::Gemm], arith: None, formats: all, needs: Needs::ManyRows },
+    },
+];
+
+impl Fault {
+    pub fn by_id(id: &str) -> Option<&'static Fault> {
+        FAULTS.iter().find(|f| f.id == id)
+    }
+
+    pub fn applies(&self, format: &QuantFormat, kind: KernelKind, arith: Arith) -> bool {
+        self.scope.kinds.contains(&kind) && self.scope.arith.is_none_or(|a| a == arith) && (self.scope.formats)(format)
+    }
+
+    /// The kernel source with this fault planted. Every patch must match exactly once, so that a
+    /// fault never silently stops applying when a kernel is edited.
+    pub fn source(&self, kind: KernelKind, arith: Arith) -> Result<String, String> {
+        let mut pieces =
+            [(Piece::Dequant, DEQUANT.to_string()), (Piece::Gemv, GEMV.to_string()), (Piece::Gemm, GEMM.to_string())];
+        for &(piece, from, to) in self.patches {
+            let text = &mut pieces.iter_mut().find(|(p, _)| *p == piece).expect("every piece is listed").1;
+            let hits = piece.text().matches(from).count();
+            if hits != 1 {
+                return Err(format!("fault {}: patch `{from}` matches {hits} times in {piece:?}", self.id));
+            }
+            *text = text.replacen(from, to, 1);
+        }
+        let base = super::kernel::shader_source(kind, arith);
+        let clean = format!("{DEQUANT}\n{}", kind.body());
+        let body = format!("{}\n{}", pieces[0].1, if kind == KernelKind::Gemv { &pieces[1].1 } else { &pieces[2].1 });
+        Ok(base.replacen(&clean, &body, 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_patch_matches_exactly_once() {
+        assert!(FAULTS.len() >= 10);
+        for f in FAULTS {
+            for kind in f.scope.kinds {
+                let s = f.source(*kind, Arith::F16).unwrap();
+                assert_ne!(s, super::super::kernel::shader_source(*kind, Arith::F16), "{} changes the source", f.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Every format through every kernel variant on the real adapter (lavapipe here), judged against the
+//! CPU emulation of the same computation.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+use webq_conformance::KernelTolerance;
+use webq_engine::quant::{quantize, QuantFormat, Quantizer};
+use webq_engine::reference::{emulate, Arith};
+use webq_engine::seeded;
+use webq_engine::webgpu::{Executor, ExecutorOptions, KernelKind, KernelVariant, Workgroup};
+
+/// The executor, or why there is none. With WEBQ_REQUIRE_GPU=1 (as CI sets) a missing adapter fails.
+pub fn executor() -> Option<Executor> {
+    match Executor::new(&ExecutorOptions::default()) {
+        Ok(e) => Some(e),
+        Err(e) if std::env::var("WEBQ_REQUIRE_GPU").as_deref() != Ok("1") => {
+            eprintln!("SKIPPED: no GPU adapter ({e}); install mesa-vulkan-drivers (scripts/setup)");
+            None
+        }
+        Err(e) => panic!("WEBQ_REQUIRE_GPU=1 but no adapter: {e}"),
+    }
+}
+
+fn check(
+    exec: &Executor,
+    format: QuantFormat,
+    m: usize,
+    n: usize,
+    k: usize,
+    variant: KernelVariant,
+) -> Result<(), String> {
+    let w = seeded::weights(11, n, k);
+    let x = seeded::activations(12, m, k);
+    let q = quantize(&w, n, k, format, Quantizer::ScaleSearch).map_err(|e| e.to_string())?;
+    let run = exec.matmul(&x, m, &q, variant, 1).map_err(|e| format!("{format} {variant:?}: {e}"))?;
+    let want = emulate(&x, m, &q, variant.arith);
+    let tol = match variant.arith {
+        Arith::F32 => KernelTolerance::matmul_f32(),
+        Arith::F16 => KernelTolerance::matmul_f16(),
+    };
+    let v = tol.judge(&run.y, &want.y, &want.abs_dot, k);
+    if v.pass {
+        Ok(())
+    } else {
+        let i = v.worst_index;
+        Err(format!(
+            "{format} {} {} wg {} m{m} n{n} k{k}: {} outputs off, worst #{i} got {} want {} ({}x tolerance)",
+            variant.kind.name(),
+            variant.arith.name(),
+            variant.workgroup,
+            v.failures,
+            run.y[i],
+            want.y[i],
+            v.worst_ratio
+        ))
+    }
+}
+
+#[test]
+fn every_format_every_kernel_matches_the_emulation() {
+    let Some(exec) = executor() else { return };
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for format in QuantFormat::catalogue() {
+        for arith in [Arith::F32, Arith::F16] {
+            if !exec.supports(arith) {
+                eprintln!("SKIPPED {format} f16 arithmetic: adapter has no shader-f16");
+                continue;
+            }
+            let shapes: &[(usize, usize, usize)] = if format.as_int().is_some_and(|f| f.group.size().is_some()) {
+                &[(1, 37, 256), (5, 21, 128)]
+            } else {
+                &[(1, 37, 200), (5, 21, 200)] // K not a multiple of the tile, chunk or block
+            };
+            for &(m, n, k) in shapes {
+                let kind = KernelKind::for_rows(m);
+                let wgs: &[Workgroup] =
+                    if kind == KernelKind::Gemv { &Workgroup::VARIANTS } else { &[Workgroup::GEMM_TILE] };
+                for &wg in wgs {
+                    cells += 1;
+                    if let Err(e) = check(&exec, format, m, n, k, KernelVariant::new(kind, arith, wg)) {
+                        failures.push(e);
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {cells} cells failed:\n{}", failures.len(), failures.join("\n"));
+    eprintln!("{cells} cells passed on {}", exec.adapter().name);
+}
+
+#[test]
+fn binding_limit_is_refused_clearly() {
+    let Some(exec) = executor() else { return };
+    let limits = wgpu_limits_small();
+    drop(exec);
+    let small =
+        Executor::new(&ExecutorOptions { limits: Some(limits), no_f16: false }).expect("device with small limits");
+    let (n, k) = (256, 4096);
+    let w = seeded::weights(1, n, k);
+    let q = quantize(&w, n, k, QuantFormat::F16, Quantizer::RoundToNearest).unwrap();
+    let x = seeded::activations(1, 1, k);
+    let err = small
+        .matmul(&x, 1, &q, KernelVariant::new(KernelKind::Gemv, Arith::F32, Workgroup { x: 128, y: 2 }), 1)
+        .unwrap_err();
+    assert_eq!(err.class(), "resource_limit", "{err}");
+    assert!(err.to_string().contains("packed weights"), "{err}");
+}
+
+fn wgpu_limits_small() -> wgpu::Limits {
+    wgpu::Limits { max_storage_buffer_binding_size: 1 << 20, max_buffer_size: 1 << 20, ..wgpu::Limits::default() }
+}
