@@ -1,6 +1,13 @@
 //! `webq`: the webq driver.
 
+mod cell;
+mod faults;
 mod formats;
+mod matrix;
+mod native;
+mod report;
+mod results;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -13,14 +20,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a matrix and write results.jsonl, run.json and index.html into --out.
+    Run(run::RunArgs),
+    /// Render the report again from stored results.
+    Report(run::ReportArgs),
     /// Every weight format with its bits per weight and its error on seeded weights.
     Formats(formats::FormatsArgs),
+    /// Plant every catalogued kernel fault and check that the kernel verdict catches each one.
+    Faults(faults::FaultsArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Report(args) => run::report(&args),
         Command::Formats(args) => formats::run(&args),
+        Command::Faults(args) => faults::run(&args),
     };
     if let Err(e) = result {
         eprintln!("webq: {e}");

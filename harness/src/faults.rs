@@ -1,0 +1,222 @@
+//! `webq faults`: plants every catalogued kernel fault and checks that the kernel verdict catches it,
+//! while the same cells with the correct kernels all pass.
+
+use clap::Args;
+use webq_conformance::KernelTolerance;
+use webq_engine::quant::{quantize, Group, IntBits, IntFormat, QuantFormat, Quantizer, ScaleType, Scheme};
+use webq_engine::reference::{emulate, Arith};
+use webq_engine::seeded;
+use webq_engine::webgpu::faults::{Fault, Needs, FAULTS};
+use webq_engine::webgpu::{Executor, ExecutorOptions, GpuError, KernelKind, KernelVariant, Workgroup};
+
+#[derive(Args)]
+pub struct FaultsArgs {
+    /// A representative subset of formats (one per width, scheme and grouping) instead of all.
+    #[arg(long)]
+    quick: bool,
+    /// Only this fault.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+/// One case a fault is tried on.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub format: QuantFormat,
+    pub kind: KernelKind,
+    pub arith: Arith,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Same-signed inputs whose sums leave the f16 range (products stay inside it).
+    pub large: bool,
+}
+
+/// The outcome of one fault.
+#[derive(Debug)]
+pub struct FaultOutcome {
+    pub fault: &'static Fault,
+    pub cases: usize,
+    pub failed: usize,
+    pub worst_ratio: f64,
+    pub errors: Vec<String>,
+}
+
+impl FaultOutcome {
+    pub fn caught(&self) -> bool {
+        self.failed > 0
+    }
+}
+
+/// The formats a quick run tries: every width and scheme, grouped (g32) and per-channel, fp16, and
+/// the f32-scale variant.
+pub fn quick_formats() -> Vec<QuantFormat> {
+    let mut out = vec![QuantFormat::F16];
+    for bits in IntBits::ALL {
+        for scheme in [Scheme::Symmetric, Scheme::Asymmetric] {
+            for group in [Group::Size(32), Group::PerChannel] {
+                out.push(QuantFormat::Int(IntFormat::new(bits, group, scheme)));
+            }
+        }
+    }
+    out.push(QuantFormat::Int(IntFormat {
+        scale: ScaleType::F32,
+        ..IntFormat::new(IntBits::B4, Group::Size(128), Scheme::Symmetric)
+    }));
+    out
+}
+
+/// The cases on which `fault` can show.
+pub fn cases_for(fault: &Fault, formats: &[QuantFormat], f16: bool) -> Vec<Case> {
+    let shapes: &[(usize, usize, usize)] = match fault.scope.needs {
+        Needs::Nothing => &[(1, 40, 256), (5, 24, 256)],
+        Needs::ManyRows => &[(5, 24, 256)],
+        Needs::OddK => &[(5, 24, 200)],
+        Needs::LargeSums => &[(1, 8, 4096), (3, 8, 4096)],
+    };
+    let ariths: Vec<Arith> = match fault.scope.arith {
+        Some(a) => vec![a],
+        None => vec![Arith::F32],
+    };
+    let mut out = Vec::new();
+    for format in formats {
+        for &(m, n, k) in shapes {
+            let kind = KernelKind::for_rows(m);
+            for &arith in &ariths {
+                if (arith == Arith::F16 && !f16)
+                    || !fault.applies(format, kind, arith)
+                    || format.check_shape(n, k).is_err()
+                {
+                    continue;
+                }
+                out.push(Case { format: *format, kind, arith, m, n, k, large: fault.scope.needs == Needs::LargeSums });
+            }
+        }
+    }
+    out
+}
+
+/// Runs a case with the correct kernel (`fault` None) or a faulty one: `Ok(worst ratio)`, where a
+/// ratio above 1 fails the kernel verdict.
+pub fn run_case(exec: &Executor, case: &Case, fault: Option<&'static Fault>) -> Result<f64, GpuError> {
+    let (m, n, k) = (case.m, case.n, case.k);
+    let mut w = seeded::weights(5, n, k);
+    let mut x = seeded::activations(6, m, k);
+    if case.large {
+        let spread = (k as f32).sqrt() * 0.5;
+        w.iter_mut().for_each(|v| *v = 2.0 + *v * spread);
+        x.iter_mut().for_each(|v| *v += 16.0);
+    }
+    let q = quantize(&w, n, k, case.format, Quantizer::RoundToNearest).expect("fault cases have valid shapes");
+    let variant = KernelVariant::new(case.kind, case.arith, Workgroup { x: 128, y: 2 });
+    let prepared = match fault {
+        Some(f) => exec.prepare_faulty(&x, m, &q, variant, f)?,
+        None => exec.prepare(&x, m, &q, variant)?,
+    };
+    let y = prepared.output()?;
+    let want = emulate(&x, m, &q, case.arith);
+    let tol = match case.arith {
+        Arith::F32 => KernelTolerance::matmul_f32(),
+        Arith::F16 => KernelTolerance::matmul_f16(),
+    };
+    Ok(tol.judge(&y, &want.y, &want.abs_dot, k).worst_ratio)
+}
+
+/// Plants each fault in turn; also returns the false failures of the correct kernels on the same cases.
+pub fn hunt(exec: &Executor, formats: &[QuantFormat], only: Option<&str>) -> (Vec<FaultOutcome>, usize, Vec<String>) {
+    let mut outcomes = Vec::new();
+    let mut clean_cases: Vec<Case> = Vec::new();
+    for fault in FAULTS.iter().filter(|f| only.is_none_or(|o| o == f.id)) {
+        let cases = cases_for(fault, formats, exec.supports(Arith::F16));
+        let mut out = FaultOutcome { fault, cases: cases.len(), failed: 0, worst_ratio: 0.0, errors: Vec::new() };
+        for case in &cases {
+            match run_case(exec, case, Some(fault)) {
+                Ok(r) => {
+                    out.worst_ratio = out.worst_ratio.max(r);
+                    if r > 1.0 {
+                        out.failed += 1;
+                    }
+                }
+                Err(e) => out.errors.push(format!("{} {}: {e}", case.format, case.kind.name())),
+            }
+            if !clean_cases.iter().any(|c| same_case(c, case)) {
+                clean_cases.push(*case);
+            }
+        }
+        outcomes.push(out);
+    }
+    let mut false_failures = Vec::new();
+    for case in &clean_cases {
+        match run_case(exec, case, None) {
+            Ok(r) if r <= 1.0 => {}
+            Ok(r) => false_failures.push(format!(
+                "{} {} {}x{}x{}: {r:.3e}x tolerance",
+                case.format,
+                case.kind.name(),
+                case.m,
+                case.n,
+                case.k
+            )),
+            Err(e) => false_failures.push(format!("{} {}: {e}", case.format, case.kind.name())),
+        }
+    }
+    (outcomes, clean_cases.len(), false_failures)
+}
+
+fn same_case(a: &Case, b: &Case) -> bool {
+    (a.format, a.kind, a.arith, a.m, a.n, a.k, a.large) == (b.format, b.kind, b.arith, b.m, b.n, b.k, b.large)
+}
+
+pub fn run(args: &FaultsArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let exec = Executor::new(&ExecutorOptions::default())?;
+    let formats = if args.quick { quick_formats() } else { QuantFormat::catalogue() };
+    eprintln!("webq faults: adapter {}, {} formats", exec.adapter().name, formats.len());
+    let (outcomes, clean, false_failures) = hunt(&exec, &formats, args.only.as_deref());
+    println!("{:<8} {:<26} {:>13} {:>12}  description", "verdict", "fault", "failed/cases", "worst x tol");
+    for o in &outcomes {
+        println!(
+            "{:<8} {:<26} {:>13} {:>12.3e}  {}",
+            if o.caught() { "caught" } else { "MISSED" },
+            o.fault.id,
+            format!("{}/{}", o.failed, o.cases),
+            o.worst_ratio,
+            o.fault.description
+        );
+        for e in &o.errors {
+            println!("         error: {e}");
+        }
+    }
+    let caught = outcomes.iter().filter(|o| o.caught()).count();
+    println!("correct kernels on the same {clean} cases: {} false failures", false_failures.len());
+    for f in &false_failures {
+        println!("  FALSE FAILURE {f}");
+    }
+    println!("caught {caught}/{} planted faults", outcomes.len());
+    if caught < outcomes.len() || !false_failures.is_empty() {
+        return Err("the suite missed a planted fault or failed a correct kernel".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_planted_fault_is_caught_and_no_correct_kernel_fails() {
+        let exec = match Executor::new(&ExecutorOptions::default()) {
+            Ok(e) => e,
+            Err(e) if std::env::var("WEBQ_REQUIRE_GPU").as_deref() != Ok("1") => {
+                eprintln!("SKIPPED: no GPU adapter ({e}); scripts/setup installs lavapipe");
+                return;
+            }
+            Err(e) => panic!("WEBQ_REQUIRE_GPU=1 but no adapter: {e}"),
+        };
+        let (outcomes, clean, false_failures) = hunt(&exec, &quick_formats(), None);
+        assert!(outcomes.len() >= 10);
+        let missed: Vec<_> =
+            outcomes.iter().filter(|o| !o.caught()).map(|o| (o.fault.id, o.cases, &o.errors)).collect();
+        assert!(missed.is_empty(), "missed: {missed:?}");
+        assert!(clean > 0 && false_failures.is_empty(), "false failures: {false_failures:?}");
+    }
+}

@@ -1,0 +1,100 @@
+//! Builds the HTML report from result records, and writes it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use webq_reports::{grid_class, render_html, DetailRow, Grid, GridCell, GridRow, Report, StatusCount};
+
+use crate::results::{CellRecord, Status};
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map_or(
+        String::new(),
+        |v| if v.abs() >= 1e-3 && v.abs() < 1e5 { format!("{v:.digits$}") } else { format!("{v:.2e}") },
+    )
+}
+
+/// The report of one run's records.
+pub fn build(records: &[CellRecord], info: Vec<(String, String)>, warnings: Vec<String>) -> Report {
+    let totals = Status::ALL
+        .iter()
+        .map(|s| StatusCount { status: s.name().into(), count: records.iter().filter(|r| r.status == *s).count() })
+        .filter(|c| c.count > 0)
+        .collect();
+    // Grid: rows precision (in first-seen order), columns runtime + kernel + arith.
+    let column = |r: &CellRecord| {
+        format!("{} {} {} {}", r.cell.runtime, r.cell.backend, r.cell.kernel.name(), r.cell.arith.name())
+    };
+    let mut columns: Vec<String> = Vec::new();
+    let mut rows: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<(usize, usize), Vec<&CellRecord>> = BTreeMap::new();
+    for r in records {
+        let c = column(r);
+        let ci = columns.iter().position(|x| *x == c).unwrap_or_else(|| {
+            columns.push(c);
+            columns.len() - 1
+        });
+        let ri = rows.iter().position(|x| *x == r.cell.precision).unwrap_or_else(|| {
+            rows.push(r.cell.precision.clone());
+            rows.len() - 1
+        });
+        groups.entry((ri, ci)).or_default().push(r);
+    }
+    let grid_rows = rows
+        .iter()
+        .enumerate()
+        .map(|(ri, label)| GridRow {
+            label: label.clone(),
+            cells: (0..columns.len())
+                .map(|ci| {
+                    let cell = groups.get(&(ri, ci)).map(Vec::as_slice).unwrap_or(&[]);
+                    let count = |s: Status| cell.iter().filter(|r| r.status == s).count();
+                    let (passes, total) = (count(Status::Pass), cell.len());
+                    let title: Vec<String> = cell
+                        .iter()
+                        .filter(|r| r.status != Status::Pass)
+                        .map(|r| format!("{} {}: {}", r.cell.shape, r.status.name(), r.reason.as_deref().unwrap_or("")))
+                        .collect();
+                    GridCell {
+                        passes,
+                        total,
+                        class: grid_class(passes, count(Status::Fail), count(Status::Unsupported), total).into(),
+                        title: title.join("\n"),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let cells = records
+        .iter()
+        .map(|r| DetailRow {
+            id: r.id.clone(),
+            status: r.status.name().into(),
+            reason: r.reason.clone().unwrap_or_default(),
+            workgroup: r.workgroup.clone().unwrap_or_default(),
+            kernel_ratio: num(r.kernel.as_ref().map(|k| k.verdict.worst_ratio), 3),
+            rel_l2: num(r.accuracy.as_ref().map(|a| a.metrics.rel_l2), 4),
+            budget: num(r.accuracy.as_ref().map(|a| a.budget_rel_l2), 4),
+            cosine: num(r.accuracy.as_ref().map(|a| a.metrics.cosine), 5),
+            gpu_us: num(r.timings.as_ref().and_then(|t| t.gpu_us), 1),
+            wall_us: num(r.timings.as_ref().map(|t| t.wall_us), 1),
+            gbps: num(r.timings.as_ref().map(|t| t.weight_gbps), 2),
+            compile_ms: num(r.timings.as_ref().and_then(|t| t.compile_ms), 1),
+        })
+        .collect();
+    let title = match records.first() {
+        Some(r) => format!("webq: matrix {}", r.matrix),
+        None => "webq: no results".into(),
+    };
+    Report { title, info, totals, grid: Grid { columns, rows: grid_rows }, cells, warnings }
+}
+
+/// Writes `DIR/index.html` and returns its path.
+pub fn write(dir: &Path, report: &Report) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let html = render_html(report)?;
+    let path = dir.join("index.html");
+    let tmp = dir.join(".index.html.tmp");
+    std::fs::write(&tmp, html)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
