@@ -122,13 +122,17 @@ pub const FAULTS: &[Fault] = &[
     Fault {
         id: "zero-point-ignored",
         description: "asymmetric zero point never subtracted",
-        patches: &[(Piece::Dequant, "z = i32(zero_code(gi));", "z = 0;")],
+        patches: &[(Piece::Dequant, "return i32(zero_code(gi));", "return 0;")],
         scope: scope(BOTH, asym),
     },
     Fault {
         id: "per-tensor-scale",
         description: "one scale for the whole tensor instead of one per group",
-        patches: &[(Piece::Dequant, "* wt(scale_at(gi))", "* wt(scale_at(0u))")],
+        patches: &[(
+            Piece::Dequant,
+            "fn scale_at(gi: u32) -> f32 {",
+            "fn scale_at(group: u32) -> f32 {\n    let gi = 0u;",
+        )],
         scope: scope(BOTH, any_int),
     },
     Fault {
@@ -144,11 +148,7 @@ pub const FAULTS: &[Fault] = &[
     Fault {
         id: "code-rounding",
         description: "codes decoded as bin centres (q - z + 0.5) instead of integers",
-        patches: &[(
-            Piece::Dequant,
-            "return wt(f32(q - z)) * wt(scale_at(gi));",
-            "return wt(f32(q - z) + 0.5) * wt(scale_at(gi));",
-        )],
+        patches: &[(Piece::Dequant, "return wt(f32(q - z)) * wt(s);", "return wt(f32(q - z) + 0.5) * wt(s);")],
         scope: scope(BOTH, any_int),
     },
     Fault {
@@ -162,7 +162,7 @@ pub const FAULTS: &[Fault] = &[
         description: "the f16 variant accumulates in f16, which overflows on large sums",
         patches: &[
             (Piece::Gemv, "var acc: f32 = 0.0;", "var acc: wt = wt(0.0);"),
-            (Piece::Gemv, "acc += f32(wt(x[xrow + k]) * dequant(n, k));", "acc += wt(x[xrow + k]) * dequant(n, k);"),
+            (Piece::Gemv, "acc += chunk_dot(n, c, m * params.k);", "acc += wt(chunk_dot(n, c, m * params.k));"),
             (Piece::Gemm, "var acc: f32 = 0.0;", "var acc: wt = wt(0.0);"),
             (Piece::Gemm, "acc += f32(xs[lid.y][kk] * ws[lid.x][kk]);", "acc += xs[lid.y][kk] * ws[lid.x][kk];"),
         ],

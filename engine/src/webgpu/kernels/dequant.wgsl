@@ -27,12 +27,13 @@ struct Params {
 @group(0) @binding(4) var<storage, read> x: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
-// Offset of the word that holds code i (for 3 bits: its low 2-bit plane).
+// Offset of the word that holds code i (for 3 bits: its low 2-bit plane; for fp16: its half).
 fn word_of(i: u32) -> u32 {
     switch BITS {
         case 8u: { return i / 4u; }
         case 4u: { return i / 8u; }
         case 2u: { return i / 16u; }
+        case 16u: { return i / 2u; }
         default: { return (i / 32u) * 3u + (i % 32u) / 16u; }
     }
 }
@@ -89,7 +90,38 @@ fn group_of(k: u32) -> u32 {
     return k / max(GROUP_LEN, 1u);
 }
 
-// Weight (n, k) dequantized as the CPU emulation does: wt(q - z) * wt(scale).
+// Codes decoded per chunk: one word (two halves for fp16 weights); for 3 bits, 16 codes (one low-plane
+// word and half of the block's high-plane word). Group sizes are multiples of every chunk length, so a
+// chunk never straddles two groups.
+fn chunk_len() -> u32 {
+    switch BITS {
+        case 8u: { return 4u; }
+        case 4u: { return 8u; }
+        case 16u: { return 2u; }
+        default: { return 16u; }
+    }
+}
+
+fn group_zero(gi: u32) -> i32 {
+    if ASYM {
+        return i32(zero_code(gi));
+    }
+    return 0;
+}
+
+// The weight of raw pattern p under zero point z and scale s, as the CPU emulation computes it:
+// wt(q - z) * wt(scale).
+fn decode(p: u32, z: i32, s: f32) -> wt {
+    var q: i32;
+    if ASYM {
+        q = i32(p);
+    } else {
+        q = signed_code(p);
+    }
+    return wt(f32(q - z)) * wt(s);
+}
+
+// Weight (n, k), dequantized.
 fn dequant(n: u32, k: u32) -> wt {
     let row_base = n * params.row_words;
     if BITS == 16u {
@@ -97,14 +129,5 @@ fn dequant(n: u32, k: u32) -> wt {
         return wt(select(pair.x, pair.y, k % 2u == 1u));
     }
     let gi = n * params.groups_per_row + group_of(k);
-    let p = weight_code(row_base, k);
-    var q: i32;
-    var z: i32 = 0;
-    if ASYM {
-        q = i32(p);
-        z = i32(zero_code(gi));
-    } else {
-        q = signed_code(p);
-    }
-    return wt(f32(q - z)) * wt(scale_at(gi));
+    return decode(weight_code(row_base, k), group_zero(gi), scale_at(gi));
 }
