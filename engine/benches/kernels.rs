@@ -33,7 +33,7 @@ fn kernels(c: &mut Criterion) {
             };
             group.throughput(Throughput::Bytes(bytes));
             group.bench_function(BenchmarkId::from_parameter(format), |b| {
-                b.iter(|| prepared.dispatch_and_wait().expect("dispatch"))
+                b.iter(|| pollster::block_on(prepared.dispatch_and_wait()).expect("dispatch"))
             });
         }
         group.finish();

@@ -36,8 +36,8 @@ fn main() {
                     }
                 };
                 // Warm-up, then the timed submission.
-                let _ = p.time(10);
-                let t = match p.time(reps) {
+                let _ = pollster::block_on(p.time(10));
+                let t = match pollster::block_on(p.time(reps)) {
                     Ok(t) => t,
                     Err(e) => {
                         eprintln!("{format} {n}x{k}: {e}");

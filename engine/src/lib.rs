@@ -6,7 +6,11 @@
 //! - [`reference`]: the CPU oracles: the fp16 reference and the exact emulation of every quantized kernel.
 //! - [`webgpu`]: the WGSL kernels and the wgpu executor that runs them.
 
+pub mod b64;
 pub mod quant;
 pub mod reference;
 pub mod seeded;
 pub mod webgpu;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

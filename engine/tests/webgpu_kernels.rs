@@ -32,7 +32,8 @@ fn check(
     let w = seeded::weights(11, n, k);
     let x = seeded::activations(12, m, k);
     let q = quantize(&w, n, k, format, Quantizer::ScaleSearch).map_err(|e| e.to_string())?;
-    let run = exec.matmul(&x, m, &q, variant, 1).map_err(|e| format!("{format} {variant:?}: {e}"))?;
+    let run =
+        pollster::block_on(exec.matmul(&x, m, &q, variant, 1)).map_err(|e| format!("{format} {variant:?}: {e}"))?;
     let want = emulate(&x, m, &q, variant.arith);
     let tol = match variant.arith {
         Arith::F32 => KernelTolerance::matmul_f32(),
@@ -100,9 +101,8 @@ fn binding_limit_is_refused_clearly() {
     let w = seeded::weights(1, n, k);
     let q = quantize(&w, n, k, QuantFormat::F16, Quantizer::RoundToNearest).unwrap();
     let x = seeded::activations(1, 1, k);
-    let err = small
-        .matmul(&x, 1, &q, KernelVariant::new(KernelKind::Gemv, Arith::F32, Workgroup { x: 128, y: 2 }), 1)
-        .unwrap_err();
+    let variant = KernelVariant::new(KernelKind::Gemv, Arith::F32, Workgroup { x: 128, y: 2 });
+    let err = pollster::block_on(small.matmul(&x, 1, &q, variant, 1)).unwrap_err();
     assert_eq!(err.class(), "resource_limit", "{err}");
     assert!(err.to_string().contains("packed weights"), "{err}");
 }

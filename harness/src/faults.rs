@@ -109,11 +109,13 @@ pub fn run_case(exec: &Executor, case: &Case, fault: Option<&'static Fault>) -> 
     }
     let q = quantize(&w, n, k, case.format, Quantizer::RoundToNearest).expect("fault cases have valid shapes");
     let variant = KernelVariant::new(case.kind, case.arith, Workgroup { x: 128, y: 2 });
-    let prepared = match fault {
-        Some(f) => exec.prepare_faulty(&x, m, &q, variant, f)?,
-        None => exec.prepare(&x, m, &q, variant)?,
-    };
-    let y = prepared.output()?;
+    let y = pollster::block_on(async {
+        let prepared = match fault {
+            Some(f) => exec.prepare_faulty(&x, m, &q, variant, f).await?,
+            None => exec.prepare(&x, m, &q, variant).await?,
+        };
+        prepared.output().await
+    })?;
     let want = emulate(&x, m, &q, case.arith);
     let tol = match case.arith {
         Arith::F32 => KernelTolerance::matmul_f32(),

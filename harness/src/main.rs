@@ -1,6 +1,9 @@
 //! `webq`: the webq driver.
 
+mod browser_run;
+mod browsers;
 mod cell;
+mod doctor;
 mod faults;
 mod formats;
 mod matrix;
@@ -8,6 +11,8 @@ mod native;
 mod report;
 mod results;
 mod run;
+mod server;
+mod verdict;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +31,8 @@ enum Command {
     Report(run::ReportArgs),
     /// Every weight format with its bits per weight and its error on seeded weights.
     Formats(formats::FormatsArgs),
+    /// What is installed and what each browser supports (WebGPU, WebNN), found by starting each one.
+    Doctor(doctor::DoctorArgs),
     /// Plant every catalogued kernel fault and check that the kernel verdict catches each one.
     Faults(faults::FaultsArgs),
 }
@@ -37,6 +44,7 @@ fn main() {
         Command::Report(args) => run::report(&args),
         Command::Formats(args) => formats::run(&args),
         Command::Faults(args) => faults::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
     };
     if let Err(e) = result {
         eprintln!("webq: {e}");

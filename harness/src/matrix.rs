@@ -124,7 +124,7 @@ pub struct Matrix {
     pub shapes: Vec<Shape>,
 }
 
-pub const RUNTIMES: &[&str] = &["native"];
+pub const RUNTIMES: &[&str] = &["native", "chromium", "chrome-shell", "firefox", "webkitgtk"];
 pub const BACKENDS: &[&str] = &["webgpu"];
 
 impl Matrix {

@@ -4,47 +4,11 @@
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use webq_conformance::{AccuracyVerdict, KernelTolerance};
-use webq_engine::quant::{quantize, QuantizedMatrix};
-use webq_engine::reference::{emulate, fp16_reference, Arith, Emulated};
-use webq_engine::seeded;
 use webq_engine::webgpu::{Executor, ExecutorOptions, GpuError, KernelVariant, TuningTable};
 
 use crate::cell::Cell;
-use crate::results::{unix_now, CellRecord, CellTimings, Environment, KernelResult, ResultsStore, Status};
-
-/// Inputs, weights and both references of one (shape, precision): shared by its neighbouring cells.
-struct Prepared {
-    key: (String, String, u64),
-    x: Vec<f32>,
-    q: QuantizedMatrix,
-    reference: Vec<f32>,
-    emulated: Vec<(Arith, Emulated)>,
-}
-
-impl Prepared {
-    fn new(cell: &Cell) -> Result<Prepared, String> {
-        let (m, n, k) = (cell.m, cell.n, cell.k);
-        let w = seeded::weights(cell.seed, n, k);
-        let x = seeded::activations(cell.seed, m, k);
-        let q = quantize(&w, n, k, cell.format(), cell.quantizer).map_err(|e| e.to_string())?;
-        let reference = fp16_reference(&x, m, &w, n, k);
-        Ok(Prepared { key: key(cell), x, q, reference, emulated: Vec::new() })
-    }
-
-    fn emulated(&mut self, arith: Arith) -> &Emulated {
-        if let Some(i) = self.emulated.iter().position(|(a, _)| *a == arith) {
-            return &self.emulated[i].1;
-        }
-        let e = emulate(&self.x, self.x.len() / self.q.k, &self.q, arith);
-        self.emulated.push((arith, e));
-        &self.emulated.last().expect("just pushed").1
-    }
-}
-
-fn key(cell: &Cell) -> (String, String, u64) {
-    (format!("{}:{}x{}x{}", cell.shape, cell.m, cell.n, cell.k), cell.precision.clone(), cell.seed)
-}
+use crate::results::{unix_now, CellRecord, Environment, ResultsStore, Status};
+use crate::verdict::{blank_record, judge, RawTimings, References};
 
 pub struct NativeRunner {
     executor: Option<Executor>,
@@ -82,6 +46,7 @@ impl NativeRunner {
             driver: a.map(|a| format!("{} {}", a.driver, a.driver_info).trim().to_string()),
             graphics_api: a.map(|a| a.backend.clone()),
             shader_f16: a.map(|a| a.shader_f16),
+            user_agent: None,
         }
     }
 
@@ -100,27 +65,12 @@ impl NativeRunner {
         run_id: &str,
         matrix: &str,
         store: &mut ResultsStore,
-        mut progress: impl FnMut(&CellRecord),
+        progress: &mut impl FnMut(&CellRecord),
     ) -> std::io::Result<Vec<CellRecord>> {
-        let mut prepared: Option<Prepared> = None;
+        let mut prepared: Option<References> = None;
         let mut records = Vec::new();
         for cell in cells.iter().filter(|c| !done.contains(&c.id())) {
-            let base = CellRecord {
-                schema: crate::results::RESULTS_SCHEMA,
-                run_id: run_id.to_string(),
-                matrix: matrix.to_string(),
-                id: cell.id(),
-                cell: cell.clone(),
-                environment: self.environment(),
-                status: Status::Error,
-                reason: None,
-                error_class: None,
-                workgroup: None,
-                kernel: None,
-                accuracy: None,
-                timings: None,
-                finished_at: 0,
-            };
+            let base = blank_record(cell, run_id, matrix, self.environment());
             let outcome = catch_unwind(AssertUnwindSafe(|| self.run_cell(cell, &mut prepared, base.clone())));
             let mut record = match outcome {
                 Ok(r) => r,
@@ -143,7 +93,7 @@ impl NativeRunner {
         Ok(records)
     }
 
-    fn run_cell(&mut self, cell: &Cell, prepared: &mut Option<Prepared>, mut rec: CellRecord) -> CellRecord {
+    fn run_cell(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {
         let Some(exec) = self.executor.as_ref() else {
             rec.status = Status::Unsupported;
             rec.reason = self.missing.clone();
@@ -156,25 +106,23 @@ impl NativeRunner {
             rec.error_class = Some("missing_feature".into());
             return rec;
         }
-        if prepared.as_ref().is_none_or(|p| p.key != key(cell)) {
-            match Prepared::new(cell) {
-                Ok(p) => *prepared = Some(p),
-                Err(e) => {
-                    rec.reason = Some(format!("quantization: {e}"));
-                    rec.error_class = Some("bad_input".into());
-                    *prepared = None;
-                    return rec;
-                }
+        let p = match References::for_cell(prepared, cell) {
+            Ok(p) => p,
+            Err(e) => {
+                rec.reason = Some(e);
+                rec.error_class = Some("bad_input".into());
+                return rec;
             }
-        }
-        let p = prepared.as_mut().expect("prepared above");
+        };
         let workgroup =
             cell.workgroup.unwrap_or_else(|| self.tuning.pick("native", &exec.adapter().name, cell.kernel, None));
         let variant = KernelVariant::new(cell.kernel, cell.arith, workgroup);
         rec.workgroup = Some(variant.workgroup.to_string());
-        let run = exec.prepare(&p.x, cell.m, &p.q, variant).and_then(|prep| {
-            let y = prep.output()?;
-            let t = prep.time(self.reps)?;
+        let reps = self.reps;
+        let run = pollster::block_on(async {
+            let prep = exec.prepare(&p.x, cell.m, &p.q, variant).await?;
+            let y = prep.output().await?;
+            let t = prep.time(reps).await?;
             Ok::<_, GpuError>((y, t, prep.compile_ms, prep.upload_ms))
         });
         let (y, t, compile_ms, upload_ms) = match run {
@@ -186,48 +134,14 @@ impl NativeRunner {
                 return rec;
             }
         };
-        let tolerance = match cell.arith {
-            Arith::F32 => KernelTolerance::matmul_f32(),
-            Arith::F16 => KernelTolerance::matmul_f16(),
-        };
-        let reference = p.reference.clone();
-        let em = p.emulated(cell.arith);
-        let verdict = tolerance.judge(&y, &em.y, &em.abs_dot, cell.k);
-        let format = p.q.format;
-        let per_channel = format.as_int().is_some_and(|f| f.group.size().is_none());
-        let accuracy =
-            AccuracyVerdict::judge(&y, &reference, format.weight_bits(), per_channel, cell.arith == Arith::F16, None);
-        let weight_bytes = format.storage_bytes(cell.n, cell.k).map_or(0, |b| b.total() as u64);
-        let us = t.gpu_us_median.unwrap_or(t.wall_us_per_dispatch);
-        rec.timings = Some(CellTimings {
+        let t = RawTimings {
             compile_ms,
             upload_ms,
             dispatches: t.dispatches,
             wall_us: t.wall_us_per_dispatch,
             gpu_us: t.gpu_us_median,
-            weight_bytes,
-            weight_gbps: weight_bytes as f64 / (us * 1e3),
-        });
-        let mut reasons = Vec::new();
-        if !verdict.pass {
-            reasons.push(format!(
-                "kernel: {} of {} outputs beyond tolerance (worst {:.3e}x, max abs err {:.3e})",
-                verdict.failures,
-                y.len(),
-                verdict.worst_ratio,
-                verdict.max_abs_err
-            ));
-        }
-        if !accuracy.pass {
-            reasons.push(format!(
-                "accuracy: rel L2 {:.3e} over budget {:.3e}",
-                accuracy.metrics.rel_l2, accuracy.budget_rel_l2
-            ));
-        }
-        rec.status = if reasons.is_empty() { Status::Pass } else { Status::Fail };
-        rec.reason = (!reasons.is_empty()).then(|| reasons.join("; "));
-        rec.kernel = Some(KernelResult { tolerance, verdict });
-        rec.accuracy = Some(accuracy);
+        };
+        judge(cell, p, &y, t, &mut rec);
         rec
     }
 }

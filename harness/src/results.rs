@@ -54,6 +54,8 @@ pub struct Environment {
     pub graphics_api: Option<String>,
     #[serde(default)]
     pub shader_f16: Option<bool>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

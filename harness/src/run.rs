@@ -6,11 +6,14 @@ use std::time::Instant;
 
 use clap::Args;
 
-use crate::cell::expand;
+use crate::browser_run::{run_browser, RunContext};
+use crate::browsers::BrowserKind;
+use crate::cell::{expand, Cell};
 use crate::matrix::Matrix;
 use crate::native::NativeRunner;
 use crate::report;
 use crate::results::{self, latest_run, unix_now, ResultsStore, Status};
+use crate::server::PageServer;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -26,6 +29,9 @@ pub struct RunArgs {
     /// Print one line per cell.
     #[arg(long, short)]
     verbose: bool,
+    /// The page bundle browsers load (scripts/build-page makes it).
+    #[arg(long, default_value = "target/webq-page")]
+    page: PathBuf,
 }
 
 #[derive(Args)]
@@ -56,21 +62,48 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     );
     let mut store = ResultsStore::open(&args.out)?;
-    let mut runner = NativeRunner::new(matrix.reps);
-    if let Some(a) = runner.environment().adapter {
-        eprintln!("webq: native adapter: {a}");
-    }
     let verbose = args.verbose;
-    runner.run(&cells, &done, &run_id, &matrix.name, &mut store, |r| {
+    let mut progress = |r: &crate::results::CellRecord| {
         if verbose || r.status != Status::Pass {
-            eprintln!(
-                "  {:<11} {}{}",
-                r.status.name(),
-                r.id,
-                r.reason.as_deref().map_or(String::new(), |s| format!(": {s}"))
-            );
+            let reason = r.reason.as_deref().map_or(String::new(), |s| format!(": {s}"));
+            eprintln!("  {:<11} {}{reason}", r.status.name(), r.id);
         }
-    })?;
+    };
+    let (native, browser): (Vec<_>, Vec<_>) = cells.iter().cloned().partition(|c| c.runtime == "native");
+    let mut runner = None;
+    if !native.is_empty() {
+        let r = NativeRunner::new(matrix.reps);
+        if let Some(a) = r.environment().adapter {
+            eprintln!("webq: native adapter: {a}");
+        }
+        runner.insert(r).run(&native, &done, &run_id, &matrix.name, &mut store, &mut progress)?;
+    }
+    if !browser.is_empty() {
+        let server = PageServer::start(&args.page)?;
+        let url = server.url();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        for kind in BrowserKind::ALL {
+            let mine: Vec<&Cell> =
+                browser.iter().filter(|c| c.runtime == kind.name() && !done.contains(&c.id())).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            eprintln!("webq: {} cells in {}", mine.len(), kind.name());
+            let ctx = RunContext { page_url: &url, run_id: &run_id, matrix: &matrix.name, reps: matrix.reps };
+            let work = run_browser(kind, &mine, &ctx, &mut store, &mut progress);
+            let interrupted = rt.block_on(async {
+                tokio::select! {
+                    r = work => r.map(|_| false),
+                    _ = tokio::signal::ctrl_c() => Ok(true),
+                }
+            })?;
+            if interrupted {
+                return Err(
+                    "interrupted: every browser and driver webq started has been stopped; --resume continues".into()
+                );
+            }
+        }
+    }
     let run_info = serde_json::json!({
         "schema": results::RESULTS_SCHEMA,
         "run_id": run_id,
@@ -81,7 +114,7 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         "wall_s": started.elapsed().as_secs_f64(),
         "finished_at": unix_now(),
         "webq_version": env!("CARGO_PKG_VERSION"),
-        "native_adapter": runner.adapter_json(),
+        "native_adapter": runner.as_ref().map(|r| r.adapter_json()),
     });
     write_atomic(&args.out.join("run.json"), &serde_json::to_string_pretty(&run_info)?)?;
     let (all, warnings) = results::load(&args.out)?;

@@ -40,7 +40,7 @@ pub fn prepare_bench(
     let q = quantize(&w, n, k, format, Quantizer::RoundToNearest).expect("benchmark shapes fit every format");
     let kind = KernelKind::for_rows(m);
     let wg = TuningTable::seed().pick("native", &exec.adapter().name, kind, None);
-    let prepared = exec.prepare(&x, m, &q, KernelVariant::new(kind, arith, wg))?;
+    let prepared = pollster::block_on(exec.prepare(&x, m, &q, KernelVariant::new(kind, arith, wg)))?;
     let bytes = format.storage_bytes(n, k).map(|b| b.total() as u64).unwrap_or(0);
     Ok((prepared, bytes))
 }

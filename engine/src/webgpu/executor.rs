@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+
+use web_time::Instant;
 
 use serde::{Deserialize, Serialize};
 use wgpu::util::DeviceExt;
@@ -70,19 +71,30 @@ pub struct MatmulRun {
     pub timings: Timings,
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    pollster::block_on(f)
-}
-
 impl Executor {
-    /// Opens the first adapter wgpu finds (WGPU_BACKEND and friends are honoured).
+    /// Opens the first adapter wgpu finds, blocking (native only; WGPU_BACKEND and friends are honoured).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(opts: &ExecutorOptions) -> Result<Self, GpuError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            ..Default::default()
-        }))
-        .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        pollster::block_on(Self::open(opts))
+    }
+
+    /// Opens the first adapter: the browser's WebGPU on wasm32, Vulkan/Metal/DX12 natively.
+    pub async fn open(opts: &ExecutorOptions) -> Result<Self, GpuError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        #[cfg(target_arch = "wasm32")]
+        let desc = wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::BROWSER_WEBGPU,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        };
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let info = adapter.get_info();
         let available = adapter.features();
         let mut features = wgpu::Features::empty();
@@ -92,15 +104,17 @@ impl Executor {
             }
         }
         let limits = opts.limits.clone().unwrap_or_else(|| adapter.limits());
-        let (device, queue) = block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("webq"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| GpuError::Device(e.to_string()))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("webq"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| GpuError::Device(e.to_string()))?;
         let summary = AdapterSummary {
             name: info.name.clone(),
             vendor: info.vendor,
@@ -165,7 +179,7 @@ impl Executor {
 
     /// The pipeline of a kernel, compiled on first use (shader precompilation: callers may warm the
     /// cache before timing). Returns the compile time when this call compiled it.
-    fn pipeline(
+    async fn pipeline(
         &self,
         variant: KernelVariant,
         format: QuantFormat,
@@ -200,7 +214,7 @@ impl Executor {
             },
             cache: None,
         });
-        if let Some(e) = block_on(scope.pop()) {
+        if let Some(e) = scope.pop().await {
             return Err(GpuError::Compile(e.to_string()));
         }
         let ms = start.elapsed().as_secs_f64() * 1e3;
@@ -218,19 +232,19 @@ impl Executor {
     }
 
     /// Uploads a quantized weight and activations and builds everything one kernel needs.
-    pub fn prepare(
+    pub async fn prepare(
         &self,
         x: &[f32],
         m: usize,
         q: &QuantizedMatrix,
         variant: KernelVariant,
     ) -> Result<Prepared<'_>, GpuError> {
-        self.prepare_inner(x, m, q, variant, None)
+        self.prepare_inner(x, m, q, variant, None).await
     }
 
     /// As [`Executor::prepare`], with a planted fault's source.
     #[cfg(any(test, feature = "planted-faults"))]
-    pub fn prepare_faulty(
+    pub async fn prepare_faulty(
         &self,
         x: &[f32],
         m: usize,
@@ -239,10 +253,10 @@ impl Executor {
         fault: &'static super::faults::Fault,
     ) -> Result<Prepared<'_>, GpuError> {
         let source = fault.source(variant.kind, variant.arith).map_err(GpuError::Compile)?;
-        self.prepare_inner(x, m, q, variant, Some((fault.id, source)))
+        self.prepare_inner(x, m, q, variant, Some((fault.id, source))).await
     }
 
-    fn prepare_inner(
+    async fn prepare_inner(
         &self,
         x: &[f32],
         m: usize,
@@ -251,7 +265,7 @@ impl Executor {
         planted: Option<(&'static str, String)>,
     ) -> Result<Prepared<'_>, GpuError> {
         assert_eq!(x.len(), m * q.k, "activations are m x k");
-        let (pipeline, compile_ms) = self.pipeline(variant, q.format, planted)?;
+        let (pipeline, compile_ms) = self.pipeline(variant, q.format, planted).await?;
         let start = Instant::now();
         let scales = q.scale_bytes();
         let zeros = q.zero_bytes();
@@ -304,14 +318,13 @@ impl Executor {
                 .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
                 .collect::<Vec<_>>(),
         });
-        if let Some(e) = block_on(scope_val.pop()) {
+        if let Some(e) = scope_val.pop().await {
             return Err(GpuError::Validation(e.to_string()));
         }
-        if let Some(e) = block_on(scope_oom.pop()) {
+        if let Some(e) = scope_oom.pop().await {
             return Err(GpuError::OutOfMemory(e.to_string()));
         }
-        self.queue.submit([]);
-        self.wait()?;
+        self.settle().await?;
         let upload_ms = start.elapsed().as_secs_f64() * 1e3;
         let wg = variant.workgroup;
         let groups = match variant.kind {
@@ -321,16 +334,27 @@ impl Executor {
         Ok(Prepared { exec: self, pipeline, bind, x: xb, y, staging, y_bytes, groups, compile_ms, upload_ms })
     }
 
+    /// Natively: blocks until the GPU has finished all submitted work (callbacks run inside).
+    /// In a browser the event loop runs callbacks, so this does nothing.
     fn wait(&self) -> Result<(), GpuError> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| GpuError::DeviceLost(e.to_string()))
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::DeviceLost(e.to_string()))?;
+        Ok(())
     }
 
-    /// Quantized matmul `x (m x k) * q^T`: compile (or reuse), upload, run `reps` timed dispatches
-    /// after one warm-up, read the output back.
-    pub fn matmul(
+    /// Resolves when all submitted work is done, natively and in a browser.
+    async fn settle(&self) -> Result<(), GpuError> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        self.wait()?;
+        rx.await.map_err(|_| GpuError::DeviceLost("the queue dropped its work-done callback".into()))
+    }
+
+    /// Quantized matmul `x (m x k) * q^T`: compile (or reuse), upload, read the output of one
+    /// dispatch back, then time `reps` dispatches.
+    pub async fn matmul(
         &self,
         x: &[f32],
         m: usize,
@@ -338,8 +362,8 @@ impl Executor {
         variant: KernelVariant,
         reps: usize,
     ) -> Result<MatmulRun, GpuError> {
-        let p = self.prepare(x, m, q, variant)?;
-        p.finish(reps)
+        let p = self.prepare(x, m, q, variant).await?;
+        p.finish(reps).await
     }
 }
 
@@ -378,15 +402,15 @@ impl Prepared<'_> {
     }
 
     /// One dispatch, waited for (what a benchmark iteration measures).
-    pub fn dispatch_and_wait(&self) -> Result<(), GpuError> {
+    pub async fn dispatch_and_wait(&self) -> Result<(), GpuError> {
         let mut enc = self.exec.device.create_command_encoder(&Default::default());
         self.encode(&mut enc, None);
         self.exec.queue.submit([enc.finish()]);
-        self.exec.wait()
+        self.exec.settle().await
     }
 
     /// `reps` dispatches in one submission, with a timestamp pair around each where available.
-    pub fn time(&self, reps: usize) -> Result<Timings, GpuError> {
+    pub async fn time(&self, reps: usize) -> Result<Timings, GpuError> {
         let reps = reps.max(1);
         let dev = &self.exec.device;
         let query = self.exec.summary.timestamps.then(|| {
@@ -420,11 +444,11 @@ impl Prepared<'_> {
         }
         let start = Instant::now();
         self.exec.queue.submit([enc.finish()]);
-        self.exec.wait()?;
+        self.exec.settle().await?;
         let wall = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
         let gpu_us_median = match &query {
             Some((_, _, read, _)) => {
-                let ticks: Vec<u64> = bytemuck::cast_slice(&self.read(read)?).to_vec();
+                let ticks: Vec<u64> = bytemuck::cast_slice(&self.read(read).await?).to_vec();
                 let period_ns = self.exec.queue.get_timestamp_period() as f64;
                 let mut us: Vec<f64> =
                     ticks.chunks(2).map(|p| p[1].saturating_sub(p[0]) as f64 * period_ns / 1e3).collect();
@@ -435,32 +459,32 @@ impl Prepared<'_> {
         Ok(Timings { dispatches: reps, wall_us_per_dispatch: wall, gpu_us_median })
     }
 
-    fn read(&self, buffer: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
+    async fn read(&self, buffer: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
         let slice = buffer.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         self.exec.wait()?;
-        rx.recv().map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
+        rx.await.map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
         let bytes = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?.to_vec();
         buffer.unmap();
         Ok(bytes)
     }
 
     /// Runs once and reads the output back.
-    pub fn output(&self) -> Result<Vec<f32>, GpuError> {
+    pub async fn output(&self) -> Result<Vec<f32>, GpuError> {
         let mut enc = self.exec.device.create_command_encoder(&Default::default());
         self.encode(&mut enc, None);
         enc.copy_buffer_to_buffer(&self.y, 0, &self.staging, 0, self.y_bytes);
         self.exec.queue.submit([enc.finish()]);
-        Ok(bytemuck::cast_slice(&self.read(&self.staging)?).to_vec())
+        Ok(bytemuck::cast_slice(&self.read(&self.staging).await?).to_vec())
     }
 
     /// Output of the first dispatch, then `reps` timed ones.
-    pub fn finish(self, reps: usize) -> Result<MatmulRun, GpuError> {
-        let y = self.output()?;
-        let timings = self.time(reps)?;
+    pub async fn finish(self, reps: usize) -> Result<MatmulRun, GpuError> {
+        let y = self.output().await?;
+        let timings = self.time(reps).await?;
         Ok(MatmulRun { y, compile_ms: self.compile_ms, upload_ms: self.upload_ms, timings })
     }
 }

@@ -13,15 +13,11 @@ pub mod faults;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
-#[cfg(not(target_arch = "wasm32"))]
 mod error;
-#[cfg(not(target_arch = "wasm32"))]
 mod executor;
 
 pub use kernel::{pipeline_constants, shader_source, KernelKind, KernelVariant, Workgroup};
 pub use tuning::{TuningKey, TuningTable};
 
-#[cfg(not(target_arch = "wasm32"))]
 pub use error::GpuError;
-#[cfg(not(target_arch = "wasm32"))]
 pub use executor::{AdapterSummary, Executor, ExecutorOptions, MatmulRun, Prepared, Timings};

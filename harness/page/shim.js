@@ -1,0 +1,59 @@
+// The thin JS shim between the harness (over WebDriver) and the engine (wasm).
+// window.webq.environment(): what this browser offers (WebGPU adapter, features, limits; WebNN contexts).
+// window.webq.runCell(spec): runs one cell in the engine; its output comes back as bytes (base64).
+import init, { runCell, seedChecksum } from './webq_engine.js';
+
+const LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupSizeX',
+  'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension'];
+
+const describe = (e) => (e && e.name ? `${e.name}: ${e.message}` : String(e));
+
+async function webgpu() {
+  if (!navigator.gpu) {
+    return { available: false, reason: `navigator.gpu is ${navigator.gpu === null ? 'null' : 'undefined'}` };
+  }
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return { available: false, reason: 'navigator.gpu.requestAdapter() returned null' };
+    const info = adapter.info || (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : {});
+    const limits = {};
+    for (const k of LIMITS) limits[k] = adapter.limits[k];
+    return {
+      available: true,
+      adapter: { vendor: info.vendor || '', architecture: info.architecture || '', device: info.device || '',
+        description: info.description || '', isFallbackAdapter: adapter.isFallbackAdapter ?? info.isFallbackAdapter ?? null },
+      features: [...adapter.features].sort(),
+      shaderF16: adapter.features.has('shader-f16'),
+      limits,
+    };
+  } catch (e) {
+    return { available: false, reason: describe(e) };
+  }
+}
+
+async function webnn() {
+  if (!('ml' in navigator) || !navigator.ml) return { available: false, reason: 'navigator.ml is undefined' };
+  const contexts = {};
+  for (const deviceType of ['cpu', 'gpu', 'npu']) {
+    try {
+      const ctx = await navigator.ml.createContext({ deviceType });
+      const lim = ctx.opSupportLimits ? ctx.opSupportLimits() : {};
+      contexts[deviceType] = { ok: true, dequantizeLinear: lim.dequantizeLinear || null,
+        quantizeLinear: lim.quantizeLinear || null, matmul: lim.matmul || null };
+    } catch (e) {
+      contexts[deviceType] = { ok: false, error: describe(e) };
+    }
+  }
+  return { available: Object.values(contexts).some((c) => c.ok), contexts };
+}
+
+async function environment() {
+  return { userAgent: navigator.userAgent, wasm: typeof WebAssembly === 'object', webgpu: await webgpu(), webnn: await webnn() };
+}
+
+window.webq = {
+  environment,
+  runCell: async (spec) => JSON.parse(await runCell(JSON.stringify(spec))),
+  seedChecksum: (seed, n, k) => seedChecksum(BigInt(seed), n, k),
+};
+init().then(() => { window.webqReady = true; }, (e) => { window.webqReady = `engine failed to load: ${describe(e)}`; });

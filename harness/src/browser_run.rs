@@ -1,0 +1,218 @@
+//! Running cells in real browsers: one session per browser, the page loaded once per session, one
+//! cell per script call. A crashed or hung browser marks its cell (`crash`, `timeout`) and the next
+//! cell gets a new session.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use webq_engine::b64;
+use webq_engine::webgpu::TuningTable;
+
+use crate::browsers::{BrowserKind, Located, Session};
+use crate::cell::Cell;
+use crate::results::{unix_now, CellRecord, Environment, ResultsStore, Status};
+use crate::verdict::{blank_record, judge, RawTimings, References};
+
+/// How long one cell may take in a browser (SwiftShader is slow) before it is a `timeout`.
+pub const CELL_TIMEOUT: Duration = Duration::from_secs(180);
+const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Loads the page and waits until the engine is ready.
+pub async fn load_page(client: &fantoccini::Client, url: &str) -> Result<(), String> {
+    client.goto(url).await.map_err(|e| format!("loading the page: {e}"))?;
+    let start = std::time::Instant::now();
+    loop {
+        let ready = client.execute("return window.webqReady || null;", vec![]).await.map_err(|e| e.to_string())?;
+        match ready {
+            Value::Bool(true) => return Ok(()),
+            Value::String(s) => return Err(s),
+            _ if start.elapsed() > LOAD_TIMEOUT => return Err("the engine did not load within 60 s".into()),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// What the browser offers: user agent, WebGPU adapter, features, limits, WebNN contexts.
+pub async fn environment(client: &fantoccini::Client) -> Result<Value, String> {
+    client
+        .execute_async("const done = arguments[arguments.length - 1]; window.webq.environment().then(done, (e) => done({error: String(e)}));", vec![])
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn environment_record(kind: BrowserKind, env: &Value) -> Environment {
+    let gpu = &env["webgpu"];
+    let adapter = gpu["adapter"].as_object().map(|a| {
+        let s = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        [s("vendor"), s("architecture"), s("description")]
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    Environment {
+        runtime: kind.name().into(),
+        adapter,
+        driver: None,
+        graphics_api: Some("WebGPU".into()),
+        shader_f16: gpu["shaderF16"].as_bool(),
+        user_agent: env["userAgent"].as_str().map(str::to_string),
+    }
+}
+
+enum Failure {
+    Timeout,
+    Crash(String),
+}
+
+/// What every cell of a run shares.
+pub struct RunContext<'a> {
+    pub page_url: &'a str,
+    pub run_id: &'a str,
+    pub matrix: &'a str,
+    pub reps: usize,
+}
+
+/// Runs `cells` (all of one browser) and appends their records.
+pub async fn run_browser(
+    kind: BrowserKind,
+    cells: &[&Cell],
+    ctx: &RunContext<'_>,
+    store: &mut ResultsStore,
+    progress: &mut impl FnMut(&CellRecord),
+) -> std::io::Result<()> {
+    let located: Result<Located, String> = kind.locate();
+    let tuning = TuningTable::seed();
+    let mut session: Option<(Session, Value)> = None;
+    let mut refs: Option<References> = None;
+    for cell in cells {
+        let mut rec = blank_record(
+            cell,
+            ctx.run_id,
+            ctx.matrix,
+            Environment { runtime: kind.name().into(), ..Default::default() },
+        );
+        match &located {
+            Err(missing) => {
+                rec.error_class = Some("not_installed".into());
+                rec.reason = Some(missing.clone());
+            }
+            Ok(located) => {
+                if session.is_none() {
+                    match open(kind, located, ctx.page_url).await {
+                        Ok(s) => session = Some(s),
+                        Err(e) => {
+                            rec.error_class = Some("session".into());
+                            rec.reason = Some(e);
+                        }
+                    }
+                }
+                if let Some((s, env)) = &session {
+                    rec.environment = environment_record(kind, env);
+                    match run_cell(s, env, cell, &tuning, ctx.reps, &mut refs, &mut rec).await {
+                        Ok(()) => {}
+                        Err(Failure::Timeout) => {
+                            rec.status = Status::Timeout;
+                            rec.error_class = Some("timeout".into());
+                            rec.reason = Some(format!(
+                                "no answer within {} s: the browser was restarted",
+                                CELL_TIMEOUT.as_secs()
+                            ));
+                            session = None;
+                        }
+                        Err(Failure::Crash(msg)) => {
+                            rec.status = Status::Crash;
+                            rec.error_class = Some("crash".into());
+                            rec.reason = Some(format!("the browser session died: {msg}"));
+                            session = None;
+                        }
+                    }
+                }
+            }
+        }
+        rec.finished_at = unix_now();
+        store.append(&rec)?;
+        progress(&rec);
+    }
+    if let Some((s, _)) = session {
+        s.close().await;
+    }
+    Ok(())
+}
+
+async fn open(kind: BrowserKind, located: &Located, url: &str) -> Result<(Session, Value), String> {
+    let s = Session::start(kind, located).await?;
+    load_page(&s.client, url).await?;
+    let env = environment(&s.client).await?;
+    Ok((s, env))
+}
+
+async fn run_cell(
+    s: &Session,
+    env: &Value,
+    cell: &Cell,
+    tuning: &TuningTable,
+    reps: usize,
+    refs: &mut Option<References>,
+    rec: &mut CellRecord,
+) -> Result<(), Failure> {
+    if env["webgpu"]["available"] != Value::Bool(true) {
+        rec.status = Status::Unsupported;
+        rec.error_class = Some("no_webgpu".into());
+        rec.reason = Some(env["webgpu"]["reason"].as_str().unwrap_or("no WebGPU").to_string());
+        return Ok(());
+    }
+    let adapter = rec.environment.adapter.clone().unwrap_or_default();
+    let workgroup = cell.workgroup.unwrap_or_else(|| tuning.pick(&cell.runtime, &adapter, cell.kernel, None));
+    rec.workgroup = Some(workgroup.to_string());
+    let spec = json!({
+        "precision": cell.precision, "m": cell.m, "n": cell.n, "k": cell.k, "seed": cell.seed,
+        "arith": cell.arith, "workgroup": workgroup.to_string(), "quantizer": cell.quantizer, "reps": reps,
+    });
+    let script = "const [spec, done] = arguments; \
+                  window.webq.runCell(spec).then(done, (e) => done({error_class: 'js_exception', error: String(e && e.stack || e)}));";
+    let call = s.client.execute_async(script, vec![spec]);
+    let out = match tokio::time::timeout(CELL_TIMEOUT, call).await {
+        Err(_) => return Err(Failure::Timeout),
+        Ok(Err(e)) => {
+            let msg = e.to_string();
+            if msg.contains("timeout") {
+                return Err(Failure::Timeout);
+            }
+            return Err(Failure::Crash(msg));
+        }
+        Ok(Ok(v)) => v,
+    };
+    if let Some(err) = out["error"].as_str() {
+        let class = out["error_class"].as_str().unwrap_or("unknown").to_string();
+        rec.status = if matches!(class.as_str(), "unsupported") { Status::Unsupported } else { Status::Error };
+        rec.reason = Some(err.to_string());
+        rec.error_class = Some(class);
+        return Ok(());
+    }
+    let y: Vec<f32> = match out["y_b64"].as_str().map(b64::decode) {
+        Some(Ok(bytes)) if bytes.len() % 4 == 0 => bytemuck::cast_slice(&bytes).to_vec(),
+        _ => {
+            rec.error_class = Some("bad_output".into());
+            rec.reason = Some("the page returned no output bytes".into());
+            return Ok(());
+        }
+    };
+    let r = match References::for_cell(refs, cell) {
+        Ok(r) => r,
+        Err(e) => {
+            rec.error_class = Some("bad_input".into());
+            rec.reason = Some(e);
+            return Ok(());
+        }
+    };
+    let t = RawTimings {
+        compile_ms: out["compile_ms"].as_f64(),
+        upload_ms: out["upload_ms"].as_f64().unwrap_or(0.0),
+        dispatches: out["dispatches"].as_u64().unwrap_or(0) as usize,
+        wall_us: out["wall_us"].as_f64().unwrap_or(f64::NAN),
+        gpu_us: out["gpu_us"].as_f64(),
+    };
+    judge(cell, r, &y, t, rec);
+    Ok(())
+}

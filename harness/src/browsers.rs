@@ -1,0 +1,255 @@
+//! The browsers webq drives, how to find them, and WebDriver sessions with the flags that make
+//! WebGPU and WebNN work on these machines (../shared/BROWSERS.md).
+//!
+//! Every process a session starts (the driver, the browser it launches, Xvfb) runs in a process
+//! group of its own that is killed when the session is dropped: at the end, on an error, on a panic
+//! and on Ctrl-C (the run loop returns, dropping its sessions). A fresh profile directory per session.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BrowserKind {
+    Chromium,
+    ChromeShell,
+    Firefox,
+    WebKitGtk,
+}
+
+/// The project-local folder of the npm-shipped Chromium shell (scripts/setup fills it).
+pub const CHROME_SHELL_DIR: &str = ".webq/chrome-shell";
+
+impl BrowserKind {
+    pub const ALL: [BrowserKind; 4] =
+        [BrowserKind::Chromium, BrowserKind::ChromeShell, BrowserKind::Firefox, BrowserKind::WebKitGtk];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BrowserKind::Chromium => "chromium",
+            BrowserKind::ChromeShell => "chrome-shell",
+            BrowserKind::Firefox => "firefox",
+            BrowserKind::WebKitGtk => "webkitgtk",
+        }
+    }
+
+    /// The driver and browser binaries, or what is missing and the command that installs it.
+    pub fn locate(self) -> Result<Located, String> {
+        let setup = "scripts/setup installs it";
+        let need = |path: Option<PathBuf>, what: &str, install: &str| {
+            path.filter(|p| p.is_file()).ok_or_else(|| format!("{what} not found ({install}; {setup})"))
+        };
+        let (driver, browser) = match self {
+            BrowserKind::Chromium => (
+                need(which("chromedriver"), "chromedriver", "apt-get install chromium-driver")?,
+                need(Some("/usr/bin/chromium".into()), "/usr/bin/chromium", "apt-get install chromium")?,
+            ),
+            BrowserKind::ChromeShell => (
+                need(which("chromedriver"), "chromedriver", "apt-get install chromium-driver")?,
+                need(
+                    Some(Path::new(CHROME_SHELL_DIR).join("chrome-wrapper")),
+                    "the Chromium headless shell",
+                    "npm package @sparticuz/chromium@153.0.0",
+                )?,
+            ),
+            BrowserKind::Firefox => (
+                need(
+                    which("geckodriver").or_else(|| home_cargo_bin("geckodriver")),
+                    "geckodriver",
+                    "cargo install geckodriver",
+                )?,
+                need(Some("/usr/bin/firefox-esr".into()), "/usr/bin/firefox-esr", "apt-get install firefox-esr")?,
+            ),
+            BrowserKind::WebKitGtk => {
+                need(which("Xvfb"), "Xvfb", "apt-get install xvfb")?;
+                (
+                    need(which("WebKitWebDriver"), "WebKitWebDriver", "apt-get install webkit2gtk-driver")?,
+                    need(
+                        Some("/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser".into()),
+                        "MiniBrowser",
+                        "apt-get install webkit2gtk-driver",
+                    )?,
+                )
+            }
+        };
+        Ok(Located { driver, browser: browser.canonicalize().unwrap_or(browser) })
+    }
+
+    fn capabilities(self, located: &Located, profile: &Path) -> Map<String, Value> {
+        let chrome_args = |extra: &[&str]| -> Vec<String> {
+            let mut args: Vec<String> = [
+                "--headless=new",
+                "--no-sandbox",
+                "--enable-unsafe-webgpu",
+                "--use-webgpu-adapter=swiftshader",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+            args.push(format!("--user-data-dir={}", profile.display()));
+            args
+        };
+        let caps = match self {
+            BrowserKind::Chromium => json!({"browserName": "chrome", "goog:chromeOptions": {
+                "binary": located.browser, "args": chrome_args(&["--enable-features=Vulkan"])}}),
+            BrowserKind::ChromeShell => json!({"browserName": "chrome", "goog:chromeOptions": {
+                "binary": located.browser,
+                "args": chrome_args(&["--enable-features=Vulkan,WebMachineLearningNeuralNetwork"])}}),
+            BrowserKind::Firefox => json!({"browserName": "firefox", "moz:firefoxOptions": {
+                "binary": located.browser, "args": ["-headless", "-profile", profile],
+                "prefs": {"dom.webgpu.enabled": true, "gfx.webgpu.ignore-blocklist": true,
+                          "gfx.webgpu.force-enabled": true, "dom.webgpu.workers.enabled": true}}}),
+            BrowserKind::WebKitGtk => json!({"browserName": "MiniBrowser", "webkitgtk:browserOptions": {
+                "binary": located.browser, "args": ["--automation"]}}),
+        };
+        caps.as_object().cloned().unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub driver: PathBuf,
+    pub browser: PathBuf,
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+}
+
+fn home_cargo_bin(name: &str) -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin").join(name))
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child process in its own process group, killed with its group on drop.
+pub struct Guarded(Child);
+
+impl Guarded {
+    fn spawn(cmd: &mut Command) -> std::io::Result<Guarded> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0).stdin(Stdio::null());
+        Ok(Guarded(cmd.spawn()?))
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a negative pid signals the group; no memory is touched.
+        unsafe {
+            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// One browser under WebDriver.
+pub struct Session {
+    pub client: fantoccini::Client,
+    _driver: Guarded,
+    _xvfb: Option<Guarded>,
+    profile: PathBuf,
+}
+
+impl Session {
+    /// Starts the driver (and Xvfb for WebKitGTK) and opens a session.
+    pub async fn start(kind: BrowserKind, located: &Located) -> Result<Session, String> {
+        let profile = std::env::temp_dir().join(format!(
+            "webq-{}-{}-{}",
+            kind.name(),
+            std::process::id(),
+            free_port().unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&profile).map_err(|e| format!("profile directory: {e}"))?;
+        let port = free_port().map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(profile.with_extension("driver.log")).ok();
+        let mut cmd = Command::new(&located.driver);
+        if let Some(log) = log {
+            cmd.stdout(log.try_clone().map_or(Stdio::null(), Stdio::from)).stderr(Stdio::from(log));
+        }
+        let mut xvfb = None;
+        match kind {
+            BrowserKind::Chromium => {
+                cmd.arg(format!("--port={port}"));
+            }
+            BrowserKind::ChromeShell => {
+                cmd.arg(format!("--port={port}")).arg("--disable-build-check");
+            }
+            BrowserKind::Firefox => {
+                cmd.args(["--port", &port.to_string()]);
+            }
+            BrowserKind::WebKitGtk => {
+                let display = free_display();
+                let x = Guarded::spawn(
+                    Command::new("Xvfb")
+                        .args([format!(":{display}"), "-screen".into(), "0".into(), "1280x1024x24".into()])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null()),
+                )
+                .map_err(|e| format!("Xvfb: {e}"))?;
+                xvfb = Some(x);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                cmd.env("DISPLAY", format!(":{display}")).arg(format!("--port={port}"));
+            }
+        }
+        let driver = Guarded::spawn(&mut cmd).map_err(|e| format!("{}: {e}", located.driver.display()))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let caps = kind.capabilities(located, &profile);
+        let mut last = String::new();
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            match fantoccini::ClientBuilder::native().capabilities(caps.clone()).connect(&url).await {
+                Ok(client) => return Ok(Session { client, _driver: driver, _xvfb: xvfb, profile }),
+                Err(e) => last = e.to_string(),
+            }
+            if last.contains("session not created") || last.contains("SessionNotCreated") {
+                break;
+            }
+        }
+        drop(driver);
+        let _ = std::fs::remove_dir_all(&profile);
+        Err(format!("{} did not open a session: {last}", kind.name()))
+    }
+
+    /// Ends the session politely, then the processes go with the guards.
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.clone().close()).await;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.profile);
+        let _ = std::fs::remove_file(self.profile.with_extension("driver.log"));
+    }
+}
+
+fn free_display() -> u32 {
+    (90..200)
+        .find(|d| {
+            !Path::new(&format!("/tmp/.X11-unix/X{d}")).exists() && !Path::new(&format!("/tmp/.X{d}-lock")).exists()
+        })
+        .unwrap_or(99)
+}
+
+/// The browser's own version line (`chromium --version`), for the census.
+pub fn version(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

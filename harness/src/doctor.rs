@@ -1,0 +1,169 @@
+//! `webq doctor`: what is installed and what each browser supports, found by starting each one:
+//! versions, user agent, WebGPU adapter, features, limits, shader-f16, WebNN contexts and the data
+//! types `opSupportLimits()` gives. What is missing is said plainly, with the command that installs it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::{json, Value};
+use webq_engine::webgpu::{Executor, ExecutorOptions};
+
+use crate::browser_run::{environment, load_page};
+use crate::browsers::{version, BrowserKind, Session};
+use crate::server::PageServer;
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The page bundle (scripts/build-page makes it).
+    #[arg(long, default_value = "target/webq-page")]
+    page: PathBuf,
+    /// Only these browsers (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    browsers: Vec<String>,
+}
+
+pub fn run(args: &DoctorArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let native = match Executor::new(&ExecutorOptions::default()) {
+        Ok(e) => json!({"ok": true, "adapter": e.adapter()}),
+        Err(e) => json!({"ok": false, "error": format!("{e} (scripts/setup installs mesa-vulkan-drivers)")}),
+    };
+    let server = PageServer::start(&args.page);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut browsers = Vec::new();
+    for kind in BrowserKind::ALL {
+        if !args.browsers.is_empty() && !args.browsers.iter().any(|b| b == kind.name()) {
+            continue;
+        }
+        browsers.push(rt.block_on(census(kind, server.as_ref().map(|s| s.url()).map_err(|e| e.clone()))));
+    }
+    let report = json!({"native": native, "browsers": browsers});
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(())
+}
+
+async fn census(kind: BrowserKind, page: Result<String, String>) -> Value {
+    let located = match kind.locate() {
+        Ok(l) => l,
+        Err(missing) => return json!({"name": kind.name(), "installed": false, "missing": missing}),
+    };
+    let mut entry = json!({
+        "name": kind.name(),
+        "installed": true,
+        "driver": located.driver,
+        // WebKitWebDriver has no --version (it prints its usage).
+        "driver_version": if kind == BrowserKind::WebKitGtk { Value::Null } else { json!(version(&located.driver)) },
+        "browser": located.browser,
+        "browser_version": if kind == BrowserKind::WebKitGtk { Value::Null } else { json!(version(&located.browser)) },
+    });
+    let url = match page {
+        Ok(u) => u,
+        Err(e) => {
+            entry["error"] = json!(e);
+            return entry;
+        }
+    };
+    match Session::start(kind, &located).await {
+        Err(e) => entry["error"] = json!(e),
+        Ok(session) => {
+            match load_page(&session.client, &url).await {
+                Err(e) => entry["error"] = json!(e),
+                Ok(()) => match environment(&session.client).await {
+                    Ok(env) => entry["environment"] = env,
+                    Err(e) => entry["error"] = json!(e),
+                },
+            }
+            session.close().await;
+        }
+    }
+    entry
+}
+
+fn dtypes(limit: &Value, field: &str) -> String {
+    limit[field]["dataTypes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_text(report: &Value) {
+    let n = &report["native"];
+    if n["ok"] == json!(true) {
+        let a = &n["adapter"];
+        println!(
+            "native: {} ({}, {} {}), shader-f16 {}, timestamps {}, maxStorageBufferBindingSize {}",
+            a["name"].as_str().unwrap_or(""),
+            a["backend"].as_str().unwrap_or(""),
+            a["driver"].as_str().unwrap_or(""),
+            a["driver_info"].as_str().unwrap_or(""),
+            a["shader_f16"],
+            a["timestamps"],
+            a["max_storage_buffer_binding_size"]
+        );
+    } else {
+        println!("native: no adapter: {}", n["error"].as_str().unwrap_or(""));
+    }
+    for b in report["browsers"].as_array().into_iter().flatten() {
+        let name = b["name"].as_str().unwrap_or("");
+        if b["installed"] == json!(false) {
+            println!("\n{name}: MISSING: {}", b["missing"].as_str().unwrap_or(""));
+            continue;
+        }
+        println!(
+            "\n{name}: {} / driver {}",
+            b["browser_version"].as_str().unwrap_or("(version in the user agent)"),
+            b["driver_version"].as_str().unwrap_or("-")
+        );
+        if let Some(e) = b["error"].as_str() {
+            println!("  ERROR: {e}");
+            continue;
+        }
+        let env = &b["environment"];
+        println!("  user agent: {}", env["userAgent"].as_str().unwrap_or(""));
+        println!("  wasm: {}", env["wasm"]);
+        let gpu = &env["webgpu"];
+        if gpu["available"] == json!(true) {
+            let a = &gpu["adapter"];
+            println!(
+                "  WebGPU: yes: vendor {:?}, architecture {:?}, description {:?}, fallback {}",
+                a["vendor"].as_str().unwrap_or(""),
+                a["architecture"].as_str().unwrap_or(""),
+                a["description"].as_str().unwrap_or(""),
+                a["isFallbackAdapter"]
+            );
+            println!("    shader-f16: {}", if gpu["shaderF16"] == json!(true) { "yes" } else { "no" });
+            let feats: Vec<&str> = gpu["features"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            println!("    features: {}", feats.join(", "));
+            println!("    limits: {}", gpu["limits"]);
+        } else {
+            println!("  WebGPU: no: {}", gpu["reason"].as_str().unwrap_or(""));
+        }
+        let nn = &env["webnn"];
+        match nn["contexts"].as_object() {
+            None => println!("  WebNN: no: {}", nn["reason"].as_str().unwrap_or("")),
+            Some(ctxs) => {
+                for (device, c) in ctxs {
+                    if c["ok"] == json!(true) {
+                        println!(
+                            "  WebNN {device}: yes: dequantizeLinear input [{}] scale [{}] zeroPoint [{}] output [{}]; quantizeLinear output [{}]; matmul input [{}]",
+                            dtypes(&c["dequantizeLinear"], "input"),
+                            dtypes(&c["dequantizeLinear"], "scale"),
+                            dtypes(&c["dequantizeLinear"], "zeroPoint"),
+                            dtypes(&c["dequantizeLinear"], "output"),
+                            dtypes(&c["quantizeLinear"], "output"),
+                            dtypes(&c["matmul"], "a"),
+                        );
+                    } else {
+                        println!("  WebNN {device}: no: {}", c["error"].as_str().unwrap_or(""));
+                    }
+                }
+            }
+        }
+    }
+}

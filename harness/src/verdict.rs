@@ -1,0 +1,134 @@
+//! Judging a cell's output: references are computed here, natively, from the same seed the backend
+//! used, never by the backend under test.
+
+use webq_conformance::{AccuracyVerdict, KernelTolerance};
+use webq_engine::quant::{quantize, QuantizedMatrix};
+use webq_engine::reference::{emulate, fp16_reference, Arith, Emulated};
+use webq_engine::seeded;
+
+use crate::cell::Cell;
+use crate::results::{CellRecord, CellTimings, KernelResult, Status};
+
+/// Inputs, weights and both references of one (shape, precision, seed): shared by neighbouring cells.
+pub struct References {
+    key: String,
+    pub x: Vec<f32>,
+    pub q: QuantizedMatrix,
+    reference: Vec<f32>,
+    emulated: Vec<(Arith, Emulated)>,
+}
+
+fn key(cell: &Cell) -> String {
+    format!("{}:{}x{}x{}:{}:{}:{:?}", cell.shape, cell.m, cell.n, cell.k, cell.precision, cell.seed, cell.quantizer)
+}
+
+impl References {
+    fn new(cell: &Cell) -> Result<References, String> {
+        let (m, n, k) = (cell.m, cell.n, cell.k);
+        let w = seeded::weights(cell.seed, n, k);
+        let x = seeded::activations(cell.seed, m, k);
+        let q = quantize(&w, n, k, cell.format(), cell.quantizer).map_err(|e| format!("quantization: {e}"))?;
+        let reference = fp16_reference(&x, m, &w, n, k);
+        Ok(References { key: key(cell), x, q, reference, emulated: Vec::new() })
+    }
+
+    /// The references of `cell`, reusing `slot` when it already holds them.
+    pub fn for_cell<'a>(slot: &'a mut Option<References>, cell: &Cell) -> Result<&'a mut References, String> {
+        if slot.as_ref().is_none_or(|r| r.key != key(cell)) {
+            *slot = None;
+            *slot = Some(References::new(cell)?);
+        }
+        Ok(slot.as_mut().expect("filled above"))
+    }
+
+    fn emulated(&mut self, arith: Arith) -> &Emulated {
+        if let Some(i) = self.emulated.iter().position(|(a, _)| *a == arith) {
+            return &self.emulated[i].1;
+        }
+        let e = emulate(&self.x, self.x.len() / self.q.k, &self.q, arith);
+        self.emulated.push((arith, e));
+        &self.emulated.last().expect("just pushed").1
+    }
+}
+
+/// Raw timings as a backend reports them.
+pub struct RawTimings {
+    pub compile_ms: Option<f64>,
+    pub upload_ms: f64,
+    pub dispatches: usize,
+    pub wall_us: f64,
+    pub gpu_us: Option<f64>,
+}
+
+/// Fills in both verdicts, the status and the timings of `rec` from the backend's output `y`.
+pub fn judge(cell: &Cell, refs: &mut References, y: &[f32], t: RawTimings, rec: &mut CellRecord) {
+    let tolerance = match cell.arith {
+        Arith::F32 => KernelTolerance::matmul_f32(),
+        Arith::F16 => KernelTolerance::matmul_f16(),
+    };
+    let format = refs.q.format;
+    let per_channel = format.as_int().is_some_and(|f| f.group.size().is_none());
+    let accuracy =
+        AccuracyVerdict::judge(y, &refs.reference, format.weight_bits(), per_channel, cell.arith == Arith::F16, None);
+    let em = refs.emulated(cell.arith);
+    let verdict = if y.len() == em.y.len() {
+        tolerance.judge(y, &em.y, &em.abs_dot, cell.k)
+    } else {
+        let mut v = tolerance.judge(&[], &[], &[], cell.k);
+        v.pass = false;
+        v
+    };
+    let weight_bytes = format.storage_bytes(cell.n, cell.k).map_or(0, |b| b.total() as u64);
+    let us = t.gpu_us.unwrap_or(t.wall_us);
+    rec.timings = Some(CellTimings {
+        compile_ms: t.compile_ms,
+        upload_ms: t.upload_ms,
+        dispatches: t.dispatches,
+        wall_us: t.wall_us,
+        gpu_us: t.gpu_us,
+        weight_bytes,
+        weight_gbps: weight_bytes as f64 / (us * 1e3),
+    });
+    let mut reasons = Vec::new();
+    if y.len() != em.y.len() {
+        reasons.push(format!("kernel: {} outputs returned, {} expected", y.len(), em.y.len()));
+    } else if !verdict.pass {
+        reasons.push(format!(
+            "kernel: {} of {} outputs beyond tolerance (worst {:.3e}x, max abs err {:.3e})",
+            verdict.failures,
+            y.len(),
+            verdict.worst_ratio,
+            verdict.max_abs_err
+        ));
+    }
+    if !accuracy.pass {
+        reasons.push(format!(
+            "accuracy: rel L2 {:.3e} over budget {:.3e}",
+            accuracy.metrics.rel_l2, accuracy.budget_rel_l2
+        ));
+    }
+    rec.status = if reasons.is_empty() { Status::Pass } else { Status::Fail };
+    rec.reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+    rec.kernel = Some(KernelResult { tolerance, verdict });
+    rec.accuracy = Some(accuracy);
+}
+
+/// A fresh record of `cell` with status `error` until judged.
+pub fn blank_record(cell: &Cell, run_id: &str, matrix: &str, environment: crate::results::Environment) -> CellRecord {
+    CellRecord {
+        schema: crate::results::RESULTS_SCHEMA,
+        run_id: run_id.to_string(),
+        matrix: matrix.to_string(),
+        id: cell.id(),
+        cell: cell.clone(),
+        environment,
+        status: Status::Error,
+        reason: None,
+        error_class: None,
+        workgroup: None,
+        kernel: None,
+        accuracy: None,
+        timings: None,
+        finished_at: 0,
+    }
+}
