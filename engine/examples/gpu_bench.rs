@@ -3,10 +3,17 @@
 //! `WEBQ_BENCH_REPS` (default 200) dispatches in one submission, the wall time per dispatch of that
 //! submission, and the GB/s of weights read. Prints a table, and JSON lines with `--json`.
 
+#[cfg(not(target_arch = "wasm32"))]
 use webq_engine::reference::Arith;
+#[cfg(not(target_arch = "wasm32"))]
 use webq_engine::webgpu::bench::{bench_formats, prepare_bench, GEMV_SHAPES};
+#[cfg(not(target_arch = "wasm32"))]
 use webq_engine::webgpu::{Executor, ExecutorOptions};
 
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let reps: usize = std::env::var("WEBQ_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);

@@ -1,5 +1,7 @@
 //! Property tests of the formats: packing, rounding bounds, asymmetric coverage, the scale search.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use half::f16;
 use proptest::prelude::*;
 use webq_engine::quant::{quantize, Group, IntBits, IntFormat, Layout, QuantFormat, Quantizer, ScaleType, Scheme};

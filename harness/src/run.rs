@@ -29,6 +29,9 @@ pub struct RunArgs {
     /// Print one line per cell.
     #[arg(long, short)]
     verbose: bool,
+    /// Exit non-zero when any cell failed, errored, crashed or timed out (`unsupported` is an answer).
+    #[arg(long)]
+    check: bool,
     /// The page bundle browsers load (scripts/build-page makes it).
     #[arg(long, default_value = "target/webq-page")]
     page: PathBuf,
@@ -128,6 +131,10 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         Status::ALL.iter().map(|s| format!("{} {}", count(*s), s.name())).collect::<Vec<_>>().join(", ")
     );
     eprintln!("webq: results {}, report {}", store.path().display(), index.display());
+    let bad = count(Status::Fail) + count(Status::Error) + count(Status::Crash) + count(Status::Timeout);
+    if args.check && bad > 0 {
+        return Err(format!("--check: {bad} cells failed, errored, crashed or timed out").into());
+    }
     Ok(())
 }
 

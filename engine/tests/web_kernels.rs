@@ -1,0 +1,52 @@
+//! The engine's kernel tests in a real browser (wasm-bindgen-test; CHROMEDRIVER or GECKODRIVER picks
+//! it): every format through GEMV and GEMM on the browser's WebGPU, judged against the CPU emulation
+//! computed in the same wasm module, and seeded data bit-identical to native.
+
+#![cfg(target_arch = "wasm32")]
+
+use wasm_bindgen_test::*;
+use webq_conformance::KernelTolerance;
+use webq_engine::quant::{quantize, QuantFormat, Quantizer};
+use webq_engine::reference::{emulate, Arith};
+use webq_engine::seeded;
+use webq_engine::webgpu::{Executor, ExecutorOptions, KernelKind, KernelVariant, Workgroup};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+fn seeded_data_is_bit_identical_to_native() {
+    // The same constants as the native golden test in src/seeded.rs.
+    assert_eq!(seeded::checksum(&seeded::weights(7, 16, 64)), 7673784155379425272);
+    assert_eq!(seeded::checksum(&seeded::activations(7, 2, 64)), 11956779287944144897);
+}
+
+#[wasm_bindgen_test]
+async fn every_format_matches_the_emulation_on_webgpu() {
+    let exec = Executor::open(&ExecutorOptions::default()).await.expect("this browser has no WebGPU adapter");
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for format in QuantFormat::catalogue() {
+        let k = if format.as_int().is_some_and(|f| f.group.size().is_some()) { 256 } else { 200 };
+        for (m, n) in [(1, 33), (5, 19)] {
+            for arith in [Arith::F32, Arith::F16] {
+                if !exec.supports(arith) {
+                    continue;
+                }
+                let w = seeded::weights(3, n, k);
+                let x = seeded::activations(4, m, k);
+                let q = quantize(&w, n, k, format, Quantizer::RoundToNearest).unwrap();
+                let variant = KernelVariant::new(KernelKind::for_rows(m), arith, Workgroup { x: 128, y: 2 });
+                let run = exec.matmul(&x, m, &q, variant, 1).await.unwrap();
+                let want = emulate(&x, m, &q, arith);
+                let tol =
+                    if arith == Arith::F32 { KernelTolerance::matmul_f32() } else { KernelTolerance::matmul_f16() };
+                let v = tol.judge(&run.y, &want.y, &want.abs_dot, k);
+                cells += 1;
+                if !v.pass {
+                    failures.push(format!("{format} m{m} {}: worst {:.3e}x", arith.name(), v.worst_ratio));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {cells} cells failed on {}: {failures:?}", failures.len(), exec.adapter().name);
+}
