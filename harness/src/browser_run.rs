@@ -216,3 +216,70 @@ async fn run_cell(
     judge(cell, r, &y, t, rec);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::PageServer;
+    use std::path::Path;
+
+    /// `kill -9` of the browser in the middle of a run costs the cell it was running, and only it:
+    /// the next cell gets a new session, and no process of the killed session is left.
+    #[test]
+    fn killing_the_browser_costs_only_that_cell() {
+        let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/webq-page");
+        let server = match (PageServer::start(&page), BrowserKind::Firefox.locate()) {
+            (Ok(s), Ok(_)) => s,
+            (s, l) => {
+                let why = format!("{:?} {:?}", s.err(), l.err());
+                assert!(std::env::var("WEBQ_REQUIRE_BROWSERS").as_deref() != Ok("1"), "browsers required: {why}");
+                eprintln!("SKIPPED: needs Firefox and the page bundle (scripts/setup, scripts/build-page): {why}");
+                return;
+            }
+        };
+        let cells: Vec<Cell> =
+            ["int4-g128-sym", "int8-pc-sym", "fp16", "int2-g32-asym", "int3-g32-asym", "int4-g32-asym"]
+                .iter()
+                .map(|p| Cell {
+                    runtime: "firefox".into(),
+                    backend: "webgpu".into(),
+                    precision: p.to_string(),
+                    kernel: webq_engine::webgpu::KernelKind::Gemv,
+                    arith: webq_engine::reference::Arith::F32,
+                    workgroup: None,
+                    shape: "decode".into(),
+                    m: 1,
+                    n: 256,
+                    k: 512,
+                    seed: 1,
+                    quantizer: webq_engine::quant::Quantizer::RoundToNearest,
+                })
+                .collect();
+        let refs: Vec<&Cell> = cells.iter().collect();
+        let dir = std::env::temp_dir().join(format!("webq-kill-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = ResultsStore::open(&dir).unwrap();
+        // The killed session's profile directory names this process: its Firefox command line has it.
+        let pattern = format!("webq-firefox-{}-", std::process::id());
+        let mut seen = 0;
+        let mut progress = |_: &CellRecord| {
+            seen += 1;
+            if seen == 2 {
+                let _ = std::process::Command::new("pkill").args(["-9", "-f", &pattern]).status();
+            }
+        };
+        let url = server.url();
+        let ctx = RunContext { page_url: &url, run_id: "kill", matrix: "kill", reps: 1 };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run_browser(BrowserKind::Firefox, &refs, &ctx, &mut store, &mut progress)).unwrap();
+        let (records, _) = crate::results::load(&dir).unwrap();
+        let statuses: Vec<Status> = records.iter().map(|r| r.status).collect();
+        assert_eq!(statuses.len(), cells.len());
+        assert_eq!(statuses.iter().filter(|s| **s == Status::Crash).count(), 1, "{statuses:?}");
+        assert_eq!(statuses[2], Status::Crash, "the cell after the kill: {statuses:?}");
+        assert!(statuses.iter().all(|s| matches!(s, Status::Pass | Status::Crash)), "{statuses:?}");
+        let left = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
+        assert!(left.stdout.is_empty(), "processes left: {}", String::from_utf8_lossy(&left.stdout));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
