@@ -5,8 +5,10 @@
 //! - [`seeded`]: inputs and weights generated from a seed, bit-identical on every platform.
 //! - [`reference`]: the CPU oracles: the fp16 reference and the exact emulation of every quantized kernel.
 //! - [`webgpu`]: the WGSL kernels and the wgpu executor that runs them.
+//! - [`platform`]: policy when the device says no (out-of-memory fallback to narrower formats).
 
 pub mod b64;
+pub mod platform;
 pub mod quant;
 pub mod reference;
 pub mod seeded;

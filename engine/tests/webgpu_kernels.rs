@@ -110,3 +110,39 @@ fn binding_limit_is_refused_clearly() {
 fn wgpu_limits_small() -> wgpu::Limits {
     wgpu::Limits { max_storage_buffer_binding_size: 1 << 20, max_buffer_size: 1 << 20, ..wgpu::Limits::default() }
 }
+
+/// A device with 1 MiB bindings cannot hold a 256x4096 weight in fp16 (2 MiB): the fallback steps to
+/// int8 (exactly 1 MiB of codes), which fits and computes the right numbers.
+#[test]
+fn out_of_memory_falls_back_to_a_narrower_format() {
+    use webq_engine::platform::fallback::matmul_with_fallback;
+    if executor().is_none() {
+        return;
+    }
+    let small =
+        Executor::new(&ExecutorOptions { limits: Some(wgpu_limits_small()), no_f16: false }).expect("small device");
+    let (m, n, k) = (1, 256, 4096);
+    let w = seeded::weights(9, n, k);
+    let x = seeded::activations(9, m, k);
+    let variant = KernelVariant::new(KernelKind::Gemv, Arith::F32, Workgroup { x: 128, y: 2 });
+    let out = pollster::block_on(matmul_with_fallback(
+        &small,
+        &w,
+        n,
+        k,
+        &x,
+        m,
+        QuantFormat::F16,
+        Quantizer::RoundToNearest,
+        variant,
+    ))
+    .map_err(|(steps, e)| format!("{steps:?}: {e}"))
+    .unwrap();
+    assert_eq!(out.steps.len(), 1, "{:?}", out.steps);
+    assert_eq!(out.steps[0].format, "fp16");
+    assert_eq!(out.steps[0].error_class, "resource_limit");
+    assert_eq!(out.format.to_string(), "int8-pc-sym");
+    let q = quantize(&w, n, k, out.format, Quantizer::RoundToNearest).unwrap();
+    let want = emulate(&x, m, &q, Arith::F32);
+    assert!(KernelTolerance::matmul_f32().judge(&out.run.y, &want.y, &want.abs_dot, k).pass);
+}
