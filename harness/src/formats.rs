@@ -4,6 +4,7 @@ use std::thread;
 
 use clap::Args;
 use serde::Serialize;
+use webq_conformance::Metrics;
 use webq_engine::quant::{quantize, Layout, QuantFormat, Quantizer, Scheme};
 use webq_engine::seeded;
 
@@ -108,9 +109,10 @@ pub fn measure(n: usize, k: usize, seed: u64) -> Result<Vec<FormatRow>, Box<dyn 
 fn measure_one(f: QuantFormat, w: &[f32], w16: &[f32], n: usize, k: usize) -> Result<FormatRow, String> {
     let err = |q: Quantizer| -> Result<f64, String> {
         let dq = quantize(w, n, k, f, q).map_err(|e| format!("{f}: {e}"))?.dequantize();
-        Ok(rel_l2(&dq, w16))
+        Ok(Metrics::compare(&dq, w16, None).rel_l2)
     };
     let int = f.as_int();
+    let rtn = err(Quantizer::RoundToNearest)?;
     Ok(FormatRow {
         name: f.to_string(),
         bits: f.weight_bits(),
@@ -119,16 +121,8 @@ fn measure_one(f: QuantFormat, w: &[f32], w16: &[f32], n: usize, k: usize) -> Re
         scale_type: int.map(|i| format!("{:?}", i.scale).to_lowercase()),
         layout: f.layout(),
         bits_per_weight: f.bits_per_weight(n, k).map_err(|e| e.to_string())?,
-        rel_l2_rtn: err(Quantizer::RoundToNearest)?,
-        rel_l2_search: if int.is_some() { err(Quantizer::ScaleSearch)? } else { err(Quantizer::RoundToNearest)? },
+        rel_l2_rtn: rtn,
+        // fp16 has no scales to search.
+        rel_l2_search: if int.is_some() { err(Quantizer::ScaleSearch)? } else { rtn },
     })
-}
-
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    let (mut d, mut s) = (0f64, 0f64);
-    for (&g, &w) in got.iter().zip(want) {
-        d += (g as f64 - w as f64).powi(2);
-        s += (w as f64).powi(2);
-    }
-    (d / s).sqrt()
 }

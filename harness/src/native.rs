@@ -66,9 +66,8 @@ impl NativeRunner {
         matrix: &str,
         store: &mut ResultsStore,
         progress: &mut impl FnMut(&CellRecord),
-    ) -> std::io::Result<Vec<CellRecord>> {
+    ) -> std::io::Result<()> {
         let mut prepared: Option<References> = None;
-        let mut records = Vec::new();
         for cell in cells.iter().filter(|c| !done.contains(&c.id())) {
             let base = blank_record(cell, run_id, matrix, self.environment());
             let outcome = catch_unwind(AssertUnwindSafe(|| self.run_cell(cell, &mut prepared, base.clone())));
@@ -88,9 +87,8 @@ impl NativeRunner {
             record.finished_at = unix_now();
             store.append(&record)?;
             progress(&record);
-            records.push(record);
         }
-        Ok(records)
+        Ok(())
     }
 
     fn run_cell(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {

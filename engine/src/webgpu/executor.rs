@@ -331,7 +331,7 @@ impl Executor {
             KernelKind::Gemv => (q.n.div_ceil(wg.y as usize) as u32, m as u32, 1),
             KernelKind::Gemm => (q.n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1),
         };
-        Ok(Prepared { exec: self, pipeline, bind, x: xb, y, staging, y_bytes, groups, compile_ms, upload_ms })
+        Ok(Prepared { exec: self, pipeline, bind, y, staging, y_bytes, groups, compile_ms, upload_ms })
     }
 
     /// Natively: blocks until the GPU has finished all submitted work (callbacks run inside).
@@ -372,7 +372,6 @@ pub struct Prepared<'e> {
     exec: &'e Executor,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind: wgpu::BindGroup,
-    x: wgpu::Buffer,
     y: wgpu::Buffer,
     staging: wgpu::Buffer,
     y_bytes: u64,
@@ -382,11 +381,6 @@ pub struct Prepared<'e> {
 }
 
 impl Prepared<'_> {
-    /// Replaces the activations (same shape).
-    pub fn set_input(&self, x: &[f32]) {
-        self.exec.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
-    }
-
     fn encode(&self, encoder: &mut wgpu::CommandEncoder, timestamps: Option<(&wgpu::QuerySet, u32)>) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("webq matmul"),

@@ -216,10 +216,8 @@ impl Fault {
             }
             *text = text.replacen(from, to, 1);
         }
-        let base = super::kernel::shader_source(kind, arith);
-        let clean = format!("{DEQUANT}\n{}", kind.body());
-        let body = format!("{}\n{}", pieces[0].1, if kind == KernelKind::Gemv { &pieces[1].1 } else { &pieces[2].1 });
-        Ok(base.replacen(&clean, &body, 1))
+        let body = if kind == KernelKind::Gemv { &pieces[1].1 } else { &pieces[2].1 };
+        Ok(super::kernel::assemble(arith, &pieces[0].1, body))
     }
 }
 

@@ -92,11 +92,16 @@ impl KernelVariant {
 
 /// The WGSL of a kernel: prelude + decoding + kernel body.
 pub fn shader_source(kind: KernelKind, arith: Arith) -> String {
+    assemble(arith, DEQUANT, kind.body())
+}
+
+/// Prelude of `arith`, then the decoding functions, then a kernel body (planted faults pass patched pieces).
+pub(crate) fn assemble(arith: Arith, dequant: &str, body: &str) -> String {
     let prelude = match arith {
         Arith::F32 => PRELUDE_F32,
         Arith::F16 => PRELUDE_F16,
     };
-    format!("{prelude}\n{DEQUANT}\n{}", kind.body())
+    format!("{prelude}\n{dequant}\n{body}")
 }
 
 /// Values of the pipeline-overridable constants for a format and variant.
