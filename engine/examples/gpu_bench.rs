@@ -26,8 +26,13 @@ fn main() {
         "adapter: {} ({}, {} {}), timestamps {}, shader-f16 {}",
         a.name, a.backend, a.driver, a.driver_info, a.timestamps, a.shader_f16
     );
-    if !json {
-        println!("{:<16} {:>12} {:>5} {:>10} {:>10} {:>9}", "format", "N x K", "arith", "gpu us", "wall us", "GB/s");
+    // With --json the JSON lines go to stdout and the table to stderr: one run gives both.
+    let header =
+        format!("{:<16} {:>12} {:>5} {:>10} {:>10} {:>9}", "format", "N x K", "arith", "gpu us", "wall us", "GB/s");
+    if json {
+        eprintln!("{header}");
+    } else {
+        println!("{header}");
     }
     for (n, k) in GEMV_SHAPES {
         for format in bench_formats() {
@@ -60,16 +65,20 @@ fn main() {
                             "gpu_us_median": t.gpu_us_median, "wall_us_per_dispatch": t.wall_us_per_dispatch,
                             "dispatches": t.dispatches, "weight_bytes": bytes, "weight_gbps": gbps})
                     );
+                }
+                let row = format!(
+                    "{:<16} {:>12} {:>5} {:>10} {:>10.1} {:>9.1}",
+                    format.to_string(),
+                    format!("{n}x{k}"),
+                    arith.name(),
+                    t.gpu_us_median.map_or("-".into(), |v| format!("{v:.1}")),
+                    t.wall_us_per_dispatch,
+                    gbps
+                );
+                if json {
+                    eprintln!("{row}");
                 } else {
-                    println!(
-                        "{:<16} {:>12} {:>5} {:>10} {:>10.1} {:>9.1}",
-                        format.to_string(),
-                        format!("{n}x{k}"),
-                        arith.name(),
-                        t.gpu_us_median.map_or("-".into(), |v| format!("{v:.1}")),
-                        t.wall_us_per_dispatch,
-                        gbps
-                    );
+                    println!("{row}");
                 }
             }
         }

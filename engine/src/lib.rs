@@ -8,6 +8,7 @@
 //! - [`platform`]: policy when the device says no (out-of-memory fallback to narrower formats).
 
 pub mod b64;
+pub mod cpu;
 pub mod platform;
 pub mod quant;
 pub mod reference;

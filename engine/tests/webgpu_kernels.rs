@@ -95,8 +95,8 @@ fn binding_limit_is_refused_clearly() {
     let Some(exec) = executor() else { return };
     let limits = wgpu_limits_small();
     drop(exec);
-    let small =
-        Executor::new(&ExecutorOptions { limits: Some(limits), no_f16: false }).expect("device with small limits");
+    let small = Executor::new(&ExecutorOptions { limits: Some(limits), no_f16: false, ..Default::default() })
+        .expect("device with small limits");
     let (n, k) = (256, 4096);
     let w = seeded::weights(1, n, k);
     let q = quantize(&w, n, k, QuantFormat::F16, Quantizer::RoundToNearest).unwrap();
@@ -120,7 +120,8 @@ fn out_of_memory_falls_back_to_a_narrower_format() {
         return;
     }
     let small =
-        Executor::new(&ExecutorOptions { limits: Some(wgpu_limits_small()), no_f16: false }).expect("small device");
+        Executor::new(&ExecutorOptions { limits: Some(wgpu_limits_small()), no_f16: false, ..Default::default() })
+            .expect("small device");
     let (m, n, k) = (1, 256, 4096);
     let w = seeded::weights(9, n, k);
     let x = seeded::activations(9, m, k);

@@ -10,7 +10,7 @@ use webq_engine::webgpu::TuningTable;
 
 use crate::browsers::{BrowserKind, Located, Session};
 use crate::cell::Cell;
-use crate::results::{unix_now, CellRecord, Environment, ResultsStore, Status};
+use crate::results::{unix_now, CellRecord, Environment, ResultsStore, RunDetail, Status};
 use crate::verdict::{blank_record, judge, RawTimings, References};
 
 /// How long one cell may take in a browser (SwiftShader is slow) before it is a `timeout`.
@@ -156,7 +156,7 @@ async fn run_cell(
     refs: &mut Option<References>,
     rec: &mut CellRecord,
 ) -> Result<(), Failure> {
-    if env["webgpu"]["available"] != Value::Bool(true) {
+    if cell.backend == "webgpu" && env["webgpu"]["available"] != Value::Bool(true) {
         rec.status = Status::Unsupported;
         rec.error_class = Some("no_webgpu".into());
         rec.reason = Some(env["webgpu"]["reason"].as_str().unwrap_or("no WebGPU").to_string());
@@ -164,10 +164,11 @@ async fn run_cell(
     }
     let adapter = rec.environment.adapter.clone().unwrap_or_default();
     let workgroup = cell.workgroup.unwrap_or_else(|| tuning.pick(&cell.runtime, &adapter, cell.kernel, None));
-    rec.workgroup = Some(workgroup.to_string());
     let spec = json!({
-        "precision": cell.precision, "m": cell.m, "n": cell.n, "k": cell.k, "seed": cell.seed,
+        "backend": cell.backend, "device": cell.device, "precision": cell.precision,
+        "m": cell.m, "n": cell.n, "k": cell.k, "seed": cell.seed,
         "arith": cell.arith, "workgroup": workgroup.to_string(), "quantizer": cell.quantizer, "reps": reps,
+        "family": cell.family, "layer": cell.layer, "memory_cap": cell.memory_cap,
     });
     let script = "const [spec, done] = arguments; \
                   window.webq.runCell(spec).then(done, (e) => done({error_class: 'js_exception', error: String(e && e.stack || e)}));";
@@ -183,27 +184,67 @@ async fn run_cell(
         }
         Ok(Ok(v)) => v,
     };
+    rec.workgroup = out["workgroup"].as_str().map(str::to_string);
+    rec.detail = Some(detail_of(&out));
+    judge_output(cell, &out, refs, rec);
+    Ok(())
+}
+
+/// What the page says ran, beyond the cell itself.
+pub fn detail_of(out: &Value) -> RunDetail {
+    let s = |k: &str| out[k].as_str().map(str::to_string);
+    let list = |k: &str| out[k].as_array().cloned().unwrap_or_default();
+    let some = |k: &str| Some(out[k].clone()).filter(|v| !v.is_null());
+    RunDetail {
+        backend: s("backend"),
+        precision: s("precision"),
+        notes: list("notes").iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        op_support_limits: some("op_support_limits"),
+        fallback_steps: serde_json::from_value(out["fallback_steps"].clone()).unwrap_or_default(),
+        capabilities: some("capabilities"),
+        choice: some("choice"),
+        attempts: list("attempts"),
+        dot_path: s("dot_path"),
+        error_kind: s("error_kind"),
+        recommendation: s("recommendation"),
+    }
+}
+
+/// Status, verdicts and timings from the page's answer: an error is `unsupported` when the browser
+/// lacks the feature or rejects the precision, else `error`; an output is judged against references
+/// of the format that actually ran.
+fn judge_output(cell: &Cell, out: &Value, refs: &mut Option<References>, rec: &mut CellRecord) {
     if let Some(err) = out["error"].as_str() {
         let class = out["error_class"].as_str().unwrap_or("unknown").to_string();
-        rec.status = if matches!(class.as_str(), "unsupported") { Status::Unsupported } else { Status::Error };
+        let unsupported = class == "unsupported" || out["error_kind"] == "PRECISION_NOT_SUPPORTED";
+        rec.status = if unsupported { Status::Unsupported } else { Status::Error };
         rec.reason = Some(err.to_string());
         rec.error_class = Some(class);
-        return Ok(());
+        return;
     }
     let y: Vec<f32> = match out["y_b64"].as_str().map(b64::decode) {
         Some(Ok(bytes)) if bytes.len() % 4 == 0 => bytemuck::cast_slice(&bytes).to_vec(),
         _ => {
             rec.error_class = Some("bad_output".into());
             rec.reason = Some("the page returned no output bytes".into());
-            return Ok(());
+            return;
         }
     };
-    let r = match References::for_cell(refs, cell) {
+    let ran = out["precision"].as_str().unwrap_or(&cell.precision);
+    let format = match ran.parse() {
+        Ok(f) => f,
+        Err(e) => {
+            rec.error_class = Some("bad_output".into());
+            rec.reason = Some(format!("the page ran an unknown precision `{ran}`: {e}"));
+            return;
+        }
+    };
+    let r = match References::for_cell(refs, cell, format) {
         Ok(r) => r,
         Err(e) => {
             rec.error_class = Some("bad_input".into());
             rec.reason = Some(e);
-            return Ok(());
+            return;
         }
     };
     let t = RawTimings {
@@ -214,7 +255,6 @@ async fn run_cell(
         gpu_us: out["gpu_us"].as_f64(),
     };
     judge(cell, r, &y, t, rec);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -253,6 +293,10 @@ mod tests {
                     k: 512,
                     seed: 1,
                     quantizer: webq_engine::quant::Quantizer::RoundToNearest,
+                    device: None,
+                    family: None,
+                    layer: None,
+                    memory_cap: None,
                 })
                 .collect();
         let refs: Vec<&Cell> = cells.iter().collect();

@@ -22,7 +22,21 @@ pub struct Cell {
     pub k: usize,
     pub seed: u64,
     pub quantizer: Quantizer,
+    /// WebNN device type (`cpu`, `gpu`, `npu`), for WebNN backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Model family and layer kind, which `auto` selects for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    /// WebGPU: bytes a buffer and binding may take (small: provokes the out-of-memory fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_cap: Option<u64>,
 }
+
+/// The precision of `auto` cells: the selection policy picks it.
+pub const AUTO: &str = "auto";
 
 impl Cell {
     /// A stable identifier: `runtime/backend/precision/kernel-arith-workgroup/shape`.
@@ -32,11 +46,16 @@ impl Cell {
             KernelKind::Gemv => format!("gemv-{}-{wg}", self.arith.name()),
             KernelKind::Gemm => format!("gemm-{}", self.arith.name()),
         };
-        format!("{}/{}/{}/{variant}/{}", self.runtime, self.backend, self.precision, self.shape)
+        let backend = match &self.device {
+            Some(d) => format!("{}@{d}", self.backend),
+            None => self.backend.clone(),
+        };
+        format!("{}/{backend}/{}/{variant}/{}", self.runtime, self.precision, self.shape)
     }
 
-    pub fn format(&self) -> QuantFormat {
-        self.precision.parse().expect("cells hold canonical format names")
+    /// The requested format (`None` for `auto`).
+    pub fn format(&self) -> Option<QuantFormat> {
+        self.precision.parse().ok()
     }
 }
 
@@ -46,14 +65,25 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
     let mut cells = Vec::new();
     let mut ruled_out = Vec::new();
     for runtime in &matrix.runtimes {
-        for backend in &matrix.backends {
+        for (backend, device) in backends_with_devices(matrix) {
             for shape in &matrix.shapes {
+                if shape.backends.as_ref().is_some_and(|b| !b.contains(&backend)) {
+                    continue;
+                }
                 let kernel = KernelKind::for_rows(shape.m);
-                for format in shape.precisions.as_ref().unwrap_or(&matrix.precisions) {
-                    if let Err(e) = format.check_shape(shape.n, shape.k) {
-                        ruled_out.push(format!("{format} x {}: {e}", shape.name));
-                        continue;
+                let precisions: Vec<String> = if backend == AUTO {
+                    vec![AUTO.to_string()]
+                } else {
+                    let mut v = Vec::new();
+                    for format in shape.precisions.as_ref().unwrap_or(&matrix.precisions) {
+                        match format.check_shape(shape.n, shape.k) {
+                            Ok(()) => v.push(format.to_string()),
+                            Err(e) => ruled_out.push(format!("{format} x {}: {e}", shape.name)),
+                        }
                     }
+                    v
+                };
+                for precision in precisions {
                     for &arith in &matrix.arith {
                         let mut workgroups: Vec<Option<Workgroup>> = matrix
                             .workgroups
@@ -71,7 +101,7 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
                             cells.push(Cell {
                                 runtime: runtime.clone(),
                                 backend: backend.clone(),
-                                precision: format.to_string(),
+                                precision: precision.clone(),
                                 kernel,
                                 arith,
                                 workgroup,
@@ -81,6 +111,10 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
                                 k: shape.k,
                                 seed: matrix.seed,
                                 quantizer: matrix.quantizer,
+                                device: device.clone(),
+                                family: shape.family.clone(),
+                                layer: shape.layer.clone(),
+                                memory_cap: shape.memory_cap,
                             });
                         }
                     }
@@ -89,4 +123,17 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
         }
     }
     (cells, ruled_out)
+}
+
+/// Each backend, with each WebNN device type for the WebNN ones.
+fn backends_with_devices(matrix: &Matrix) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for b in &matrix.backends {
+        if b.starts_with("webnn") {
+            out.extend(matrix.webnn_devices.iter().map(|d| (b.clone(), Some(d.clone()))));
+        } else {
+            out.push((b.clone(), None));
+        }
+    }
+    out
 }

@@ -10,6 +10,8 @@
 //! quantizer = "search"            # or "rtn"
 //! reps = 5                        # timed dispatches per cell
 //! seed = 1
+//! backends = ["webgpu", "webnn", "webnn-experimental", "wasm", "auto"]
+//! webnn_devices = ["cpu"]         # WebNN contexts to run: cpu, gpu, npu
 //!
 //! [[shapes]]
 //! name = "decode"
@@ -17,6 +19,10 @@
 //! n = 333
 //! k = 1024
 //! precisions = ["int4-g128-sym"]  # optional: only these formats for this shape
+//! backends = ["webgpu"]           # optional: only these backends for this shape
+//! family = "text"                 # optional: model family (text, vision, audio, llm) for `auto`
+//! layer = "attention"             # optional: layer kind for `auto` with llm (mixed precision)
+//! memory_cap = 1048576            # optional: WebGPU device limit in bytes (out-of-memory fallback)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -61,6 +67,8 @@ struct RawMatrix {
     reps: usize,
     #[serde(default = "default_seed")]
     seed: u64,
+    #[serde(default = "default_webnn_devices")]
+    webnn_devices: Vec<Spanned<String>>,
     shapes: Vec<RawShape>,
 }
 
@@ -73,6 +81,14 @@ struct RawShape {
     k: Spanned<usize>,
     #[serde(default)]
     precisions: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    backends: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    family: Option<Spanned<String>>,
+    #[serde(default)]
+    layer: Option<Spanned<String>>,
+    #[serde(default)]
+    memory_cap: Option<u64>,
 }
 
 fn default_backends() -> Vec<Spanned<String>> {
@@ -83,6 +99,9 @@ fn default_arith() -> Vec<Spanned<String>> {
 }
 fn default_workgroups() -> Vec<Spanned<String>> {
     vec![Spanned::new(0..0, "tuned".into())]
+}
+fn default_webnn_devices() -> Vec<Spanned<String>> {
+    vec![Spanned::new(0..0, "cpu".into())]
 }
 fn default_reps() -> usize {
     3
@@ -105,6 +124,10 @@ pub struct Shape {
     pub n: usize,
     pub k: usize,
     pub precisions: Option<Vec<QuantFormat>>,
+    pub backends: Option<Vec<String>>,
+    pub family: Option<String>,
+    pub layer: Option<String>,
+    pub memory_cap: Option<u64>,
 }
 
 /// A validated matrix.
@@ -121,11 +144,14 @@ pub struct Matrix {
     pub quantizer: Quantizer,
     pub reps: usize,
     pub seed: u64,
+    pub webnn_devices: Vec<String>,
     pub shapes: Vec<Shape>,
 }
 
 pub const RUNTIMES: &[&str] = &["native", "chromium", "chrome-shell", "firefox", "webkitgtk"];
-pub const BACKENDS: &[&str] = &["webgpu"];
+pub const BACKENDS: &[&str] = &["webgpu", "webnn", "webnn-experimental", "wasm", "auto"];
+pub const WEBNN_DEVICES: &[&str] = &["cpu", "gpu", "npu"];
+pub const FAMILIES: &[&str] = &["text", "vision", "audio", "llm"];
 
 impl Matrix {
     pub fn load(path: &Path) -> Result<Matrix, MatrixError> {
@@ -224,6 +250,10 @@ impl Matrix {
                 }
             },
         };
+        let one = |v: &Option<Spanned<String>>, name: &str, known: &[&str]| -> Result<Option<String>, MatrixError> {
+            v.as_ref().map(|s| names(std::slice::from_ref(s), name, known).map(|mut n| n.remove(0))).transpose()
+        };
+        let layers: Vec<&str> = webq_engine::quant::LayerKind::ALL.iter().map(|k| k.name()).collect();
         let mut shapes = Vec::new();
         for s in &raw.shapes {
             for (v, name) in [(&s.m, "m"), (&s.n, "n"), (&s.k, "k")] {
@@ -241,6 +271,14 @@ impl Matrix {
                     .as_deref()
                     .map(|p| formats(p, &format!("shapes.{}.precisions", s.name)))
                     .transpose()?,
+                backends: s
+                    .backends
+                    .as_deref()
+                    .map(|b| names(b, &format!("shapes.{}.backends", s.name), BACKENDS))
+                    .transpose()?,
+                family: one(&s.family, &format!("shapes.{}.family", s.name), FAMILIES)?,
+                layer: one(&s.layer, &format!("shapes.{}.layer", s.name), &layers)?,
+                memory_cap: s.memory_cap,
             });
         }
         Ok(Matrix {
@@ -255,6 +293,7 @@ impl Matrix {
             quantizer,
             reps: raw.reps.max(1),
             seed: raw.seed,
+            webnn_devices: names(&raw.webnn_devices, "webnn_devices", WEBNN_DEVICES)?,
             shapes,
         })
     }

@@ -4,10 +4,14 @@
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use webq_engine::cpu;
+use webq_engine::platform::fallback::matmul_with_fallback;
+use webq_engine::reference::Arith;
+use webq_engine::seeded;
 use webq_engine::webgpu::{Executor, ExecutorOptions, GpuError, KernelVariant, TuningTable};
 
 use crate::cell::Cell;
-use crate::results::{unix_now, CellRecord, Environment, ResultsStore, Status};
+use crate::results::{unix_now, CellRecord, Environment, ResultsStore, RunDetail, Status};
 use crate::verdict::{blank_record, judge, RawTimings, References};
 
 pub struct NativeRunner {
@@ -92,6 +96,21 @@ impl NativeRunner {
     }
 
     fn run_cell(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {
+        match cell.backend.as_str() {
+            "webgpu" if cell.memory_cap.is_some() => return self.run_capped(cell, prepared, rec),
+            "webgpu" => {}
+            "wasm" => return self.run_cpu(cell, prepared, rec),
+            other => {
+                rec.status = Status::Unsupported;
+                rec.error_class = Some("unsupported".into());
+                rec.reason = Some(format!("`{other}` runs in browser pages only"));
+                return rec;
+            }
+        }
+        let Some(format) = cell.format() else {
+            rec.reason = Some(format!("unknown precision {}", cell.precision));
+            return rec;
+        };
         let Some(exec) = self.executor.as_ref() else {
             rec.status = Status::Unsupported;
             rec.reason = self.missing.clone();
@@ -104,7 +123,7 @@ impl NativeRunner {
             rec.error_class = Some("missing_feature".into());
             return rec;
         }
-        let p = match References::for_cell(prepared, cell) {
+        let p = match References::for_cell(prepared, cell, format) {
             Ok(p) => p,
             Err(e) => {
                 rec.reason = Some(e);
@@ -140,6 +159,97 @@ impl NativeRunner {
             gpu_us: t.gpu_us_median,
         };
         judge(cell, p, &y, t, &mut rec);
+        rec
+    }
+
+    /// The CPU kernels (the `wasm` backend's code, built natively: scalar dot products).
+    fn run_cpu(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {
+        if cell.arith == Arith::F16 {
+            rec.status = Status::Unsupported;
+            rec.error_class = Some("unsupported".into());
+            rec.reason = Some("f16 arithmetic: unsupported data type for the wasm backend (it computes in f32)".into());
+            return rec;
+        }
+        let Some(p) = cell.format().and_then(|f| References::for_cell(prepared, cell, f).ok()) else {
+            rec.reason = Some(format!("cannot quantize {} for this shape", cell.precision));
+            return rec;
+        };
+        let y = cpu::matmul(&p.x, cell.m, &p.q);
+        let reps = self.reps;
+        let start = std::time::Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(cpu::matmul(&p.x, cell.m, &p.q));
+        }
+        let wall_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
+        rec.detail = Some(RunDetail { dot_path: Some(cpu::DOT_PATH.into()), ..Default::default() });
+        let t = RawTimings { compile_ms: None, upload_ms: 0.0, dispatches: reps, wall_us, gpu_us: None };
+        judge(cell, p, &y, t, &mut rec);
+        rec
+    }
+
+    /// WebGPU on a device asked for at most `memory_cap` bytes a buffer and binding, with the
+    /// out-of-memory fallback: what ran is judged against references of the format that fitted.
+    fn run_capped(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {
+        let cap = cell.memory_cap.expect("checked by the caller");
+        let (Some(format), Some(base)) = (cell.format(), self.executor.as_ref()) else {
+            rec.status = Status::Unsupported;
+            rec.reason = self.missing.clone().or(Some(format!("unknown precision {}", cell.precision)));
+            return rec;
+        };
+        let workgroup =
+            cell.workgroup.unwrap_or_else(|| self.tuning.pick("native", &base.adapter().name, cell.kernel, None));
+        let variant = KernelVariant::new(cell.kernel, cell.arith, workgroup);
+        rec.workgroup = Some(workgroup.to_string());
+        let exec = match Executor::new(&ExecutorOptions { memory_cap: Some(cap), ..Default::default() }) {
+            Ok(e) => e,
+            Err(e) => {
+                rec.error_class = Some(e.class().into());
+                rec.reason = Some(e.to_string());
+                return rec;
+            }
+        };
+        let w = seeded::weights(cell.seed, cell.n, cell.k);
+        let x = seeded::activations(cell.seed, cell.m, cell.k);
+        let outcome = pollster::block_on(matmul_with_fallback(
+            &exec,
+            &w,
+            cell.n,
+            cell.k,
+            &x,
+            cell.m,
+            format,
+            cell.quantizer,
+            variant,
+        ));
+        let mut detail = RunDetail::default();
+        match outcome {
+            Ok(f) => {
+                detail.fallback_steps = f.steps;
+                detail.precision = Some(f.format.to_string());
+                if f.format != format {
+                    detail.notes.push(format!("out-of-memory fallback: {format} -> {}", f.format));
+                }
+                rec.detail = Some(detail);
+                let Ok(p) = References::for_cell(prepared, cell, f.format) else {
+                    rec.reason = Some(format!("cannot quantize {} for this shape", f.format));
+                    return rec;
+                };
+                let t = RawTimings {
+                    compile_ms: f.run.compile_ms,
+                    upload_ms: f.run.upload_ms,
+                    dispatches: f.run.timings.dispatches,
+                    wall_us: f.run.timings.wall_us_per_dispatch,
+                    gpu_us: f.run.timings.gpu_us_median,
+                };
+                judge(cell, p, &f.run.y, t, &mut rec);
+            }
+            Err((steps, e)) => {
+                detail.fallback_steps = steps;
+                rec.detail = Some(detail);
+                rec.error_class = Some(e.class().into());
+                rec.reason = Some(e.to_string());
+            }
+        }
         rec
     }
 }

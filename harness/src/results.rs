@@ -103,7 +103,41 @@ pub struct CellRecord {
     pub accuracy: Option<AccuracyVerdict>,
     #[serde(default)]
     pub timings: Option<CellTimings>,
+    /// What ran and how it was decided (backend, precision, upgrades, fallbacks, `auto`'s choice,
+    /// WebNN limits, the error's kind). Absent in records written before it existed.
+    #[serde(default)]
+    pub detail: Option<RunDetail>,
     pub finished_at: u64,
+}
+
+/// What actually ran, when it is more than the cell says.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    /// The backend and precision that produced the output.
+    #[serde(default)]
+    pub backend: Option<String>,
+    #[serde(default)]
+    pub precision: Option<String>,
+    /// Upgrades, widenings, fallbacks, device limits: everything not in the request.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    #[serde(default)]
+    pub op_support_limits: Option<serde_json::Value>,
+    #[serde(default)]
+    pub fallback_steps: Vec<webq_engine::platform::fallback::FallbackStep>,
+    #[serde(default)]
+    pub capabilities: Option<serde_json::Value>,
+    #[serde(default)]
+    pub choice: Option<serde_json::Value>,
+    #[serde(default)]
+    pub attempts: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub dot_path: Option<String>,
+    /// The error's kind (PRECISION_NOT_SUPPORTED, ...) and what to try instead.
+    #[serde(default)]
+    pub error_kind: Option<String>,
+    #[serde(default)]
+    pub recommendation: Option<String>,
 }
 
 /// Appends records to `DIR/results.jsonl`.

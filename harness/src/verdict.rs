@@ -2,7 +2,7 @@
 //! used, never by the backend under test.
 
 use webq_conformance::{AccuracyVerdict, KernelTolerance};
-use webq_engine::quant::{quantize, QuantizedMatrix};
+use webq_engine::quant::{quantize, QuantFormat, QuantizedMatrix};
 use webq_engine::reference::{emulate, fp16_reference, Arith, Emulated};
 use webq_engine::seeded;
 
@@ -18,25 +18,30 @@ pub struct References {
     emulated: Vec<(Arith, Emulated)>,
 }
 
-fn key(cell: &Cell) -> String {
-    format!("{}:{}x{}x{}:{}:{}:{:?}", cell.shape, cell.m, cell.n, cell.k, cell.precision, cell.seed, cell.quantizer)
+fn key(cell: &Cell, format: &QuantFormat) -> String {
+    format!("{}:{}x{}x{}:{format}:{}:{:?}", cell.shape, cell.m, cell.n, cell.k, cell.seed, cell.quantizer)
 }
 
 impl References {
-    fn new(cell: &Cell) -> Result<References, String> {
+    fn new(cell: &Cell, format: QuantFormat) -> Result<References, String> {
         let (m, n, k) = (cell.m, cell.n, cell.k);
         let w = seeded::weights(cell.seed, n, k);
         let x = seeded::activations(cell.seed, m, k);
-        let q = quantize(&w, n, k, cell.format(), cell.quantizer).map_err(|e| format!("quantization: {e}"))?;
+        let q = quantize(&w, n, k, format, cell.quantizer).map_err(|e| format!("quantization: {e}"))?;
         let reference = fp16_reference(&x, m, &w, n, k);
-        Ok(References { key: key(cell), x, q, reference, emulated: Vec::new() })
+        Ok(References { key: key(cell, &format), x, q, reference, emulated: Vec::new() })
     }
 
-    /// The references of `cell`, reusing `slot` when it already holds them.
-    pub fn for_cell<'a>(slot: &'a mut Option<References>, cell: &Cell) -> Result<&'a mut References, String> {
-        if slot.as_ref().is_none_or(|r| r.key != key(cell)) {
+    /// The references of `cell` run in `format` (the requested one, or what an upgrade, a fallback
+    /// or `auto` ran instead), reusing `slot` when it already holds them.
+    pub fn for_cell<'a>(
+        slot: &'a mut Option<References>,
+        cell: &Cell,
+        format: QuantFormat,
+    ) -> Result<&'a mut References, String> {
+        if slot.as_ref().is_none_or(|r| r.key != key(cell, &format)) {
             *slot = None;
-            *slot = Some(References::new(cell)?);
+            *slot = Some(References::new(cell, format)?);
         }
         Ok(slot.as_mut().expect("filled above"))
     }
@@ -124,6 +129,7 @@ pub fn blank_record(cell: &Cell, run_id: &str, matrix: &str, environment: crate:
         kernel: None,
         accuracy: None,
         timings: None,
+        detail: None,
         finished_at: 0,
     }
 }

@@ -35,9 +35,12 @@ pub struct FallbackRun {
     pub run: MatmulRun,
 }
 
-/// Whether an error means "too big for this device" (the errors a narrower format can cure).
+/// Whether an error means "too big for this device" (the errors a narrower format can cure): an
+/// out-of-memory or limit error of its own, or a validation error whose words classify as RESOURCE_LIMIT.
 pub fn is_out_of_memory(e: &GpuError) -> bool {
     e.class() == "resource_limit"
+        || (e.class() == "validation"
+            && super::classify::kind_of(&e.to_string()) == super::classify::ErrorKind::ResourceLimit)
 }
 
 /// Runs `x (m x k) * w^T` starting at `format`, stepping down on out-of-memory errors. Other

@@ -20,6 +20,9 @@ pub struct ExecutorOptions {
     pub limits: Option<wgpu::Limits>,
     /// Leave out `shader-f16` even where the adapter has it.
     pub no_f16: bool,
+    /// Ask for at most this many bytes a buffer and a storage binding, keeping the adapter's other
+    /// limits (how a test makes a large format fail for real; browsers may raise it to the default).
+    pub memory_cap: Option<u64>,
 }
 
 /// What the adapter is and can do, as results record it.
@@ -103,7 +106,11 @@ impl Executor {
                 features |= f;
             }
         }
-        let limits = opts.limits.clone().unwrap_or_else(|| adapter.limits());
+        let mut limits = opts.limits.clone().unwrap_or_else(|| adapter.limits());
+        if let Some(cap) = opts.memory_cap {
+            limits.max_buffer_size = limits.max_buffer_size.min(cap);
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("webq"),
@@ -115,6 +122,8 @@ impl Executor {
             })
             .await
             .map_err(|e| GpuError::Device(e.to_string()))?;
+        // What the device really got (a browser may raise a limit asked below its default).
+        let limits = device.limits();
         let summary = AdapterSummary {
             name: info.name.clone(),
             vendor: info.vendor,

@@ -1,0 +1,142 @@
+//! The CPU path: the `wasm` backend in browsers (and the same code natively). Each weight row is
+//! decoded once into f32 (`(code - zero) * scale`, as every kernel dequantizes), then dotted with
+//! every activation row. Built for wasm32 with `+simd128` (the workspace's `.cargo/config.toml`),
+//! the dot product runs on 4-lane f32 vectors; elsewhere it is portable scalar code with the same
+//! four-way split, so both builds sum in the same order.
+
+use crate::quant::{sign_extend, QuantFormat, QuantizedMatrix, Scheme};
+
+/// Which dot product this build uses (recorded with each cell).
+pub const DOT_PATH: &str =
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) { "simd128" } else { "scalar" };
+
+/// `x (m x k) * q^T`, row-major `m x n`, accumulated in f32.
+pub fn matmul(x: &[f32], m: usize, q: &QuantizedMatrix) -> Vec<f32> {
+    let (n, k) = (q.n, q.k);
+    assert_eq!(x.len(), m * k, "activations are m x k");
+    let mut y = vec![0f32; m * n];
+    let mut row = vec![0f32; k];
+    let mut patterns = vec![0u8; k];
+    for r in 0..n {
+        decode_row(q, r, &mut row, &mut patterns);
+        for i in 0..m {
+            y[i * n + r] = dot(&x[i * k..(i + 1) * k], &row);
+        }
+    }
+    y
+}
+
+/// Weight row `r` in f32, exactly as `QuantizedMatrix::weight` gives it, without per-element lookups.
+fn decode_row(q: &QuantizedMatrix, r: usize, out: &mut [f32], patterns: &mut [u8]) {
+    let stored = &q.codes[r * q.row_stride..(r + 1) * q.row_stride];
+    match q.format {
+        QuantFormat::F16 => {
+            for (o, b) in out.iter_mut().zip(stored.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        QuantFormat::Int(f) => {
+            let layout = f.layout();
+            for (c, p) in patterns.iter_mut().enumerate() {
+                *p = layout.code_at(stored, c);
+            }
+            let glen = q.group_len();
+            let bits = f.bits.bits();
+            for (g, (o, p)) in out.chunks_mut(glen).zip(patterns.chunks(glen)).enumerate() {
+                let (scale, zero) = (q.scale(r, g), q.zero(r, g));
+                for (w, &pat) in o.iter_mut().zip(p) {
+                    let code = match f.scheme {
+                        Scheme::Symmetric => sign_extend(pat, bits),
+                        Scheme::Asymmetric => pat as i32,
+                    };
+                    *w = (code - zero) as f32 * scale;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    use core::arch::wasm32::*;
+    let mut acc = f32x4_splat(0.0);
+    let chunks = a.len() / 4;
+    for i in 0..chunks {
+        // SAFETY: `i * 4 + 3 < a.len() == b.len()`; v128_load has no alignment requirement.
+        let (va, vb) = unsafe {
+            (v128_load(a.as_ptr().add(i * 4) as *const v128), v128_load(b.as_ptr().add(i * 4) as *const v128))
+        };
+        acc = f32x4_add(acc, f32x4_mul(va, vb));
+    }
+    let mut lanes = [
+        f32x4_extract_lane::<0>(acc),
+        f32x4_extract_lane::<1>(acc),
+        f32x4_extract_lane::<2>(acc),
+        f32x4_extract_lane::<3>(acc),
+    ];
+    for j in chunks * 4..a.len() {
+        lanes[j % 4] += a[j] * b[j];
+    }
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let mut lanes = [0f32; 4];
+    for (ca, cb) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+        for ((acc, x), w) in lanes.iter_mut().zip(ca).zip(cb) {
+            *acc += x * w;
+        }
+    }
+    let tail = a.len() / 4 * 4;
+    for j in tail..a.len() {
+        lanes[j % 4] += a[j] * b[j];
+    }
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{quantize, Quantizer};
+    use crate::reference::{emulate, Arith};
+    use crate::seeded;
+
+    #[test]
+    fn decoded_rows_equal_the_stored_weights() {
+        for format in QuantFormat::catalogue() {
+            let (n, k) = (3, 256);
+            let w = seeded::weights(4, n, k);
+            let q = quantize(&w, n, k, format, Quantizer::RoundToNearest).unwrap();
+            let (mut row, mut pat) = (vec![0f32; k], vec![0u8; k]);
+            for r in 0..n {
+                decode_row(&q, r, &mut row, &mut pat);
+                for (c, v) in row.iter().enumerate() {
+                    assert_eq!(v.to_bits(), q.weight(r, c).to_bits(), "{format} ({r}, {c})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_is_within_summation_error_of_the_emulation() {
+        let (m, n, k) = (3, 17, 263);
+        let x = seeded::activations(2, m, k);
+        let w = seeded::weights(2, n, 256);
+        let q = quantize(&w, n, 256, "int4-g32-asym".parse().unwrap(), Quantizer::RoundToNearest).unwrap();
+        let x = &x[..m * 256];
+        let y = matmul(x, m, &q);
+        let e = emulate(x, m, &q, Arith::F32);
+        for ((a, b), s) in y.iter().zip(&e.y).zip(&e.abs_dot) {
+            assert!((a - b).abs() <= 256.0 * f32::EPSILON * s, "{a} vs {b}");
+        }
+        // Odd K exercises the tail.
+        let qf = quantize(&seeded::weights(3, n, k), n, k, QuantFormat::F16, Quantizer::RoundToNearest).unwrap();
+        let xs = seeded::activations(3, m, k);
+        let (y, e) = (matmul(&xs, m, &qf), emulate(&xs, m, &qf, Arith::F32));
+        for ((a, b), s) in y.iter().zip(&e.y).zip(&e.abs_dot) {
+            assert!((a - b).abs() <= k as f32 * f32::EPSILON * s, "{a} vs {b}");
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! A cell on the `wasm` backend: the engine's CPU kernels (`crate::cpu`), simd128 in this build.
+
+use web_time::Instant;
+
+use super::{CellOutput, CellSpec, Failure};
+use crate::quant::{quantize, QuantFormat};
+use crate::reference::Arith;
+
+pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
+    if spec.arith == Arith::F16 {
+        return Err(Failure::unsupported(
+            "f16 arithmetic: unsupported data type for the wasm backend (it computes in f32)",
+        ));
+    }
+    let format: QuantFormat = spec.precision.parse().map_err(|e| Failure::bad_spec(format!("{e}")))?;
+    let (w, x) = super::inputs(spec);
+    let q =
+        quantize(&w, spec.n, spec.k, format, spec.quantizer).map_err(|e| Failure::new("bad_input", e.to_string()))?;
+    out.dot_path = Some(crate::cpu::DOT_PATH.into());
+    let y = crate::cpu::matmul(&x, spec.m, &q);
+    let reps = spec.reps.max(1);
+    let start = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(crate::cpu::matmul(&x, spec.m, &q));
+    }
+    out.wall_us = Some(start.elapsed().as_secs_f64() * 1e6 / reps as f64);
+    out.dispatches = Some(reps);
+    out.upload_ms = Some(0.0);
+    out.set_output(&y);
+    Ok(())
+}

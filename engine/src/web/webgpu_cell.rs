@@ -1,0 +1,79 @@
+//! A cell on the browser's WebGPU: the WGSL kernels through wgpu. With a `memory_cap` the cell opens
+//! its own device with small limits and runs the out-of-memory fallback (each step recorded).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::{CellOutput, CellSpec, Failure};
+use crate::platform::fallback::matmul_with_fallback;
+use crate::quant::{quantize, QuantFormat};
+use crate::webgpu::{Executor, ExecutorOptions, GpuError, KernelKind, KernelVariant, MatmulRun, Workgroup};
+
+thread_local! {
+    static EXECUTOR: RefCell<Option<Rc<Executor>>> = const { RefCell::new(None) };
+}
+
+/// The page's shared device (opened once: pipelines stay cached across cells).
+pub(super) async fn shared_executor() -> Result<Rc<Executor>, GpuError> {
+    if let Some(e) = EXECUTOR.with(|c| c.borrow().clone()) {
+        return Ok(e);
+    }
+    let e = Rc::new(Executor::open(&ExecutorOptions::default()).await?);
+    EXECUTOR.with(|c| *c.borrow_mut() = Some(e.clone()));
+    Ok(e)
+}
+
+fn gpu(e: GpuError) -> Failure {
+    Failure::new(e.class(), e.to_string())
+}
+
+pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
+    let format: QuantFormat = spec.precision.parse().map_err(|e| Failure::bad_spec(format!("{e}")))?;
+    let workgroup = Workgroup::parse(&spec.workgroup)
+        .ok_or_else(|| Failure::bad_spec(format!("bad workgroup {}", spec.workgroup)))?;
+    out.workgroup = Some(workgroup.to_string());
+    let variant = KernelVariant::new(KernelKind::for_rows(spec.m), spec.arith, workgroup);
+    let (w, x) = super::inputs(spec);
+    let run: MatmulRun = match spec.memory_cap {
+        None => {
+            let exec = shared_executor().await.map_err(gpu)?;
+            out.adapter = Some(exec.adapter().clone());
+            let q = quantize(&w, spec.n, spec.k, format, spec.quantizer)
+                .map_err(|e| Failure::new("bad_input", e.to_string()))?;
+            exec.matmul(&x, spec.m, &q, variant, spec.reps).await.map_err(gpu)?
+        }
+        Some(cap) => {
+            let opts = ExecutorOptions { memory_cap: Some(cap), ..Default::default() };
+            let exec = Executor::open(&opts).await.map_err(gpu)?;
+            let a = exec.adapter();
+            out.notes.push(format!(
+                "device asked for {cap} bytes a buffer and binding; got maxBufferSize {} and maxStorageBufferBindingSize {}",
+                a.max_buffer_size, a.max_storage_buffer_binding_size
+            ));
+            out.adapter = Some(a.clone());
+            let result =
+                matmul_with_fallback(&exec, &w, spec.n, spec.k, &x, spec.m, format, spec.quantizer, variant).await;
+            match result {
+                Ok(f) => {
+                    out.fallback_steps = f.steps;
+                    if f.format != format {
+                        out.notes.push(format!("out-of-memory fallback: {format} -> {}", f.format));
+                    }
+                    out.precision = Some(f.format.to_string());
+                    f.run
+                }
+                Err((steps, e)) => {
+                    out.fallback_steps = steps;
+                    return Err(gpu(e));
+                }
+            }
+        }
+    };
+    out.set_output(&run.y);
+    out.compile_ms = run.compile_ms;
+    out.upload_ms = Some(run.upload_ms);
+    out.wall_us = Some(run.timings.wall_us_per_dispatch);
+    out.gpu_us = run.timings.gpu_us_median;
+    out.dispatches = Some(run.timings.dispatches);
+    Ok(())
+}
