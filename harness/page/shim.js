@@ -2,6 +2,7 @@
 // window.webq.environment(): what this browser offers (WebGPU adapter, features, limits; WebNN contexts).
 // window.webq.runCell(spec): runs one cell in the engine; its output comes back as bytes (base64).
 import init, { runCell, seedChecksum } from './webq_engine.js';
+import { provokeErrors } from './provoke.js';
 
 const LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupSizeX',
   'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension'];
@@ -55,5 +56,6 @@ window.webq = {
   environment,
   runCell: async (spec) => JSON.parse(await runCell(JSON.stringify(spec))),
   seedChecksum: (seed, n, k) => seedChecksum(BigInt(seed), n, k),
+  provokeErrors,
 };
 init().then(() => { window.webqReady = true; }, (e) => { window.webqReady = `engine failed to load: ${describe(e)}`; });

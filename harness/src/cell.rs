@@ -67,7 +67,9 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
     for runtime in &matrix.runtimes {
         for (backend, device) in backends_with_devices(matrix) {
             for shape in &matrix.shapes {
-                if shape.backends.as_ref().is_some_and(|b| !b.contains(&backend)) {
+                if shape.backends.as_ref().is_some_and(|b| !b.contains(&backend))
+                    || shape.runtimes.as_ref().is_some_and(|r| !r.contains(runtime))
+                {
                     continue;
                 }
                 let kernel = KernelKind::for_rows(shape.m);
@@ -110,7 +112,7 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
                                 n: shape.n,
                                 k: shape.k,
                                 seed: matrix.seed,
-                                quantizer: matrix.quantizer,
+                                quantizer: shape.quantizer.unwrap_or(matrix.quantizer),
                                 device: device.clone(),
                                 family: shape.family.clone(),
                                 layer: shape.layer.clone(),

@@ -4,9 +4,11 @@ mod browser_run;
 mod browsers;
 mod cell;
 mod doctor;
+mod expect;
 mod faults;
 mod formats;
 mod matrix;
+mod messages;
 mod native;
 mod report;
 mod results;
@@ -35,6 +37,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Plant every catalogued kernel fault and check that the kernel verdict catches each one.
     Faults(faults::FaultsArgs),
+    /// Provoke every classified error in every browser and check the browsers' words against the table.
+    Messages(messages::MessagesArgs),
 }
 
 fn main() {
@@ -45,6 +49,7 @@ fn main() {
         Command::Formats(args) => formats::run(&args),
         Command::Faults(args) => faults::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Messages(args) => messages::run(&args),
     };
     if let Err(e) = result {
         eprintln!("webq: {e}");

@@ -20,9 +20,16 @@
 //! k = 1024
 //! precisions = ["int4-g128-sym"]  # optional: only these formats for this shape
 //! backends = ["webgpu"]           # optional: only these backends for this shape
+//! runtimes = ["native"]           # optional: only these runtimes for this shape
 //! family = "text"                 # optional: model family (text, vision, audio, llm) for `auto`
 //! layer = "attention"             # optional: layer kind for `auto` with llm (mixed precision)
 //! memory_cap = 1048576            # optional: WebGPU device limit in bytes (out-of-memory fallback)
+//! quantizer = "rtn"               # optional: this shape's quantizer
+//!
+//! [[expect]]                      # checked by `webq run --check`
+//! cells = "chrome-shell/webnn@cpu/*"
+//! status = "pass"
+//! ran = "int8-*"                  # optional: the precision that actually ran
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -33,6 +40,8 @@ use toml::Spanned;
 use webq_engine::quant::{QuantFormat, Quantizer};
 use webq_engine::reference::Arith;
 use webq_engine::webgpu::Workgroup;
+
+use crate::results::Status;
 
 pub const MATRIX_SCHEMA: u32 = 1;
 
@@ -70,6 +79,28 @@ struct RawMatrix {
     #[serde(default = "default_webnn_devices")]
     webnn_devices: Vec<Spanned<String>>,
     shapes: Vec<RawShape>,
+    #[serde(default)]
+    expect: Vec<RawExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    cells: String,
+    status: Spanned<String>,
+    #[serde(default)]
+    ran: Option<String>,
+}
+
+/// What some cells must come out as (checked by `webq run --check`): cells whose id matches
+/// `cells` (`*` matches any run of characters) have `status`, and, with `ran`, ran a precision
+/// matching it (after an upgrade, a fallback or `auto`'s choice). A pattern that matches no cell
+/// is itself a failure, so a renamed cell cannot slip out of its expectation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expect {
+    pub cells: String,
+    pub status: Status,
+    pub ran: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -84,11 +115,15 @@ struct RawShape {
     #[serde(default)]
     backends: Option<Vec<Spanned<String>>>,
     #[serde(default)]
+    runtimes: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
     family: Option<Spanned<String>>,
     #[serde(default)]
     layer: Option<Spanned<String>>,
     #[serde(default)]
     memory_cap: Option<u64>,
+    #[serde(default)]
+    quantizer: Option<Spanned<String>>,
 }
 
 fn default_backends() -> Vec<Spanned<String>> {
@@ -125,9 +160,12 @@ pub struct Shape {
     pub k: usize,
     pub precisions: Option<Vec<QuantFormat>>,
     pub backends: Option<Vec<String>>,
+    pub runtimes: Option<Vec<String>>,
     pub family: Option<String>,
     pub layer: Option<String>,
     pub memory_cap: Option<u64>,
+    /// Overrides the matrix's quantizer for this shape.
+    pub quantizer: Option<Quantizer>,
 }
 
 /// A validated matrix.
@@ -146,6 +184,7 @@ pub struct Matrix {
     pub seed: u64,
     pub webnn_devices: Vec<String>,
     pub shapes: Vec<Shape>,
+    pub expect: Vec<Expect>,
 }
 
 pub const RUNTIMES: &[&str] = &["native", "chromium", "chrome-shell", "firefox", "webkitgtk"];
@@ -236,19 +275,14 @@ impl Matrix {
             })
             .collect::<Result<Vec<_>, _>>()?
             .concat();
+        let parse_quantizer = |s: &Spanned<String>, name: &str| match s.get_ref().as_str() {
+            "search" => Ok(Quantizer::ScaleSearch),
+            "rtn" => Ok(Quantizer::RoundToNearest),
+            other => Err(field(s.span(), name, format!("unknown quantizer `{other}` (known: rtn, search)"))),
+        };
         let quantizer = match &raw.quantizer {
             None => Quantizer::ScaleSearch,
-            Some(s) => match s.get_ref().as_str() {
-                "search" => Quantizer::ScaleSearch,
-                "rtn" => Quantizer::RoundToNearest,
-                other => {
-                    return Err(field(
-                        s.span(),
-                        "quantizer",
-                        format!("unknown quantizer `{other}` (known: rtn, search)"),
-                    ))
-                }
-            },
+            Some(s) => parse_quantizer(s, "quantizer")?,
         };
         let one = |v: &Option<Spanned<String>>, name: &str, known: &[&str]| -> Result<Option<String>, MatrixError> {
             v.as_ref().map(|s| names(std::slice::from_ref(s), name, known).map(|mut n| n.remove(0))).transpose()
@@ -276,9 +310,19 @@ impl Matrix {
                     .as_deref()
                     .map(|b| names(b, &format!("shapes.{}.backends", s.name), BACKENDS))
                     .transpose()?,
+                runtimes: s
+                    .runtimes
+                    .as_deref()
+                    .map(|r| names(r, &format!("shapes.{}.runtimes", s.name), RUNTIMES))
+                    .transpose()?,
                 family: one(&s.family, &format!("shapes.{}.family", s.name), FAMILIES)?,
                 layer: one(&s.layer, &format!("shapes.{}.layer", s.name), &layers)?,
                 memory_cap: s.memory_cap,
+                quantizer: s
+                    .quantizer
+                    .as_ref()
+                    .map(|q| parse_quantizer(q, &format!("shapes.{}.quantizer", s.name)))
+                    .transpose()?,
             });
         }
         Ok(Matrix {
@@ -295,6 +339,21 @@ impl Matrix {
             seed: raw.seed,
             webnn_devices: names(&raw.webnn_devices, "webnn_devices", WEBNN_DEVICES)?,
             shapes,
+            expect: raw
+                .expect
+                .iter()
+                .map(|e| {
+                    let status = Status::ALL.into_iter().find(|s| s.name() == e.status.get_ref()).ok_or_else(|| {
+                        let known: Vec<&str> = Status::ALL.iter().map(|s| s.name()).collect();
+                        field(
+                            e.status.span(),
+                            "expect.status",
+                            format!("unknown status `{}` (known: {})", e.status.get_ref(), known.join(", ")),
+                        )
+                    })?;
+                    Ok(Expect { cells: e.cells.clone(), status, ran: e.ran.clone() })
+                })
+                .collect::<Result<_, MatrixError>>()?,
         })
     }
 }

@@ -80,6 +80,8 @@ pub fn build(records: &[CellRecord], info: Vec<(String, String)>, warnings: Vec<
             wall_us: num(r.timings.as_ref().map(|t| t.wall_us), 1),
             gbps: num(r.timings.as_ref().map(|t| t.weight_gbps), 2),
             compile_ms: num(r.timings.as_ref().and_then(|t| t.compile_ms), 1),
+            ran: ran(r),
+            notes: notes(r),
         })
         .collect();
     let title = match records.first() {
@@ -87,6 +89,30 @@ pub fn build(records: &[CellRecord], info: Vec<(String, String)>, warnings: Vec<
         None => "webq: no results".into(),
     };
     Report { title, info, totals, grid: Grid { columns, rows: grid_rows }, cells, warnings }
+}
+
+/// `backend precision` that ran, when it differs from the cell's own.
+fn ran(r: &CellRecord) -> String {
+    let Some(d) = &r.detail else { return String::new() };
+    let backend = d.backend.clone().unwrap_or_else(|| r.cell.backend.clone());
+    let precision = d.precision.clone().unwrap_or_else(|| r.cell.precision.clone());
+    if backend == r.cell.backend && precision == r.cell.precision {
+        String::new()
+    } else {
+        format!("{backend} {precision}")
+    }
+}
+
+fn notes(r: &CellRecord) -> String {
+    let Some(d) = &r.detail else { return String::new() };
+    let mut parts = d.notes.clone();
+    if let Some(c) = d.choice.as_ref().and_then(|c| c["reasons"].as_array()) {
+        parts.extend(c.iter().filter_map(|v| v.as_str().map(str::to_string)));
+    }
+    if let (Some(k), Some(rec)) = (&d.error_kind, &d.recommendation) {
+        parts.push(format!("{k}: {rec}"));
+    }
+    parts.join("; ")
 }
 
 /// Writes `DIR/index.html` and returns its path.

@@ -132,8 +132,16 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     eprintln!("webq: results {}, report {}", store.path().display(), index.display());
     let bad = count(Status::Fail) + count(Status::Error) + count(Status::Crash) + count(Status::Timeout);
-    if args.check && bad > 0 {
-        return Err(format!("--check: {bad} cells failed, errored, crashed or timed out").into());
+    let unmet = crate::expect::violations(&matrix.expect, &latest);
+    for v in &unmet {
+        eprintln!("webq: {v}");
+    }
+    if args.check && (bad > 0 || !unmet.is_empty()) {
+        return Err(format!(
+            "--check: {bad} cells failed, errored, crashed or timed out; {} expectations unmet",
+            unmet.len()
+        )
+        .into());
     }
     Ok(())
 }

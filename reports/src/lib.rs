@@ -66,6 +66,10 @@ pub struct DetailRow {
     pub wall_us: String,
     pub gbps: String,
     pub compile_ms: String,
+    /// The backend and precision that ran, when not what the cell asked for.
+    pub ran: String,
+    /// Notes, the error's kind and its recommendation.
+    pub notes: String,
 }
 
 const INDEX: &str = include_str!("../templates/index.html.tera");

@@ -5,6 +5,7 @@
 //! the harness recomputes references from the same seed natively.
 
 mod auto;
+mod timing;
 mod wasm_cell;
 mod webgpu_cell;
 mod webnn_api;

@@ -1,7 +1,5 @@
 //! A cell on the `wasm` backend: the engine's CPU kernels (`crate::cpu`), simd128 in this build.
 
-use web_time::Instant;
-
 use super::{CellOutput, CellSpec, Failure};
 use crate::quant::{quantize, QuantFormat};
 use crate::reference::Arith;
@@ -18,13 +16,13 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
         quantize(&w, spec.n, spec.k, format, spec.quantizer).map_err(|e| Failure::new("bad_input", e.to_string()))?;
     out.dot_path = Some(crate::cpu::DOT_PATH.into());
     let y = crate::cpu::matmul(&x, spec.m, &q);
-    let reps = spec.reps.max(1);
-    let start = Instant::now();
-    for _ in 0..reps {
+    let (us, runs) = super::timing::time_runs(spec.reps, || {
         std::hint::black_box(crate::cpu::matmul(&x, spec.m, &q));
-    }
-    out.wall_us = Some(start.elapsed().as_secs_f64() * 1e6 / reps as f64);
-    out.dispatches = Some(reps);
+        std::future::ready(Ok::<(), Failure>(()))
+    })
+    .await?;
+    out.wall_us = Some(us);
+    out.dispatches = Some(runs);
     out.upload_ms = Some(0.0);
     out.set_output(&y);
     Ok(())

@@ -86,13 +86,10 @@ pub async fn run(spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<()
         ctx.read(&y_tensor).await.map_err(|e| Failure::classified("dispatch", e))
     };
     let bytes = run_once().await?;
-    let reps = spec.reps.max(1);
-    let t2 = Instant::now();
-    for _ in 0..reps {
-        run_once().await?;
-    }
-    out.wall_us = Some(t2.elapsed().as_secs_f64() * 1e6 / reps as f64);
-    out.dispatches = Some(reps);
+    // Each timed run is a dispatch and a read back: WebNN has no way to wait on a dispatch alone.
+    let (us, runs) = super::timing::time_runs(spec.reps, || async { run_once().await.map(|_| ()) }).await?;
+    out.wall_us = Some(us);
+    out.dispatches = Some(runs);
     let y = match spec.arith {
         Arith::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes),
         Arith::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
