@@ -20,6 +20,23 @@ fn seeded_data_is_bit_identical_to_native() {
     assert_eq!(seeded::checksum(&seeded::activations(7, 2, 64)), 11956779287944144897);
 }
 
+/// The wasm backend: the CPU kernels built with simd128, every format, against the emulation.
+#[wasm_bindgen_test]
+fn cpu_kernels_use_simd128_and_match_the_emulation() {
+    assert_eq!(webq_engine::cpu::DOT_PATH, "simd128", "the wasm build must enable simd128 (.cargo/config.toml)");
+    let tolerance = KernelTolerance::matmul_f32();
+    for format in QuantFormat::catalogue() {
+        let (m, n, k) = (3, 17, 256);
+        let w = seeded::weights(5, n, k);
+        let x = seeded::activations(6, m, k);
+        let q = quantize(&w, n, k, format, Quantizer::RoundToNearest).unwrap();
+        let y = webq_engine::cpu::matmul(&x, m, &q);
+        let want = emulate(&x, m, &q, Arith::F32);
+        let v = tolerance.judge(&y, &want.y, &want.abs_dot, k);
+        assert!(v.pass, "{format}: {} outputs beyond tolerance (worst {:.3}x)", v.failures, v.worst_ratio);
+    }
+}
+
 #[wasm_bindgen_test]
 async fn every_format_matches_the_emulation_on_webgpu() {
     let exec = Executor::open(&ExecutorOptions::default()).await.expect("this browser has no WebGPU adapter");

@@ -49,7 +49,7 @@ async function webnn() {
 }
 
 async function environment() {
-  return { userAgent: navigator.userAgent, wasm: typeof WebAssembly === 'object', webgpu: await webgpu(), webnn: await webnn() };
+  return { userAgent: navigator.userAgent, crossOriginIsolated: self.crossOriginIsolated === true, wasm: typeof WebAssembly === 'object', webgpu: await webgpu(), webnn: await webnn() };
 }
 
 window.webq = {

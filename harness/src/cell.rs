@@ -139,3 +139,25 @@ fn backends_with_devices(matrix: &Matrix) -> Vec<(String, Option<String>)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn auto_cells_leave_the_precision_to_the_page_and_webnn_cells_name_their_device() {
+        let text = "schema = 1\nname = \"t\"\nruntimes = [\"firefox\"]\nbackends = [\"webgpu\", \"webnn\", \"auto\"]\n\
+                    webnn_devices = [\"cpu\", \"npu\"]\nprecisions = [\"int4\", \"fp16\"]\n\n\
+                    [[shapes]]\nname = \"s\"\nm = 1\nn = 8\nk = 128\n\n\
+                    [[shapes]]\nname = \"only-native\"\nruntimes = [\"native\"]\nm = 1\nn = 8\nk = 128\n";
+        let m = Matrix::parse(Path::new("m.toml"), text).unwrap();
+        let (cells, _) = expand(&m);
+        let ids: Vec<String> = cells.iter().map(Cell::id).collect();
+        // webgpu: 2 precisions; webnn: 2 devices x 2 precisions; auto: one cell; none of only-native.
+        assert_eq!(ids.len(), 2 + 4 + 1, "{ids:?}");
+        assert!(ids.contains(&"firefox/webnn@npu/int4-g128-sym/gemv-f32-tuned/s".to_string()), "{ids:?}");
+        assert!(ids.contains(&"firefox/auto/auto/gemv-f32-tuned/s".to_string()), "{ids:?}");
+        assert!(cells.iter().find(|c| c.backend == AUTO).unwrap().format().is_none());
+    }
+}

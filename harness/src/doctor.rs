@@ -126,6 +126,7 @@ fn print_text(report: &Value) {
         }
         let env = &b["environment"];
         println!("  user agent: {}", env["userAgent"].as_str().unwrap_or(""));
+        println!("  cross-origin isolated (fine timers): {}", env["crossOriginIsolated"]);
         println!("  wasm: {}", env["wasm"]);
         let gpu = &env["webgpu"];
         if gpu["available"] == json!(true) {

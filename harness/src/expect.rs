@@ -41,7 +41,8 @@ pub fn violations(expects: &[Expect], records: &[CellRecord]) -> Vec<String> {
                 ));
             }
             if let Some(ran) = &e.ran {
-                let actual = r.detail.as_ref().and_then(|d| d.precision.clone()).unwrap_or_else(|| r.cell.precision.clone());
+                let actual =
+                    r.detail.as_ref().and_then(|d| d.precision.clone()).unwrap_or_else(|| r.cell.precision.clone());
                 if !glob(ran, &actual) {
                     out.push(format!("expect `{}` ran {ran}: {} ran {actual}", e.cells, r.id));
                 }

@@ -394,4 +394,21 @@ mod tests {
         let err = parse(&GOOD.replace("[\"native\"]", "[\"netscape\"]")).unwrap_err().to_string();
         assert!(err.starts_with("m.toml:3: field `runtimes`"), "{err}");
     }
+
+    #[test]
+    fn backends_families_and_expectations_are_checked() {
+        let text = GOOD.replace("precisions = [\"int4\", \"fp16\"]", "precisions = [\"int4\", \"fp16\"]\nbackends = [\"webgpu\", \"webnn\", \"auto\"]\nwebnn_devices = [\"cpu\", \"gpu\"]")
+            + "family = \"llm\"\nlayer = \"attention\"\n\n[[expect]]\ncells = \"native/*\"\nstatus = \"pass\"\nran = \"int8-*\"\n";
+        let m = parse(&text).unwrap();
+        assert_eq!(m.backends, ["webgpu", "webnn", "auto"]);
+        assert_eq!(m.webnn_devices, ["cpu", "gpu"]);
+        assert_eq!(m.shapes[0].family.as_deref(), Some("llm"));
+        assert_eq!(m.expect[0].status, Status::Pass);
+        let err = parse(&text.replace("\"gpu\"]", "\"tpu\"]")).unwrap_err().to_string();
+        assert!(err.starts_with("m.toml:6: field `webnn_devices`"), "{err}");
+        let err = parse(&text.replace("\"llm\"", "\"robotics\"")).unwrap_err().to_string();
+        assert!(err.contains("field `shapes.s.family`") && err.contains("robotics"), "{err}");
+        let err = parse(&text.replace("status = \"pass\"", "status = \"great\"")).unwrap_err().to_string();
+        assert!(err.contains("field `expect.status`") && err.contains("great"), "{err}");
+    }
 }

@@ -93,8 +93,8 @@ fn serve(mut stream: TcpStream, dir: &Path) {
         ("GET", None) => ("404 Not Found".to_string(), Vec::new()),
         _ => ("405 Method Not Allowed".to_string(), Vec::new()),
     };
-    // Cross-origin isolation: browsers then give performance.now() fine resolution (Chrome 5 us
-    // instead of 100 us, Firefox 20 us instead of 1 ms), which the CPU and WebNN timings need.
+    // Cross-origin isolation: browsers give an isolated page's performance.now() a finer resolution,
+    // which the wasm and WebNN wall-clock timings need (`webq doctor` shows each browser is isolated).
     let header = format!(
         "HTTP/1.1 {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\
          Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n\r\n",
