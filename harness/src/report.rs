@@ -21,9 +21,12 @@ pub fn build(records: &[CellRecord], info: Vec<(String, String)>, warnings: Vec<
         .map(|s| StatusCount { status: s.name().into(), count: records.iter().filter(|r| r.status == *s).count() })
         .filter(|c| c.count > 0)
         .collect();
-    // Grid: rows precision (in first-seen order), columns runtime + kernel + arith.
-    let column = |r: &CellRecord| {
-        format!("{} {} {} {}", r.cell.runtime, r.cell.backend, r.cell.kernel.name(), r.cell.arith.name())
+    // Grid: rows backend (with its WebNN device) + precision, columns runtime + kernel + arith,
+    // each in first-seen order.
+    let column = |r: &CellRecord| format!("{} {} {}", r.cell.runtime, r.cell.kernel.name(), r.cell.arith.name());
+    let row = |r: &CellRecord| match &r.cell.device {
+        Some(d) => format!("{}@{d} {}", r.cell.backend, r.cell.precision),
+        None => format!("{} {}", r.cell.backend, r.cell.precision),
     };
     let mut columns: Vec<String> = Vec::new();
     let mut rows: Vec<String> = Vec::new();
@@ -34,8 +37,9 @@ pub fn build(records: &[CellRecord], info: Vec<(String, String)>, warnings: Vec<
             columns.push(c);
             columns.len() - 1
         });
-        let ri = rows.iter().position(|x| *x == r.cell.precision).unwrap_or_else(|| {
-            rows.push(r.cell.precision.clone());
+        let label = row(r);
+        let ri = rows.iter().position(|x| *x == label).unwrap_or_else(|| {
+            rows.push(label);
             rows.len() - 1
         });
         groups.entry((ri, ci)).or_default().push(r);

@@ -43,8 +43,6 @@ extern "C" {
     #[wasm_bindgen(method, catch)]
     pub fn matmul(this: &MLGraphBuilder, a: &MLOperand, b: &MLOperand) -> Result<MLOperand, JsValue>;
     #[wasm_bindgen(method, catch)]
-    pub fn transpose(this: &MLGraphBuilder, input: &MLOperand) -> Result<MLOperand, JsValue>;
-    #[wasm_bindgen(method, catch)]
     pub fn cast(this: &MLGraphBuilder, input: &MLOperand, data_type: &str) -> Result<MLOperand, JsValue>;
     #[wasm_bindgen(method, catch)]
     fn build(this: &MLGraphBuilder, outputs: &Object) -> Result<Promise, JsValue>;

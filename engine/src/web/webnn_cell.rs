@@ -1,5 +1,6 @@
-//! A cell on WebNN: `dequantizeLinear` (codes, blockwise scales, zero points) then `transpose` and
-//! `matmul` with the activations; fp16 weights are a float16 constant (cast to float32 for f32 cells).
+//! A cell on WebNN: `matmul(x, dequantizeLinear(codes, scales, zeros))` with the weight stored
+//! transposed (`k x n`), so no transpose op is needed; fp16 weights are a float16 constant (cast to
+//! float32 for f32 cells). The context is destroyed when the cell ends, whatever happened.
 //!
 //! Standard mode runs 8-bit: a 4-, 3- or 2-bit request is upgraded to 8-bit with the same grouping
 //! and scheme, and the cell says so. Experimental mode runs what was asked: 4-bit as WebNN `int4`;
@@ -44,6 +45,12 @@ pub async fn run(spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<()
         .await
         .map_err(|e| Failure::unsupported(format!("createContext({{deviceType: '{device}'}}): {e}")))?;
     out.op_support_limits = Some(limits_json(&ctx));
+    let result = run_on(&ctx, spec, mode, out).await;
+    ctx.destroy();
+    result
+}
+
+async fn run_on(ctx: &MLContext, spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<(), Failure> {
     let requested: QuantFormat = spec.precision.parse().map_err(|e| Failure::bad_spec(format!("{e}")))?;
     let format = match mode {
         Mode::Standard => {
@@ -63,7 +70,7 @@ pub async fn run(spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<()
     };
 
     let t0 = Instant::now();
-    let builder = MLGraphBuilder::new(&ctx).map_err(Failure::js("graph_building"))?;
+    let builder = MLGraphBuilder::new(ctx).map_err(Failure::js("graph_building"))?;
     let xin = builder.input("x", &descriptor(float, &[spec.m, spec.k])).map_err(Failure::js("graph_building"))?;
     let wt = weight_operand(&builder, &q, float, &mut out.notes)?;
     let y = builder.matmul(&xin, &wt).map_err(Failure::js("graph_building"))?;
@@ -97,7 +104,6 @@ pub async fn run(spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<()
     out.set_output(&y);
     x_tensor.destroy();
     y_tensor.destroy();
-    ctx.destroy();
     Ok(())
 }
 
