@@ -1,11 +1,14 @@
 //! `webq doctor`: what is installed and what each browser supports, found by starting each one:
 //! versions, user agent, WebGPU adapter, features, limits, shader-f16, WebNN contexts and the data
-//! types `opSupportLimits()` gives. What is missing is said plainly, with the command that installs it.
+//! types `opSupportLimits()` gives, and what the `auto` policy would pick there per model family.
+//! What is missing is said plainly, with the command that installs it.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::{json, Value};
+use webq_engine::platform::selection::{select, Browser, Capabilities, Family};
+use webq_engine::quant::LayerKind;
 use webq_engine::webgpu::{Executor, ExecutorOptions};
 
 use crate::browser_run::{environment, load_page};
@@ -83,6 +86,20 @@ async fn census(kind: BrowserKind, page: Result<String, String>) -> Value {
         }
     }
     entry
+}
+
+/// What the census found, as the selection policy reads it (the page's `auto` detects the same
+/// things itself, through the engine).
+fn capabilities(env: &Value) -> Capabilities {
+    let cpu = &env["webnn"]["contexts"]["cpu"];
+    Capabilities {
+        browser: Browser::from_user_agent(env["userAgent"].as_str().unwrap_or("")),
+        webgpu: env["webgpu"]["available"] == json!(true),
+        shader_f16: env["webgpu"]["shaderF16"] == json!(true),
+        webnn: cpu["ok"] == json!(true),
+        webnn_int4: dtypes(&cpu["dequantizeLinear"], "input").split(',').any(|t| t == "int4"),
+        wasm_simd: env["wasm"] == json!(true),
+    }
 }
 
 fn dtypes(limit: &Value, field: &str) -> String {
@@ -165,6 +182,18 @@ fn print_text(report: &Value) {
                     }
                 }
             }
+        }
+        let caps = capabilities(env);
+        for family in [Family::Text, Family::Vision, Family::Audio, Family::Llm] {
+            let c = select(&caps, family, LayerKind::Mlp);
+            let fallbacks: Vec<&str> = c.fallbacks.iter().map(|b| b.name()).collect();
+            println!(
+                "  auto {family:?}: {} {}{} (then {})",
+                c.backend.name(),
+                c.precision,
+                c.workgroup.map(|w| format!(" workgroup {w}")).unwrap_or_default(),
+                if fallbacks.is_empty() { "nothing".to_string() } else { fallbacks.join(", ") }
+            );
         }
     }
 }

@@ -145,9 +145,14 @@ impl NativeRunner {
         let (y, t, compile_ms, upload_ms) = match run {
             Ok(r) => r,
             Err(e) => {
+                if matches!(e, GpuError::DeviceLost(_)) {
+                    // A lost device stays lost: the next cell opens a new one.
+                    self.connect();
+                }
                 rec.status = if matches!(e, GpuError::MissingFeature(_)) { Status::Unsupported } else { Status::Error };
                 rec.error_class = Some(e.class().into());
                 rec.reason = Some(e.to_string());
+                rec.detail = Some(RunDetail::default().classify(&e.to_string()));
                 return rec;
             }
         };
@@ -245,7 +250,7 @@ impl NativeRunner {
             }
             Err((steps, e)) => {
                 detail.fallback_steps = steps;
-                rec.detail = Some(detail);
+                rec.detail = Some(detail.classify(&e.to_string()));
                 rec.error_class = Some(e.class().into());
                 rec.reason = Some(e.to_string());
             }

@@ -140,6 +140,16 @@ pub struct RunDetail {
     pub recommendation: Option<String>,
 }
 
+impl RunDetail {
+    /// The kind of an error message and its recommendation (`engine/src/platform/error_classes.json`).
+    pub fn classify(mut self, message: &str) -> RunDetail {
+        let c = webq_engine::platform::classify::classify(message);
+        self.error_kind = Some(c.kind.name().to_string());
+        self.recommendation = Some(c.recommendation);
+        self
+    }
+}
+
 /// Appends records to `DIR/results.jsonl`.
 pub struct ResultsStore {
     path: PathBuf,

@@ -24,6 +24,10 @@ pub(super) async fn shared_executor() -> Result<Rc<Executor>, GpuError> {
 }
 
 fn gpu(e: GpuError) -> Failure {
+    // A lost device stays lost: the next cell opens a new one.
+    if matches!(e, GpuError::DeviceLost(_)) {
+        EXECUTOR.with(|c| *c.borrow_mut() = None);
+    }
     Failure::new(e.class(), e.to_string())
 }
 
