@@ -24,7 +24,7 @@ fn kernels(c: &mut Criterion) {
             c.benchmark_group(format!("{}x{n}x{k}", if m == 1 { "gemv 1".to_string() } else { format!("gemm {m}") }));
         group.sample_size(10);
         for format in &formats {
-            let (prepared, bytes) = match prepare_bench(&exec, *format, m, n, k, Arith::F32) {
+            let (prepared, bytes) = match prepare_bench(&exec, *format, (m, n, k), Arith::F32, None) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("{format}: {e}");

@@ -6,7 +6,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 use webq_engine::reference::Arith;
 #[cfg(not(target_arch = "wasm32"))]
-use webq_engine::webgpu::bench::{bench_formats, prepare_bench, GEMV_SHAPES};
+use webq_engine::webgpu::bench::{bench_formats, bench_workgroups, prepare_bench, GEMV_SHAPES};
 #[cfg(not(target_arch = "wasm32"))]
 use webq_engine::webgpu::{Executor, ExecutorOptions};
 
@@ -27,8 +27,10 @@ fn main() {
         a.name, a.backend, a.driver, a.driver_info, a.timestamps, a.shader_f16
     );
     // With --json the JSON lines go to stdout and the table to stderr: one run gives both.
-    let header =
-        format!("{:<16} {:>12} {:>5} {:>10} {:>10} {:>9}", "format", "N x K", "arith", "gpu us", "wall us", "GB/s");
+    let header = format!(
+        "{:<16} {:>12} {:>5} {:>6} {:>10} {:>10} {:>9}",
+        "format", "N x K", "arith", "wg", "gpu us", "wall us", "GB/s"
+    );
     if json {
         eprintln!("{header}");
     } else {
@@ -36,11 +38,14 @@ fn main() {
     }
     for (n, k) in GEMV_SHAPES {
         for format in bench_formats() {
-            for arith in [Arith::F32, Arith::F16] {
+            for (arith, wg) in
+                [Arith::F32, Arith::F16].into_iter().flat_map(|a| bench_workgroups().into_iter().map(move |w| (a, w)))
+            {
                 if !exec.supports(arith) {
                     continue;
                 }
-                let (p, bytes) = match prepare_bench(&exec, format, 1, n, k, arith) {
+                let wg_name = wg.map_or("tuned".to_string(), |w| w.to_string());
+                let (p, bytes) = match prepare_bench(&exec, format, (1, n, k), arith, wg) {
                     Ok(p) => p,
                     Err(e) => {
                         eprintln!("{format} {n}x{k}: {e}");
@@ -62,15 +67,16 @@ fn main() {
                     println!(
                         "{}",
                         serde_json::json!({"adapter": a.name, "format": format.to_string(), "n": n, "k": k, "arith": arith.name(),
-                            "gpu_us_median": t.gpu_us_median, "wall_us_per_dispatch": t.wall_us_per_dispatch,
+                            "workgroup": wg_name, "gpu_us_median": t.gpu_us_median, "wall_us_per_dispatch": t.wall_us_per_dispatch,
                             "dispatches": t.dispatches, "weight_bytes": bytes, "weight_gbps": gbps})
                     );
                 }
                 let row = format!(
-                    "{:<16} {:>12} {:>5} {:>10} {:>10.1} {:>9.1}",
+                    "{:<16} {:>12} {:>5} {:>6} {:>10} {:>10.1} {:>9.1}",
                     format.to_string(),
                     format!("{n}x{k}"),
                     arith.name(),
+                    wg_name,
                     t.gpu_us_median.map_or("-".into(), |v| format!("{v:.1}")),
                     t.wall_us_per_dispatch,
                     gbps
