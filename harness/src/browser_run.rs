@@ -190,24 +190,10 @@ async fn run_cell(
     Ok(())
 }
 
-/// What the page says ran, beyond the cell itself.
+/// What the page says ran, beyond the cell itself: the page's answer carries `RunDetail`'s fields
+/// under the same names.
 pub fn detail_of(out: &Value) -> RunDetail {
-    let s = |k: &str| out[k].as_str().map(str::to_string);
-    let list = |k: &str| out[k].as_array().cloned().unwrap_or_default();
-    let some = |k: &str| Some(out[k].clone()).filter(|v| !v.is_null());
-    RunDetail {
-        backend: s("backend"),
-        precision: s("precision"),
-        notes: list("notes").iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-        op_support_limits: some("op_support_limits"),
-        fallback_steps: serde_json::from_value(out["fallback_steps"].clone()).unwrap_or_default(),
-        capabilities: some("capabilities"),
-        choice: some("choice"),
-        attempts: list("attempts"),
-        dot_path: s("dot_path"),
-        error_kind: s("error_kind"),
-        recommendation: s("recommendation"),
-    }
+    serde_json::from_value(out.clone()).unwrap_or_default()
 }
 
 /// Status, verdicts and timings from the page's answer: an error is `unsupported` when the browser

@@ -229,11 +229,9 @@ impl NativeRunner {
         let mut detail = RunDetail::default();
         match outcome {
             Ok(f) => {
+                detail.notes.extend(f.note(format));
                 detail.fallback_steps = f.steps;
                 detail.precision = Some(f.format.to_string());
-                if f.format != format {
-                    detail.notes.push(format!("out-of-memory fallback: {format} -> {}", f.format));
-                }
                 rec.detail = Some(detail);
                 let Ok(p) = References::for_cell(prepared, cell, f.format) else {
                     rec.reason = Some(format!("cannot quantize {} for this shape", f.format));

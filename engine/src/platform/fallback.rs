@@ -35,6 +35,13 @@ pub struct FallbackRun {
     pub run: MatmulRun,
 }
 
+impl FallbackRun {
+    /// What to record when the format that ran is not the one asked for.
+    pub fn note(&self, requested: QuantFormat) -> Option<String> {
+        (self.format != requested).then(|| format!("out-of-memory fallback: {requested} -> {}", self.format))
+    }
+}
+
 /// Whether an error means "too big for this device" (the errors a narrower format can cure): an
 /// out-of-memory or limit error of its own, or a validation error whose words classify as RESOURCE_LIMIT.
 pub fn is_out_of_memory(e: &GpuError) -> bool {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::quant::{LayerKind, MixedPolicy};
+use crate::quant::{IntBits, IntFormat, LayerKind, MixedPolicy, QuantFormat};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -187,15 +187,13 @@ pub struct Choice {
 
 /// The precision a backend runs for a requested one: WebNN (standard mode) runs 8-bit, so narrower
 /// integer requests are upgraded to 8-bit with the same grouping and scheme; the others run it as asked.
-pub fn precision_for(backend: Backend, precision: &str) -> (String, Option<String>) {
-    let Ok(format) = precision.parse::<crate::quant::QuantFormat>() else { return (precision.to_string(), None) };
+pub fn precision_for(backend: Backend, format: QuantFormat) -> (QuantFormat, Option<String>) {
     match (backend, format.as_int()) {
-        (Backend::Webnn, Some(f)) if f.bits.bits() < 8 => {
-            let up = crate::quant::QuantFormat::Int(crate::quant::IntFormat { bits: crate::quant::IntBits::B8, ..*f });
-            let note = format!("WebNN standard mode runs 8-bit: {format} upgraded to {up}");
-            (up.to_string(), Some(note))
+        (Backend::Webnn, Some(f)) if f.bits != IntBits::B8 => {
+            let up = QuantFormat::Int(IntFormat { bits: IntBits::B8, ..*f });
+            (up, Some(format!("WebNN standard mode runs 8-bit: {format} upgraded to {up}")))
         }
-        _ => (format.to_string(), None),
+        _ => (format, None),
     }
 }
 
@@ -226,17 +224,25 @@ pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
     let wanted = if rule.precision == "mixed" {
         let format = MixedPolicy::webq_default().format_for(layer);
         reasons.push(format!("mixed policy: {layer:?} layers run {format}"));
-        format.to_string()
+        format
     } else {
-        rule.precision.to_string()
+        rule.precision.parse().expect("the rules name known formats (tested)")
     };
-    let (precision, upgrade) = precision_for(backend, &wanted);
+    let (precision, upgrade) = precision_for(backend, wanted);
     reasons.extend(upgrade);
     if backend != rule.backend {
         reasons.push(format!("{} instead of {}", backend.name(), rule.backend.name()));
     }
     let workgroup = (backend == Backend::Webgpu).then_some(rule.workgroup).flatten().map(str::to_string);
-    Choice { browser: caps.browser, backend, wanted, precision, workgroup, fallbacks: candidates, reasons }
+    Choice {
+        browser: caps.browser,
+        backend,
+        wanted: wanted.to_string(),
+        precision: precision.to_string(),
+        workgroup,
+        fallbacks: candidates,
+        reasons,
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use js_sys::Reflect;
 use super::webnn_api::navigator_ml;
 use super::{webgpu_cell, webnn_cell, Attempt, CellOutput, CellSpec, Failure};
 use crate::platform::selection::{precision_for, select, Backend, Browser, Capabilities, Family};
-use crate::quant::LayerKind;
+use crate::quant::{LayerKind, QuantFormat};
 
 async fn detect(device: &str) -> Capabilities {
     let ua = Reflect::get(&js_sys::global(), &"navigator".into())
@@ -56,7 +56,8 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     let choice = select(&caps, family, layer);
     out.capabilities = Some(caps);
     let mut plan = vec![(choice.backend, choice.precision.clone())];
-    plan.extend(choice.fallbacks.iter().map(|b| (*b, precision_for(*b, &choice.wanted).0)));
+    let wanted: QuantFormat = choice.wanted.parse().expect("select names known formats");
+    plan.extend(choice.fallbacks.iter().map(|b| (*b, precision_for(*b, wanted).0.to_string())));
     let workgroup = choice.workgroup.clone();
     out.choice = Some(choice);
     let mut last = Failure::unsupported("no backend to try");

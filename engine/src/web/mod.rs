@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 use crate::platform::classify::{classify, ErrorKind};
 use crate::platform::fallback::FallbackStep;
 use crate::platform::selection::{Capabilities, Choice};
-use crate::quant::Quantizer;
+use crate::quant::{quantize, QuantFormat, QuantizedMatrix, Quantizer};
 use crate::reference::Arith;
 use crate::seeded;
 use crate::webgpu::AdapterSummary;
@@ -175,7 +175,22 @@ pub fn seed_checksum(seed: u64, n: usize, k: usize) -> String {
     seeded::checksum(&seeded::weights(seed, n, k)).to_string()
 }
 
-/// The seeded weights and activations of a cell.
-fn inputs(spec: &CellSpec) -> (Vec<f32>, Vec<f32>) {
-    (seeded::weights(spec.seed, spec.n, spec.k), seeded::activations(spec.seed, spec.m, spec.k))
+impl CellSpec {
+    /// The requested format (not for `auto`, whose precision the policy picks).
+    fn format(&self) -> Result<QuantFormat, Failure> {
+        self.precision.parse().map_err(|e: crate::quant::QuantError| Failure::bad_spec(e.to_string()))
+    }
+
+    /// The seeded weights and activations of the cell.
+    fn inputs(&self) -> (Vec<f32>, Vec<f32>) {
+        (seeded::weights(self.seed, self.n, self.k), seeded::activations(self.seed, self.m, self.k))
+    }
+
+    /// The seeded weights quantized to `format`, and the activations.
+    fn quantized(&self, format: QuantFormat) -> Result<(QuantizedMatrix, Vec<f32>), Failure> {
+        let (w, x) = self.inputs();
+        let q = quantize(&w, self.n, self.k, format, self.quantizer)
+            .map_err(|e| Failure::new("bad_input", e.to_string()))?;
+        Ok((q, x))
+    }
 }

@@ -1,7 +1,6 @@
 //! A cell on the `wasm` backend: the engine's CPU kernels (`crate::cpu`), simd128 in this build.
 
 use super::{CellOutput, CellSpec, Failure};
-use crate::quant::{quantize, QuantFormat};
 use crate::reference::Arith;
 
 pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
@@ -10,10 +9,7 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
             "f16 arithmetic: unsupported data type for the wasm backend (it computes in f32)",
         ));
     }
-    let format: QuantFormat = spec.precision.parse().map_err(|e| Failure::bad_spec(format!("{e}")))?;
-    let (w, x) = super::inputs(spec);
-    let q =
-        quantize(&w, spec.n, spec.k, format, spec.quantizer).map_err(|e| Failure::new("bad_input", e.to_string()))?;
+    let (q, x) = spec.quantized(spec.format()?)?;
     out.dot_path = Some(crate::cpu::DOT_PATH.into());
     let y = crate::cpu::matmul(&x, spec.m, &q);
     let (us, runs) = super::timing::time_runs(spec.reps, || {

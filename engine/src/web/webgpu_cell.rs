@@ -6,7 +6,6 @@ use std::rc::Rc;
 
 use super::{CellOutput, CellSpec, Failure};
 use crate::platform::fallback::matmul_with_fallback;
-use crate::quant::{quantize, QuantFormat};
 use crate::webgpu::{Executor, ExecutorOptions, GpuError, KernelKind, KernelVariant, MatmulRun, Workgroup};
 
 thread_local! {
@@ -32,18 +31,16 @@ fn gpu(e: GpuError) -> Failure {
 }
 
 pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
-    let format: QuantFormat = spec.precision.parse().map_err(|e| Failure::bad_spec(format!("{e}")))?;
+    let format = spec.format()?;
     let workgroup = Workgroup::parse(&spec.workgroup)
         .ok_or_else(|| Failure::bad_spec(format!("bad workgroup {}", spec.workgroup)))?;
     out.workgroup = Some(workgroup.to_string());
     let variant = KernelVariant::new(KernelKind::for_rows(spec.m), spec.arith, workgroup);
-    let (w, x) = super::inputs(spec);
     let run: MatmulRun = match spec.memory_cap {
         None => {
             let exec = shared_executor().await.map_err(gpu)?;
             out.adapter = Some(exec.adapter().clone());
-            let q = quantize(&w, spec.n, spec.k, format, spec.quantizer)
-                .map_err(|e| Failure::new("bad_input", e.to_string()))?;
+            let (q, x) = spec.quantized(format)?;
             exec.matmul(&x, spec.m, &q, variant, spec.reps).await.map_err(gpu)?
         }
         Some(cap) => {
@@ -55,14 +52,14 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
                 a.max_buffer_size, a.max_storage_buffer_binding_size
             ));
             out.adapter = Some(a.clone());
+            // The fallback quantizes each format it tries from the raw weights.
+            let (w, x) = spec.inputs();
             let result =
                 matmul_with_fallback(&exec, &w, spec.n, spec.k, &x, spec.m, format, spec.quantizer, variant).await;
             match result {
                 Ok(f) => {
+                    out.notes.extend(f.note(format));
                     out.fallback_steps = f.steps;
-                    if f.format != format {
-                        out.notes.push(format!("out-of-memory fallback: {format} -> {}", f.format));
-                    }
                     out.precision = Some(f.format.to_string());
                     f.run
                 }

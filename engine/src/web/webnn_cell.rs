@@ -15,7 +15,7 @@ use web_time::Instant;
 use super::webnn_api::{descriptor, navigator_ml, object, MLContext, MLGraphBuilder, MLOperand};
 use super::{CellOutput, CellSpec, Failure};
 use crate::platform::selection::{precision_for, Backend};
-use crate::quant::{quantize, QuantFormat, QuantizedMatrix, Scheme};
+use crate::quant::{QuantFormat, QuantizedMatrix, Scheme};
 use crate::reference::Arith;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -51,19 +51,17 @@ pub async fn run(spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<()
 }
 
 async fn run_on(ctx: &MLContext, spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<(), Failure> {
-    let requested: QuantFormat = spec.precision.parse().map_err(|e| Failure::bad_spec(format!("{e}")))?;
+    let requested = spec.format()?;
     let format = match mode {
         Mode::Standard => {
-            let (name, note) = precision_for(Backend::Webnn, &requested.to_string());
+            let (format, note) = precision_for(Backend::Webnn, requested);
             out.notes.extend(note);
-            name.parse().expect("precision_for returns format names")
+            format
         }
         Mode::Experimental => requested,
     };
     out.precision = Some(format.to_string());
-    let (w, x) = super::inputs(spec);
-    let q =
-        quantize(&w, spec.n, spec.k, format, spec.quantizer).map_err(|e| Failure::new("bad_input", e.to_string()))?;
+    let (q, x) = spec.quantized(format)?;
     let float = match spec.arith {
         Arith::F32 => "float32",
         Arith::F16 => "float16",
