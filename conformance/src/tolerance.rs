@@ -16,8 +16,11 @@ const U16: f64 = 1.0 / (1u64 << 11) as f64;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KernelTolerance {
     pub op: String,
+    #[serde(with = "crate::number")]
     pub ulp_per_k: f64,
+    #[serde(with = "crate::number")]
     pub acc_units_per_k: f64,
+    #[serde(with = "crate::number")]
     pub f16_product_units: f64,
 }
 
@@ -47,6 +50,7 @@ impl KernelTolerance {
             worst_index: 0,
             max_abs_err: 0.0,
             failures: 0,
+            non_finite: 0,
         };
         for (i, ((&g, &w), &a)) in got.iter().zip(want).zip(abs_dot).enumerate() {
             let err = (g as f64 - w as f64).abs();
@@ -59,9 +63,10 @@ impl KernelTolerance {
                 v.worst_ratio = ratio;
                 v.worst_index = i;
             }
-            if !err.is_nan() {
-                v.max_abs_err = v.max_abs_err.max(err);
+            if !g.is_finite() {
+                v.non_finite += 1;
             }
+            v.max_abs_err = if err.is_nan() || v.max_abs_err.is_nan() { f64::NAN } else { v.max_abs_err.max(err) };
         }
         v
     }
@@ -79,12 +84,17 @@ pub fn ulp(v: f32) -> f64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KernelVerdict {
     pub pass: bool,
-    /// The largest error as a multiple of what was allowed (<= 1 passes).
+    /// The largest error as a multiple of what was allowed (<= 1 passes; infinite for NaN).
+    #[serde(with = "crate::number")]
     pub worst_ratio: f64,
     pub worst_index: usize,
+    #[serde(with = "crate::number")]
     pub max_abs_err: f64,
     /// How many outputs exceeded their tolerance.
     pub failures: usize,
+    /// How many outputs were NaN or infinite (each one also a failure).
+    #[serde(default)]
+    pub non_finite: usize,
 }
 
 #[cfg(test)]
@@ -100,7 +110,9 @@ mod tests {
         let abs: f32 = xs.iter().map(|x| x.abs()).sum();
         assert!(t.judge(&[back], &[fwd], &[abs], 4096).pass);
         assert!(!t.judge(&[fwd + abs * 0.01], &[fwd], &[abs], 4096).pass);
-        assert!(!t.judge(&[f32::NAN], &[fwd], &[abs], 4096).pass);
+        let nan = t.judge(&[f32::NAN], &[fwd], &[abs], 4096);
+        assert!(!nan.pass && nan.non_finite == 1 && nan.worst_ratio.is_infinite() && nan.max_abs_err.is_nan());
+        assert!(!t.judge(&[f32::INFINITY], &[fwd], &[abs], 4096).pass);
         assert_eq!(ulp(1.0), f32::EPSILON as f64);
     }
 }

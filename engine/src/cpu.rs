@@ -129,14 +129,14 @@ mod tests {
         let y = matmul(x, m, &q);
         let e = emulate(x, m, &q, Arith::F32);
         for ((a, b), s) in y.iter().zip(&e.y).zip(&e.abs_dot) {
-            assert!((a - b).abs() <= 256.0 * f32::EPSILON * s, "{a} vs {b}");
+            approx::assert_abs_diff_eq!(a, b, epsilon = 256.0 * f32::EPSILON * s);
         }
         // Odd K exercises the tail.
         let qf = quantize(&seeded::weights(3, n, k), n, k, QuantFormat::F16, Quantizer::RoundToNearest).unwrap();
         let xs = seeded::activations(3, m, k);
         let (y, e) = (matmul(&xs, m, &qf), emulate(&xs, m, &qf, Arith::F32));
         for ((a, b), s) in y.iter().zip(&e.y).zip(&e.abs_dot) {
-            assert!((a - b).abs() <= k as f32 * f32::EPSILON * s, "{a} vs {b}");
+            approx::assert_abs_diff_eq!(a, b, epsilon = k as f32 * f32::EPSILON * s);
         }
     }
 }

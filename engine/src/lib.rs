@@ -6,10 +6,11 @@
 //! - [`reference`]: the CPU oracles: the fp16 reference and the exact emulation of every quantized kernel.
 //! - [`webgpu`]: the WGSL kernels and the wgpu executor that runs them.
 //! - [`platform`]: policy when the device says no (out-of-memory fallback to narrower formats).
+//! - [`protocol`]: what the harness asks a page to run and what the page answers (both sides' types).
 
-pub mod b64;
 pub mod cpu;
 pub mod platform;
+pub mod protocol;
 pub mod quant;
 pub mod reference;
 pub mod seeded;

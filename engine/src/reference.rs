@@ -127,7 +127,7 @@ mod tests {
         let r = fp16_reference(&x, m, &w, n, k);
         let e = emulate(&x, m, &q, Arith::F32);
         for ((a, b), s) in r.iter().zip(&e.y).zip(&e.abs_dot) {
-            assert!((a - b).abs() <= 1e-6 * s, "{a} vs {b}");
+            approx::assert_abs_diff_eq!(a, b, epsilon = 1e-6 * s);
         }
     }
 

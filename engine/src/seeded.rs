@@ -110,7 +110,8 @@ mod tests {
         let xs: Vec<f32> = (0..100_000).map(|_| rng.normal()).collect();
         let mean = xs.iter().sum::<f32>() / xs.len() as f32;
         let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / xs.len() as f32;
-        assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.03, "mean {mean} var {var}");
+        approx::assert_abs_diff_eq!(mean, 0.0, epsilon = 0.02);
+        approx::assert_abs_diff_eq!(var, 1.0, epsilon = 0.03);
         let w = weights(3, 64, 1024);
         let col_max = |c: usize| (0..64).map(|r| w[r * 1024 + c].abs()).fold(0.0f32, f32::max);
         let maxes: Vec<f32> = (0..1024).map(col_max).collect();

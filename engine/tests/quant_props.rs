@@ -125,6 +125,6 @@ fn fp16_edge_values() {
     let s = q.scale(0, 0);
     assert!(s > 0.0 && s < f16::MIN_POSITIVE.to_f32(), "subnormal scale {s}");
     for (c, &x) in tiny.iter().enumerate() {
-        assert!((x - q.weight(0, c)).abs() <= s * 0.5 + 1e-12);
+        approx::assert_abs_diff_eq!(x, q.weight(0, c), epsilon = s * 0.5 + 1e-12);
     }
 }

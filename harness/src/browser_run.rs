@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use webq_engine::b64;
+use serde_json::Value;
+use webq_engine::platform::classify::ErrorKind;
+use webq_engine::protocol::{CellBackend, CellOutput, ErrorClass, Outcome};
 use webq_engine::webgpu::TuningTable;
 
 use crate::browsers::{BrowserKind, Located, Session};
 use crate::cell::Cell;
 use crate::results::{unix_now, CellRecord, Environment, ResultsStore, RunDetail, Status};
-use crate::verdict::{blank_record, judge, RawTimings, References};
+use crate::verdict::{blank_record, judge, References};
 
 /// How long one cell may take in a browser (SwiftShader is slow) before it is a `timeout`.
 pub const CELL_TIMEOUT: Duration = Duration::from_secs(180);
@@ -94,7 +95,7 @@ pub async fn run_browser(
         );
         match &located {
             Err(missing) => {
-                rec.error_class = Some("not_installed".into());
+                rec.error_class = Some(ErrorClass::NotInstalled);
                 rec.reason = Some(missing.clone());
             }
             Ok(located) => {
@@ -102,7 +103,7 @@ pub async fn run_browser(
                     match open(kind, located, ctx.page_url).await {
                         Ok(s) => session = Some(s),
                         Err(e) => {
-                            rec.error_class = Some("session".into());
+                            rec.error_class = Some(ErrorClass::Session);
                             rec.reason = Some(e);
                         }
                     }
@@ -113,7 +114,7 @@ pub async fn run_browser(
                         Ok(()) => {}
                         Err(Failure::Timeout) => {
                             rec.status = Status::Timeout;
-                            rec.error_class = Some("timeout".into());
+                            rec.error_class = Some(ErrorClass::Timeout);
                             rec.reason = Some(format!(
                                 "no answer within {} s: the browser was restarted",
                                 CELL_TIMEOUT.as_secs()
@@ -122,7 +123,7 @@ pub async fn run_browser(
                         }
                         Err(Failure::Crash(msg)) => {
                             rec.status = Status::Crash;
-                            rec.error_class = Some("crash".into());
+                            rec.error_class = Some(ErrorClass::Crash);
                             rec.reason = Some(format!("the browser session died: {msg}"));
                             session = None;
                         }
@@ -156,24 +157,20 @@ async fn run_cell(
     refs: &mut Option<References>,
     rec: &mut CellRecord,
 ) -> Result<(), Failure> {
-    if cell.backend == "webgpu" && env["webgpu"]["available"] != Value::Bool(true) {
+    if cell.backend == CellBackend::Webgpu && env["webgpu"]["available"] != Value::Bool(true) {
         rec.status = Status::Unsupported;
-        rec.error_class = Some("no_webgpu".into());
+        rec.error_class = Some(ErrorClass::NoWebgpu);
         rec.reason = Some(env["webgpu"]["reason"].as_str().unwrap_or("no WebGPU").to_string());
         return Ok(());
     }
     let adapter = rec.environment.adapter.clone().unwrap_or_default();
-    let workgroup = cell.workgroup.unwrap_or_else(|| tuning.pick(&cell.runtime, &adapter, cell.kernel, None));
-    let spec = json!({
-        "backend": cell.backend, "device": cell.device, "precision": cell.precision,
-        "m": cell.m, "n": cell.n, "k": cell.k, "seed": cell.seed,
-        "arith": cell.arith, "workgroup": workgroup.to_string(), "quantizer": cell.quantizer, "reps": reps,
-        "family": cell.family, "layer": cell.layer, "memory_cap": cell.memory_cap,
-    });
+    let workgroup = cell.workgroup.unwrap_or_else(|| tuning.pick(cell.runtime.name(), &adapter, cell.kernel, None));
+    let spec = serde_json::to_value(cell.spec(workgroup, reps)).map_err(|e| Failure::Crash(e.to_string()))?;
     let script = "const [spec, done] = arguments; \
                   window.webq.runCell(spec).then(done, (e) => done({error_class: 'js_exception', error: String(e && e.stack || e)}));";
+    tracing::debug!(cell = %cell.id(), "running in the page");
     let call = s.client.execute_async(script, vec![spec]);
-    let out = match tokio::time::timeout(CELL_TIMEOUT, call).await {
+    let answer = match tokio::time::timeout(CELL_TIMEOUT, call).await {
         Err(_) => return Err(Failure::Timeout),
         Ok(Err(e)) => {
             let msg = e.to_string();
@@ -184,63 +181,47 @@ async fn run_cell(
         }
         Ok(Ok(v)) => v,
     };
-    rec.workgroup = out["workgroup"].as_str().map(str::to_string);
-    rec.detail = Some(detail_of(&out));
-    judge_output(cell, &out, refs, rec);
+    judge_answer(cell, answer, refs, rec);
     Ok(())
 }
 
-/// What the page says ran, beyond the cell itself: the page's answer carries `RunDetail`'s fields
-/// under the same names.
-pub fn detail_of(out: &Value) -> RunDetail {
-    serde_json::from_value(out.clone()).unwrap_or_default()
-}
-
-/// Status, verdicts and timings from the page's answer: an error is `unsupported` when the browser
-/// lacks the feature or rejects the precision, else `error`; an output is judged against references
-/// of the format that actually ran.
-fn judge_output(cell: &Cell, out: &Value, refs: &mut Option<References>, rec: &mut CellRecord) {
-    if let Some(err) = out["error"].as_str() {
-        let class = out["error_class"].as_str().unwrap_or("unknown").to_string();
-        let unsupported = class == "unsupported" || out["error_kind"] == "PRECISION_NOT_SUPPORTED";
-        rec.status = if unsupported { Status::Unsupported } else { Status::Error };
-        rec.reason = Some(err.to_string());
-        rec.error_class = Some(class);
-        return;
+/// Status, verdicts and timings from the page's answer (a [`CellOutput`], read strictly): an error
+/// is `unsupported` when the browser lacks the feature or rejects the precision, else `error`; an
+/// output is judged against references of the format that actually ran; an answer that is not a
+/// well-formed `CellOutput`, or whose output has the wrong length or lacks a timing, is an `error`
+/// cell that says what was wrong.
+pub fn judge_answer(cell: &Cell, answer: Value, refs: &mut Option<References>, rec: &mut CellRecord) {
+    let bad = |rec: &mut CellRecord, why: String| {
+        rec.status = Status::Error;
+        rec.error_class = Some(ErrorClass::BadOutput);
+        rec.reason = Some(format!("malformed page answer: {why}"));
+    };
+    let out: CellOutput = match serde_json::from_value(answer) {
+        Ok(o) => o,
+        Err(e) => return bad(rec, e.to_string()),
+    };
+    rec.workgroup = out.workgroup.clone();
+    rec.detail = Some(RunDetail::from_page(&out));
+    match out.outcome(cell.precision, cell.m * cell.n) {
+        Err(why) => bad(rec, why),
+        Ok(Outcome::Failed { class, message, kind }) => {
+            let unsupported = class == ErrorClass::Unsupported || kind == Some(ErrorKind::PrecisionNotSupported);
+            rec.status = if unsupported { Status::Unsupported } else { Status::Error };
+            rec.reason = Some(message);
+            rec.error_class = Some(class);
+        }
+        Ok(Outcome::Ran { y, format, timings }) => {
+            let r = match References::for_cell(refs, cell, format) {
+                Ok(r) => r,
+                Err(e) => {
+                    rec.error_class = Some(ErrorClass::BadInput);
+                    rec.reason = Some(e);
+                    return;
+                }
+            };
+            judge(cell, r, &y, timings, rec);
+        }
     }
-    let y: Vec<f32> = match out["y_b64"].as_str().map(b64::decode) {
-        Some(Ok(bytes)) if bytes.len() % 4 == 0 => bytemuck::cast_slice(&bytes).to_vec(),
-        _ => {
-            rec.error_class = Some("bad_output".into());
-            rec.reason = Some("the page returned no output bytes".into());
-            return;
-        }
-    };
-    let ran = out["precision"].as_str().unwrap_or(&cell.precision);
-    let format = match ran.parse() {
-        Ok(f) => f,
-        Err(e) => {
-            rec.error_class = Some("bad_output".into());
-            rec.reason = Some(format!("the page ran an unknown precision `{ran}`: {e}"));
-            return;
-        }
-    };
-    let r = match References::for_cell(refs, cell, format) {
-        Ok(r) => r,
-        Err(e) => {
-            rec.error_class = Some("bad_input".into());
-            rec.reason = Some(e);
-            return;
-        }
-    };
-    let t = RawTimings {
-        compile_ms: out["compile_ms"].as_f64(),
-        upload_ms: out["upload_ms"].as_f64().unwrap_or(0.0),
-        dispatches: out["dispatches"].as_u64().unwrap_or(0) as usize,
-        wall_us: out["wall_us"].as_f64().unwrap_or(f64::NAN),
-        gpu_us: out["gpu_us"].as_f64(),
-    };
-    judge(cell, r, &y, t, rec);
 }
 
 #[cfg(test)]
@@ -248,6 +229,7 @@ mod tests {
     use super::*;
     use crate::server::PageServer;
     use std::path::Path;
+    use webq_engine::protocol::Runtime;
 
     /// `kill -9` of the browser in the middle of a run costs the cell it was running, and only it:
     /// the next cell gets a new session, and no process of the killed session is left.
@@ -258,32 +240,14 @@ mod tests {
             (Ok(s), Ok(_)) => s,
             (s, l) => {
                 let why = format!("{:?} {:?}", s.err(), l.err());
-                assert!(std::env::var("WEBQ_REQUIRE_BROWSERS").as_deref() != Ok("1"), "browsers required: {why}");
-                eprintln!("SKIPPED: needs Firefox and the page bundle (scripts/setup, scripts/build-page): {why}");
+                crate::browsers::skip_without_browsers(&format!("needs Firefox and the page bundle: {why}"));
                 return;
             }
         };
         let cells: Vec<Cell> =
             ["int4-g128-sym", "int8-pc-sym", "fp16", "int2-g32-asym", "int3-g32-asym", "int4-g32-asym"]
                 .iter()
-                .map(|p| Cell {
-                    runtime: "firefox".into(),
-                    backend: "webgpu".into(),
-                    precision: p.to_string(),
-                    kernel: webq_engine::webgpu::KernelKind::Gemv,
-                    arith: webq_engine::reference::Arith::F32,
-                    workgroup: None,
-                    shape: "decode".into(),
-                    m: 1,
-                    n: 256,
-                    k: 512,
-                    seed: 1,
-                    quantizer: webq_engine::quant::Quantizer::RoundToNearest,
-                    device: None,
-                    family: None,
-                    layer: None,
-                    memory_cap: None,
-                })
+                .map(|p| crate::cell::test_cell(Runtime::Firefox, CellBackend::Webgpu, p, 256, 512))
                 .collect();
         let refs: Vec<&Cell> = cells.iter().collect();
         let dir = std::env::temp_dir().join(format!("webq-kill-test-{}", std::process::id()));

@@ -3,7 +3,9 @@
 //!
 //! Every process a session starts (the driver, the browser it launches, Xvfb) runs in a process
 //! group of its own that is killed when the session is dropped: at the end, on an error, on a panic
-//! and on Ctrl-C (the run loop returns, dropping its sessions). A fresh profile directory per session.
+//! and on Ctrl-C (the run loop returns, dropping its sessions). When webq itself dies without
+//! running any of that (`kill -9`), a watchdog beside each group kills it: nothing outlives the
+//! harness. A fresh profile directory per session; a new run removes those of dead runs.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
+use webq_engine::protocol::Runtime;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BrowserKind {
@@ -26,6 +29,16 @@ pub const CHROME_SHELL_DIR: &str = ".webq/chrome-shell";
 impl BrowserKind {
     pub const ALL: [BrowserKind; 4] =
         [BrowserKind::Chromium, BrowserKind::ChromeShell, BrowserKind::Firefox, BrowserKind::WebKitGtk];
+
+    /// The runtime a browser's cells name.
+    pub fn runtime(self) -> Runtime {
+        match self {
+            BrowserKind::Chromium => Runtime::Chromium,
+            BrowserKind::ChromeShell => Runtime::ChromeShell,
+            BrowserKind::Firefox => Runtime::Firefox,
+            BrowserKind::WebKitGtk => Runtime::WebKitGtk,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -132,15 +145,100 @@ fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A child process in its own process group, killed with its group on drop.
+/// Set to `1` on a machine without browsers: browser tests then skip, saying so. Without it a
+/// missing browser, driver or page bundle fails them.
+#[cfg(test)]
+pub const ALLOW_NO_BROWSERS: &str = "WEBQ_ALLOW_NO_BROWSERS";
+
+/// For a test that cannot run for want of a browser: prints `SKIPPED` where [`ALLOW_NO_BROWSERS`]`=1`,
+/// else fails it.
+///
+/// # Panics
+/// Unless the opt-out is set.
+#[cfg(test)]
+pub fn skip_without_browsers(why: &str) {
+    assert!(
+        std::env::var(ALLOW_NO_BROWSERS).as_deref() == Ok("1"),
+        "{why} (scripts/setup and scripts/build-page make them; on a machine without browsers set {ALLOW_NO_BROWSERS}=1)"
+    );
+    eprintln!("SKIPPED: {why} ({ALLOW_NO_BROWSERS}=1)");
+}
+
+/// A child process in its own process group, killed with its group on drop, and by its watchdog
+/// if webq dies first.
 pub struct Guarded(Child);
 
 impl Guarded {
     fn spawn(cmd: &mut Command) -> std::io::Result<Guarded> {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0).stdin(Stdio::null());
-        Ok(Guarded(cmd.spawn()?))
+        let child = cmd.spawn()?;
+        watch(child.id())?;
+        Ok(Guarded(child))
     }
+}
+
+/// Starts a watchdog (a shell, in a group of its own) over the process group `group` that a driver
+/// leads. While this process lives it notes, once a second, every descendant of the driver (a
+/// browser may put itself in a group of its own); once this process is gone, or the group is (the
+/// normal end, or a crash that killed only the driver), it kills the group and every process it
+/// noted, and exits. So nothing a session started outlives webq, even after `kill -9`.
+fn watch(group: u32) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    // dash's `kill` takes `-PGID` for a group (no `--`).
+    let script = format!(
+        r#"me={me}; g={group}
+tree() {{ ps -eo pid=,ppid= | awk -v root="$g" '{{ p[$1] = $2 }} END {{ for (x in p) {{ y = x; while ((y in p) && y != root && y > 1) y = p[y]; if (y == root) print x }} }}'; }}
+seen=$(tree)
+while kill -0 "$me" 2>/dev/null && kill -0 -"$g" 2>/dev/null; do seen=$(tree); sleep 1; done
+kill -KILL -"$g" 2>/dev/null
+[ -n "$seen" ] && kill -KILL $seen 2>/dev/null
+exit 0"#,
+        me = std::process::id()
+    );
+    let mut watchdog = Command::new("sh")
+        .args(["-c", &script])
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // Reaped when it ends (a second after its group); if webq dies first, init reaps it.
+    std::thread::spawn(move || watchdog.wait());
+    Ok(())
+}
+
+/// Removes the profile directories and driver logs of webq processes that are no longer alive
+/// (`webq-<browser>-<pid>-<n>` in the temp directory): what a killed run left behind.
+pub fn remove_stale_profiles() -> usize {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = stale_owner(&name) else { continue };
+        // SAFETY: kill(2) with signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid as i32, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if alive {
+            continue;
+        }
+        let path = entry.path();
+        let gone = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        if gone.is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The pid in a `webq-<browser>-<pid>-<n>[.driver.log]` name.
+fn stale_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("webq-")?;
+    let kind = BrowserKind::ALL.into_iter().find(|k| rest.starts_with(&format!("{}-", k.name())))?;
+    let rest = rest[kind.name().len() + 1..].trim_end_matches(".driver.log");
+    let (pid, n) = rest.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(pid) && digits(n)).then(|| pid.parse().ok()).flatten()
 }
 
 impl Drop for Guarded {
@@ -203,6 +301,7 @@ impl Session {
             }
         }
         let driver = Guarded::spawn(&mut cmd).map_err(|e| format!("{}: {e}", located.driver.display()))?;
+        tracing::debug!(browser = kind.name(), port, profile = %profile.display(), "driver started");
         let url = format!("http://127.0.0.1:{port}");
         let caps = kind.capabilities(located, &profile);
         let mut last = String::new();
@@ -252,4 +351,31 @@ pub fn version(binary: &Path) -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_profile_names_are_recognised_and_nothing_else() {
+        assert_eq!(stale_owner("webq-firefox-1234-40001"), Some(1234));
+        assert_eq!(stale_owner("webq-chrome-shell-77-1.driver.log"), Some(77));
+        assert_eq!(stale_owner("webq-kill-test-1234"), None);
+        assert_eq!(stale_owner("webq-firefox-12x4-1"), None);
+        assert_eq!(stale_owner("other-firefox-1-1"), None);
+    }
+
+    #[test]
+    fn profiles_of_dead_runs_are_removed_and_live_ones_kept() {
+        // A pid that cannot be alive: above the kernel's pid_max.
+        let dead = std::env::temp_dir().join("webq-firefox-4194305-1");
+        let live = std::env::temp_dir().join(format!("webq-firefox-{}-99999", std::process::id()));
+        std::fs::create_dir_all(&dead).unwrap();
+        std::fs::create_dir_all(&live).unwrap();
+        remove_stale_profiles();
+        assert!(!dead.exists(), "a dead run's profile stays");
+        assert!(live.exists(), "a live run's profile was removed");
+        std::fs::remove_dir_all(&live).unwrap();
+    }
 }

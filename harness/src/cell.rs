@@ -1,7 +1,9 @@
 //! Cells: one (runtime, backend, precision, kernel variant, shape) to run, expanded from a matrix.
 
 use serde::{Deserialize, Serialize};
-use webq_engine::quant::{QuantFormat, Quantizer};
+use webq_engine::platform::selection::Family;
+use webq_engine::protocol::{CellBackend, CellSpec, Plant, Precision, Runtime, WebnnDevice};
+use webq_engine::quant::{LayerKind, QuantFormat, Quantizer};
 use webq_engine::reference::Arith;
 use webq_engine::webgpu::{KernelKind, Workgroup};
 
@@ -9,9 +11,9 @@ use crate::matrix::{Matrix, WorkgroupChoice};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
-    pub runtime: String,
-    pub backend: String,
-    pub precision: String,
+    pub runtime: Runtime,
+    pub backend: CellBackend,
+    pub precision: Precision,
     pub kernel: KernelKind,
     pub arith: Arith,
     /// GEMV workgroup size; `None`: the tuning table picks it.
@@ -24,19 +26,19 @@ pub struct Cell {
     pub quantizer: Quantizer,
     /// WebNN device type (`cpu`, `gpu`, `npu`), for WebNN backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
+    pub device: Option<WebnnDevice>,
     /// Model family and layer kind, which `auto` selects for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family: Option<String>,
+    pub family: Option<Family>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layer: Option<String>,
+    pub layer: Option<LayerKind>,
     /// WebGPU: bytes a buffer and binding may take (small: provokes the out-of-memory fallback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_cap: Option<u64>,
+    /// Test only: a defect planted in the output (natively and by the page), which must fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plant: Option<Plant>,
 }
-
-/// The precision of `auto` cells: the selection policy picks it.
-pub const AUTO: &str = "auto";
 
 impl Cell {
     /// A stable identifier: `runtime/backend/precision/kernel-arith-workgroup/shape`.
@@ -48,14 +50,60 @@ impl Cell {
         };
         let backend = match &self.device {
             Some(d) => format!("{}@{d}", self.backend),
-            None => self.backend.clone(),
+            None => self.backend.to_string(),
         };
-        format!("{}/{backend}/{}/{variant}/{}", self.runtime, self.precision, self.shape)
+        let plant = self.plant.map_or(String::new(), |p| format!("/planted-{p}"));
+        format!("{}/{backend}/{}/{variant}/{}{plant}", self.runtime, self.precision, self.shape)
     }
 
     /// The requested format (`None` for `auto`).
     pub fn format(&self) -> Option<QuantFormat> {
-        self.precision.parse().ok()
+        self.precision.format()
+    }
+
+    /// What the page is asked to run for this cell, with the workgroup the tuning table picked.
+    pub fn spec(&self, workgroup: Workgroup, reps: usize) -> CellSpec {
+        CellSpec {
+            backend: self.backend,
+            device: self.device,
+            precision: self.precision,
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            seed: self.seed,
+            arith: self.arith,
+            workgroup,
+            quantizer: self.quantizer,
+            reps,
+            family: self.family,
+            layer: self.layer,
+            memory_cap: self.memory_cap,
+            plant: self.plant,
+        }
+    }
+}
+
+/// A GEMV cell of `n x k` seeded weights with the scale search, for tests.
+#[cfg(test)]
+pub fn test_cell(runtime: Runtime, backend: CellBackend, precision: &str, n: usize, k: usize) -> Cell {
+    Cell {
+        runtime,
+        backend,
+        precision: precision.parse().expect("a known precision"),
+        kernel: KernelKind::Gemv,
+        arith: Arith::F32,
+        workgroup: None,
+        shape: "s".into(),
+        m: 1,
+        n,
+        k,
+        seed: 1,
+        quantizer: Quantizer::ScaleSearch,
+        device: None,
+        family: None,
+        layer: None,
+        memory_cap: None,
+        plant: None,
     }
 }
 
@@ -73,13 +121,13 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
                     continue;
                 }
                 let kernel = KernelKind::for_rows(shape.m);
-                let precisions: Vec<String> = if backend == AUTO {
-                    vec![AUTO.to_string()]
+                let precisions: Vec<Precision> = if backend == CellBackend::Auto {
+                    vec![Precision::Auto]
                 } else {
                     let mut v = Vec::new();
                     for format in shape.precisions.as_ref().unwrap_or(&matrix.precisions) {
                         match format.check_shape(shape.n, shape.k) {
-                            Ok(()) => v.push(format.to_string()),
+                            Ok(()) => v.push(Precision::Format(*format)),
                             Err(e) => ruled_out.push(format!("{format} x {}: {e}", shape.name)),
                         }
                     }
@@ -101,9 +149,9 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
                         workgroups.dedup();
                         for workgroup in workgroups {
                             cells.push(Cell {
-                                runtime: runtime.clone(),
-                                backend: backend.clone(),
-                                precision: precision.clone(),
+                                runtime: *runtime,
+                                backend,
+                                precision,
                                 kernel,
                                 arith,
                                 workgroup,
@@ -113,10 +161,11 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
                                 k: shape.k,
                                 seed: matrix.seed,
                                 quantizer: shape.quantizer.unwrap_or(matrix.quantizer),
-                                device: device.clone(),
-                                family: shape.family.clone(),
-                                layer: shape.layer.clone(),
+                                device,
+                                family: shape.family,
+                                layer: shape.layer,
                                 memory_cap: shape.memory_cap,
+                                plant: shape.plant,
                             });
                         }
                     }
@@ -128,13 +177,13 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
 }
 
 /// Each backend, with each WebNN device type for the WebNN ones.
-fn backends_with_devices(matrix: &Matrix) -> Vec<(String, Option<String>)> {
+fn backends_with_devices(matrix: &Matrix) -> Vec<(CellBackend, Option<WebnnDevice>)> {
     let mut out = Vec::new();
-    for b in &matrix.backends {
-        if b.starts_with("webnn") {
-            out.extend(matrix.webnn_devices.iter().map(|d| (b.clone(), Some(d.clone()))));
+    for &b in &matrix.backends {
+        if b.is_webnn() {
+            out.extend(matrix.webnn_devices.iter().map(|&d| (b, Some(d))));
         } else {
-            out.push((b.clone(), None));
+            out.push((b, None));
         }
     }
     out
@@ -158,6 +207,6 @@ mod tests {
         assert_eq!(ids.len(), 2 + 4 + 1, "{ids:?}");
         assert!(ids.contains(&"firefox/webnn@npu/int4-g128-sym/gemv-f32-tuned/s".to_string()), "{ids:?}");
         assert!(ids.contains(&"firefox/auto/auto/gemv-f32-tuned/s".to_string()), "{ids:?}");
-        assert!(cells.iter().find(|c| c.backend == AUTO).unwrap().format().is_none());
+        assert!(cells.iter().find(|c| c.backend == CellBackend::Auto).unwrap().format().is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! Checking a run against its matrix's `[[expect]]` entries.
 
 use crate::matrix::Expect;
-use crate::results::CellRecord;
+use crate::results::{CellRecord, Status};
 
 /// `*` matches any run of characters; everything else matches itself.
 pub fn glob(pattern: &str, text: &str) -> bool {
@@ -21,7 +21,15 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     rest.is_empty()
 }
 
-/// Every way the records fall short of the expectations, one line each.
+/// Every way the records fall short of the expectations, one line each:
+/// - a cell matched by an expectation whose status differs (a pass where a failure was expected is
+///   reported as an *unexpected pass*, as wgpu's harness and the WebGPU CTS do);
+/// - with `reason`, an expected status reached for another reason than the one named (a browser
+///   that stops offering WebGPU says different words than one that never did);
+/// - with `ran`, another precision ran;
+/// - an expectation that matches no cell;
+/// - an `unsupported` cell that no `unsupported` expectation names: "unsupported" is an answer only
+///   where the matrix says it is, so a vanished browser feature turns `--check` red.
 pub fn violations(expects: &[Expect], records: &[CellRecord]) -> Vec<String> {
     let mut out = Vec::new();
     for e in expects {
@@ -30,23 +38,44 @@ pub fn violations(expects: &[Expect], records: &[CellRecord]) -> Vec<String> {
             out.push(format!("expect `{}`: matches no cell", e.cells));
         }
         for r in matched {
-            if r.status != e.status {
-                out.push(format!(
-                    "expect `{}` {}: {} is {} ({})",
-                    e.cells,
-                    e.status.name(),
-                    r.id,
-                    r.status.name(),
-                    r.reason.as_deref().unwrap_or("")
-                ));
-            }
-            if let Some(ran) = &e.ran {
-                let actual =
-                    r.detail.as_ref().and_then(|d| d.precision.clone()).unwrap_or_else(|| r.cell.precision.clone());
-                if !glob(ran, &actual) {
-                    out.push(format!("expect `{}` ran {ran}: {} ran {actual}", e.cells, r.id));
-                }
-            }
+            out.extend(check_one(e, r));
+        }
+    }
+    for r in records.iter().filter(|r| r.status == Status::Unsupported) {
+        let named = expects.iter().any(|e| e.status == Status::Unsupported && glob(&e.cells, &r.id));
+        if !named {
+            out.push(format!(
+                "{} is unsupported, and no expectation says it may be: {}",
+                r.id,
+                r.reason.as_deref().unwrap_or("(no reason)")
+            ));
+        }
+    }
+    out
+}
+
+fn check_one(e: &Expect, r: &CellRecord) -> Vec<String> {
+    let mut out = Vec::new();
+    let reason = r.reason.as_deref().unwrap_or("");
+    if r.status != e.status {
+        let what = if r.status == Status::Pass { "unexpected pass".to_string() } else { r.status.name().to_string() };
+        out.push(format!("expect `{}` {}: {} is {what} ({reason})", e.cells, e.status.name(), r.id));
+    } else if let Some(want) = &e.reason {
+        if !glob(want, reason) {
+            out.push(format!(
+                "expect `{}` {} for `{want}`: {} is {} for `{reason}`",
+                e.cells,
+                e.status.name(),
+                r.id,
+                r.status.name()
+            ));
+        }
+    }
+    if let Some(ran) = &e.ran {
+        let actual =
+            r.detail.as_ref().and_then(|d| d.precision.clone()).unwrap_or_else(|| r.cell.precision.to_string());
+        if !glob(ran, &actual) {
+            out.push(format!("expect `{}` ran {ran}: {} ran {actual}", e.cells, r.id));
         }
     }
     out
@@ -54,7 +83,41 @@ pub fn violations(expects: &[Expect], records: &[CellRecord]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::*;
+    use crate::matrix::Expect;
+    use webq_engine::protocol::{CellBackend, Runtime};
+
+    fn record(runtime: Runtime, backend: CellBackend, status: Status, reason: &str) -> CellRecord {
+        let cell = crate::cell::test_cell(runtime, backend, "int4", 8, 128);
+        let mut r = crate::verdict::blank_record(&cell, "r", "m", Default::default());
+        r.status = status;
+        r.reason = Some(reason.into());
+        r
+    }
+
+    fn expect(cells: &str, status: Status, reason: Option<&str>) -> Expect {
+        Expect { cells: cells.into(), status, reason: reason.map(str::to_string), ran: None }
+    }
+
+    #[test]
+    fn a_vanished_feature_an_unexpected_pass_and_a_new_reason_are_all_violations() {
+        let gone = record(Runtime::Chromium, CellBackend::Webgpu, Status::Unsupported, "navigator.gpu is undefined");
+        let pins = [expect("chromium/webgpu/*", Status::Pass, None)];
+        let v = violations(&pins, std::slice::from_ref(&gone));
+        assert!(v.iter().any(|l| l.contains("is unsupported (navigator.gpu")), "{v:?}");
+        assert!(v.iter().any(|l| l.contains("no expectation says it may be")), "{v:?}");
+
+        let fixed = record(Runtime::Firefox, CellBackend::Webnn, Status::Pass, "");
+        let v = violations(&[expect("firefox/webnn*", Status::Unsupported, None)], &[fixed]);
+        assert!(v.len() == 1 && v[0].contains("unexpected pass"), "{v:?}");
+
+        let other = record(Runtime::Firefox, CellBackend::Webnn, Status::Unsupported, "createContext failed");
+        let named = [expect("firefox/webnn*", Status::Unsupported, Some("navigator.ml is undefined"))];
+        let v = violations(&named, std::slice::from_ref(&other));
+        assert!(v.len() == 1 && v[0].contains("for `createContext failed`"), "{v:?}");
+        let right = record(Runtime::Firefox, CellBackend::Webnn, Status::Unsupported, "navigator.ml is undefined");
+        assert!(violations(&named, &[right]).is_empty());
+    }
 
     #[test]
     fn globs() {

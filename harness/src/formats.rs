@@ -109,7 +109,7 @@ pub fn measure(n: usize, k: usize, seed: u64) -> Result<Vec<FormatRow>, Box<dyn 
 fn measure_one(f: QuantFormat, w: &[f32], w16: &[f32], n: usize, k: usize) -> Result<FormatRow, String> {
     let err = |q: Quantizer| -> Result<f64, String> {
         let dq = quantize(w, n, k, f, q).map_err(|e| format!("{f}: {e}"))?.dequantize();
-        Ok(Metrics::compare(&dq, w16, None).rel_l2)
+        Ok(Metrics::compare(&dq, w16, None).map_err(|e| format!("{f}: {e}"))?.rel_l2)
     };
     let int = f.as_int();
     let rtn = err(Quantizer::RoundToNearest)?;

@@ -3,6 +3,7 @@
 mod browser_run;
 mod browsers;
 mod cell;
+mod compare;
 mod doctor;
 mod expect;
 mod faults;
@@ -21,8 +22,23 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "webq", version, about = "Conformance and benchmarks of quantized inference on WebGPU and WebNN")]
 struct Cli {
+    /// More logging: -v debug (and one line per cell in `run`), -vv trace. RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Logs go to stderr through `tracing`; the level comes from `-v` unless RUST_LOG says otherwise.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "webq=debug,warn",
+        _ => "webq=trace,info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
 #[derive(Subcommand)]
@@ -31,6 +47,8 @@ enum Command {
     Run(run::RunArgs),
     /// Render the report again from stored results.
     Report(run::ReportArgs),
+    /// Check that runs of the same matrix agree on every status and verdict.
+    Compare(compare::CompareArgs),
     /// Every weight format with its bits per weight and its error on seeded weights.
     Formats(formats::FormatsArgs),
     /// What is installed and what each browser supports (WebGPU, WebNN), found by starting each one.
@@ -43,9 +61,14 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Run(args) => run::run(&args),
+        Command::Run(mut args) => {
+            args.verbose |= cli.verbose > 0;
+            run::run(&args)
+        }
         Command::Report(args) => run::report(&args),
+        Command::Compare(args) => compare::run(&args),
         Command::Formats(args) => formats::run(&args),
         Command::Faults(args) => faults::run(&args),
         Command::Doctor(args) => doctor::run(&args),

@@ -25,19 +25,29 @@
 //! layer = "attention"             # optional: layer kind for `auto` with llm (mixed precision)
 //! memory_cap = 1048576            # optional: WebGPU device limit in bytes (out-of-memory fallback)
 //! quantizer = "rtn"               # optional: this shape's quantizer
+//! plant = "nan-output"            # test only: plant a defect in every output (nan-output,
+//!                                 # inf-output, truncate) that the verdicts must refuse
 //!
 //! [[expect]]                      # checked by `webq run --check`
 //! cells = "chrome-shell/webnn@cpu/*"
 //! status = "pass"
 //! ran = "int8-*"                  # optional: the precision that actually ran
+//!
+//! [[expect]]                      # every `unsupported` cell must be named by one of these
+//! cells = "firefox/webnn*"
+//! status = "unsupported"
+//! reason = "navigator.ml is undefined"   # optional: the reason, `*` as above
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
-use webq_engine::quant::{QuantFormat, Quantizer};
+use webq_engine::platform::selection::Family;
+use webq_engine::protocol::{CellBackend, Plant, Runtime, WebnnDevice};
+use webq_engine::quant::{LayerKind, QuantFormat, Quantizer};
 use webq_engine::reference::Arith;
 use webq_engine::webgpu::Workgroup;
 
@@ -89,17 +99,22 @@ struct RawExpect {
     cells: String,
     status: Spanned<String>,
     #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
     ran: Option<String>,
 }
 
 /// What some cells must come out as (checked by `webq run --check`): cells whose id matches
-/// `cells` (`*` matches any run of characters) have `status`, and, with `ran`, ran a precision
-/// matching it (after an upgrade, a fallback or `auto`'s choice). A pattern that matches no cell
-/// is itself a failure, so a renamed cell cannot slip out of its expectation.
+/// `cells` (`*` matches any run of characters) have `status`; with `reason`, for a reason matching
+/// it (the browser's own words); with `ran`, ran a precision matching it (after an upgrade, a
+/// fallback or `auto`'s choice). A pattern that matches no cell is itself a failure, so a renamed
+/// cell cannot slip out of its expectation; an `unsupported` cell that no expectation names is one
+/// too (see `expect::violations`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Expect {
     pub cells: String,
     pub status: Status,
+    pub reason: Option<String>,
     pub ran: Option<String>,
 }
 
@@ -124,6 +139,8 @@ struct RawShape {
     memory_cap: Option<u64>,
     #[serde(default)]
     quantizer: Option<Spanned<String>>,
+    #[serde(default)]
+    plant: Option<Spanned<String>>,
 }
 
 fn default_backends() -> Vec<Spanned<String>> {
@@ -159,13 +176,15 @@ pub struct Shape {
     pub n: usize,
     pub k: usize,
     pub precisions: Option<Vec<QuantFormat>>,
-    pub backends: Option<Vec<String>>,
-    pub runtimes: Option<Vec<String>>,
-    pub family: Option<String>,
-    pub layer: Option<String>,
+    pub backends: Option<Vec<CellBackend>>,
+    pub runtimes: Option<Vec<Runtime>>,
+    pub family: Option<Family>,
+    pub layer: Option<LayerKind>,
     pub memory_cap: Option<u64>,
     /// Overrides the matrix's quantizer for this shape.
     pub quantizer: Option<Quantizer>,
+    /// Test only: a defect planted in every output of this shape.
+    pub plant: Option<Plant>,
 }
 
 /// A validated matrix.
@@ -174,23 +193,18 @@ pub struct Matrix {
     pub path: PathBuf,
     pub name: String,
     pub description: String,
-    pub runtimes: Vec<String>,
-    pub backends: Vec<String>,
+    pub runtimes: Vec<Runtime>,
+    pub backends: Vec<CellBackend>,
     pub precisions: Vec<QuantFormat>,
     pub arith: Vec<Arith>,
     pub workgroups: Vec<WorkgroupChoice>,
     pub quantizer: Quantizer,
     pub reps: usize,
     pub seed: u64,
-    pub webnn_devices: Vec<String>,
+    pub webnn_devices: Vec<WebnnDevice>,
     pub shapes: Vec<Shape>,
     pub expect: Vec<Expect>,
 }
-
-pub const RUNTIMES: &[&str] = &["native", "chromium", "chrome-shell", "firefox", "webkitgtk"];
-pub const BACKENDS: &[&str] = &["webgpu", "webnn", "webnn-experimental", "wasm", "auto"];
-pub const WEBNN_DEVICES: &[&str] = &["cpu", "gpu", "npu"];
-pub const FAMILIES: &[&str] = &["text", "vision", "audio", "llm"];
 
 impl Matrix {
     pub fn load(path: &Path) -> Result<Matrix, MatrixError> {
@@ -199,162 +213,160 @@ impl Matrix {
         Matrix::parse(path, &text)
     }
 
+    /// Parses and validates a matrix, in two phases: TOML into the raw layout (errors located by
+    /// the TOML parser), then every value checked and converted (errors located by its span).
     pub fn parse(path: &Path, text: &str) -> Result<Matrix, MatrixError> {
-        let file = path.display().to_string();
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let raw: RawMatrix = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(1, |s| line_of(s.start));
-            // Name the field when the offending line is `key = value`.
-            let key = text.lines().nth(line - 1).and_then(|l| l.split_once('=')).map(|(k, _)| k.trim().to_string());
-            match key.filter(|k| !k.is_empty() && !k.starts_with('[')) {
-                Some(field) => MatrixError::Field { file: file.clone(), line, field, message: e.message().to_string() },
-                None => MatrixError::Parse { file: file.clone(), line, message: e.message().to_string() },
-            }
-        })?;
-        let field = |span: std::ops::Range<usize>, field: &str, message: String| MatrixError::Field {
-            file: file.clone(),
-            line: line_of(span.start),
-            field: field.to_string(),
-            message,
-        };
+        let src = Source { file: path.display().to_string(), text };
+        let raw: RawMatrix = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
         if *raw.schema.get_ref() != MATRIX_SCHEMA {
-            return Err(field(raw.schema.span(), "schema", format!("this webq reads matrix schema {MATRIX_SCHEMA}")));
+            return Err(src.field(&raw.schema, "schema", format!("this webq reads matrix schema {MATRIX_SCHEMA}")));
         }
-        let names = |list: &[Spanned<String>], name: &str, known: &[&str]| -> Result<Vec<String>, MatrixError> {
-            list.iter()
-                .map(|s| {
-                    if known.contains(&s.get_ref().as_str()) {
-                        Ok(s.get_ref().clone())
-                    } else {
-                        Err(field(
-                            s.span(),
-                            name,
-                            format!("unknown value `{}` (known: {})", s.get_ref(), known.join(", ")),
-                        ))
-                    }
-                })
-                .collect()
-        };
-        let formats = |list: &[Spanned<String>], name: &str| -> Result<Vec<QuantFormat>, MatrixError> {
-            let mut out = Vec::new();
-            for s in list {
-                if s.get_ref() == "catalogue" {
-                    out.extend(QuantFormat::catalogue());
-                } else {
-                    out.push(
-                        s.get_ref()
-                            .parse()
-                            .map_err(|e: webq_engine::quant::QuantError| field(s.span(), name, e.to_string()))?,
-                    );
-                }
-            }
-            Ok(out)
-        };
-        let arith = raw
-            .arith
-            .iter()
-            .map(|s| match s.get_ref().as_str() {
-                "f32" => Ok(Arith::F32),
-                "f16" => Ok(Arith::F16),
-                other => Err(field(s.span(), "arith", format!("unknown arithmetic `{other}` (known: f32, f16)"))),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let workgroups = raw
-            .workgroups
-            .iter()
-            .map(|s| match s.get_ref().as_str() {
-                "tuned" => Ok(vec![WorkgroupChoice::Tuned]),
-                "all" => Ok(Workgroup::VARIANTS.iter().map(|w| WorkgroupChoice::Fixed(*w)).collect()),
-                other => Workgroup::parse(other).map(|w| vec![WorkgroupChoice::Fixed(w)]).ok_or_else(|| {
-                    field(
-                        s.span(),
-                        "workgroups",
-                        format!("`{other}` is not `tuned`, `all` or XxY with X a power of two and X*Y <= 256"),
-                    )
-                }),
-            })
-            .collect::<Result<Vec<_>, _>>()?
-            .concat();
-        let parse_quantizer = |s: &Spanned<String>, name: &str| match s.get_ref().as_str() {
-            "search" => Ok(Quantizer::ScaleSearch),
-            "rtn" => Ok(Quantizer::RoundToNearest),
-            other => Err(field(s.span(), name, format!("unknown quantizer `{other}` (known: rtn, search)"))),
-        };
         let quantizer = match &raw.quantizer {
             None => Quantizer::ScaleSearch,
-            Some(s) => parse_quantizer(s, "quantizer")?,
+            Some(q) => src.quantizer(q, "quantizer")?,
         };
-        let one = |v: &Option<Spanned<String>>, name: &str, known: &[&str]| -> Result<Option<String>, MatrixError> {
-            v.as_ref().map(|s| names(std::slice::from_ref(s), name, known).map(|mut n| n.remove(0))).transpose()
-        };
-        let layers: Vec<&str> = webq_engine::quant::LayerKind::ALL.iter().map(|k| k.name()).collect();
-        let mut shapes = Vec::new();
-        for s in &raw.shapes {
-            for (v, name) in [(&s.m, "m"), (&s.n, "n"), (&s.k, "k")] {
-                if *v.get_ref() == 0 {
-                    return Err(field(v.span(), &format!("shapes.{}.{name}", s.name), "must be at least 1".into()));
-                }
-            }
-            shapes.push(Shape {
-                name: s.name.clone(),
-                m: *s.m.get_ref(),
-                n: *s.n.get_ref(),
-                k: *s.k.get_ref(),
-                precisions: s
-                    .precisions
-                    .as_deref()
-                    .map(|p| formats(p, &format!("shapes.{}.precisions", s.name)))
-                    .transpose()?,
-                backends: s
-                    .backends
-                    .as_deref()
-                    .map(|b| names(b, &format!("shapes.{}.backends", s.name), BACKENDS))
-                    .transpose()?,
-                runtimes: s
-                    .runtimes
-                    .as_deref()
-                    .map(|r| names(r, &format!("shapes.{}.runtimes", s.name), RUNTIMES))
-                    .transpose()?,
-                family: one(&s.family, &format!("shapes.{}.family", s.name), FAMILIES)?,
-                layer: one(&s.layer, &format!("shapes.{}.layer", s.name), &layers)?,
-                memory_cap: s.memory_cap,
-                quantizer: s
-                    .quantizer
-                    .as_ref()
-                    .map(|q| parse_quantizer(q, &format!("shapes.{}.quantizer", s.name)))
-                    .transpose()?,
-            });
-        }
         Ok(Matrix {
             path: path.to_path_buf(),
             name: raw.name,
             description: raw.description,
-            runtimes: names(&raw.runtimes, "runtimes", RUNTIMES)?,
-            backends: names(&raw.backends, "backends", BACKENDS)?,
-            precisions: formats(&raw.precisions, "precisions")?,
-            arith,
-            workgroups,
+            runtimes: src.names(&raw.runtimes, "runtimes")?,
+            backends: src.names(&raw.backends, "backends")?,
+            precisions: src.formats(&raw.precisions, "precisions")?,
+            arith: raw.arith.iter().map(|a| src.arith(a)).collect::<Result<_, _>>()?,
+            workgroups: raw.workgroups.iter().map(|w| src.workgroups(w)).collect::<Result<Vec<_>, _>>()?.concat(),
             quantizer,
             reps: raw.reps.max(1),
             seed: raw.seed,
-            webnn_devices: names(&raw.webnn_devices, "webnn_devices", WEBNN_DEVICES)?,
-            shapes,
-            expect: raw
-                .expect
-                .iter()
-                .map(|e| {
-                    let status = Status::ALL.into_iter().find(|s| s.name() == e.status.get_ref()).ok_or_else(|| {
-                        let known: Vec<&str> = Status::ALL.iter().map(|s| s.name()).collect();
-                        field(
-                            e.status.span(),
-                            "expect.status",
-                            format!("unknown status `{}` (known: {})", e.status.get_ref(), known.join(", ")),
-                        )
-                    })?;
-                    Ok(Expect { cells: e.cells.clone(), status, ran: e.ran.clone() })
-                })
-                .collect::<Result<_, MatrixError>>()?,
+            webnn_devices: src.names(&raw.webnn_devices, "webnn_devices")?,
+            shapes: raw.shapes.iter().map(|s| src.shape(s)).collect::<Result<_, _>>()?,
+            expect: raw.expect.iter().map(|e| src.expectation(e)).collect::<Result<_, _>>()?,
         })
+    }
+}
+
+/// The matrix text, for errors that name the file, line and field.
+struct Source<'a> {
+    file: String,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn field<T>(&self, at: &Spanned<T>, field: &str, message: String) -> MatrixError {
+        MatrixError::Field {
+            file: self.file.clone(),
+            line: self.line_of(at.span().start),
+            field: field.into(),
+            message,
+        }
+    }
+
+    /// A TOML error, naming the field when the offending line is `key = value`.
+    fn toml_error(&self, e: &toml::de::Error) -> MatrixError {
+        let line = e.span().map_or(1, |s| self.line_of(s.start));
+        let key = self.text.lines().nth(line - 1).and_then(|l| l.split_once('=')).map(|(k, _)| k.trim().to_string());
+        let (file, message) = (self.file.clone(), e.message().to_string());
+        match key.filter(|k| !k.is_empty() && !k.starts_with('[')) {
+            Some(field) => MatrixError::Field { file, line, field, message },
+            None => MatrixError::Parse { file, line, message },
+        }
+    }
+
+    /// Values of a named kind (runtime, backend, family, ...), each parsed once.
+    fn names<T: FromStr<Err = String>>(&self, list: &[Spanned<String>], name: &str) -> Result<Vec<T>, MatrixError> {
+        list.iter().map(|s| self.one(s, name)).collect()
+    }
+
+    fn one<T: FromStr<Err = String>>(&self, s: &Spanned<String>, name: &str) -> Result<T, MatrixError> {
+        s.get_ref().parse().map_err(|e| self.field(s, name, e))
+    }
+
+    fn opt<T: FromStr<Err = String>>(&self, v: &Option<Spanned<String>>, name: &str) -> Result<Option<T>, MatrixError> {
+        v.as_ref().map(|v| self.one(v, name)).transpose()
+    }
+
+    fn formats(&self, list: &[Spanned<String>], name: &str) -> Result<Vec<QuantFormat>, MatrixError> {
+        let mut out = Vec::new();
+        for s in list {
+            if s.get_ref() == "catalogue" {
+                out.extend(QuantFormat::catalogue());
+            } else {
+                out.push(
+                    s.get_ref()
+                        .parse()
+                        .map_err(|e: webq_engine::quant::QuantError| self.field(s, name, e.to_string()))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn arith(&self, s: &Spanned<String>) -> Result<Arith, MatrixError> {
+        match s.get_ref().as_str() {
+            "f32" => Ok(Arith::F32),
+            "f16" => Ok(Arith::F16),
+            other => Err(self.field(s, "arith", format!("unknown arithmetic `{other}` (known: f32, f16)"))),
+        }
+    }
+
+    fn workgroups(&self, s: &Spanned<String>) -> Result<Vec<WorkgroupChoice>, MatrixError> {
+        match s.get_ref().as_str() {
+            "tuned" => Ok(vec![WorkgroupChoice::Tuned]),
+            "all" => Ok(Workgroup::VARIANTS.iter().map(|w| WorkgroupChoice::Fixed(*w)).collect()),
+            other => Workgroup::parse(other).map(|w| vec![WorkgroupChoice::Fixed(w)]).ok_or_else(|| {
+                self.field(
+                    s,
+                    "workgroups",
+                    format!("`{other}` is not `tuned`, `all` or XxY with X a power of two and 1 <= X*Y <= 256"),
+                )
+            }),
+        }
+    }
+
+    fn quantizer(&self, s: &Spanned<String>, name: &str) -> Result<Quantizer, MatrixError> {
+        match s.get_ref().as_str() {
+            "search" => Ok(Quantizer::ScaleSearch),
+            "rtn" => Ok(Quantizer::RoundToNearest),
+            other => Err(self.field(s, name, format!("unknown quantizer `{other}` (known: rtn, search)"))),
+        }
+    }
+
+    fn shape(&self, s: &RawShape) -> Result<Shape, MatrixError> {
+        let at = |f: &str| format!("shapes.{}.{f}", s.name);
+        for (v, name) in [(&s.m, "m"), (&s.n, "n"), (&s.k, "k")] {
+            if *v.get_ref() == 0 {
+                return Err(self.field(v, &at(name), "must be at least 1".into()));
+            }
+        }
+        Ok(Shape {
+            name: s.name.clone(),
+            m: *s.m.get_ref(),
+            n: *s.n.get_ref(),
+            k: *s.k.get_ref(),
+            precisions: s.precisions.as_deref().map(|p| self.formats(p, &at("precisions"))).transpose()?,
+            backends: s.backends.as_deref().map(|b| self.names(b, &at("backends"))).transpose()?,
+            runtimes: s.runtimes.as_deref().map(|r| self.names(r, &at("runtimes"))).transpose()?,
+            family: self.opt(&s.family, &at("family"))?,
+            layer: self.opt(&s.layer, &at("layer"))?,
+            memory_cap: s.memory_cap,
+            quantizer: s.quantizer.as_ref().map(|q| self.quantizer(q, &at("quantizer"))).transpose()?,
+            plant: self.opt(&s.plant, &at("plant"))?,
+        })
+    }
+
+    fn expectation(&self, e: &RawExpect) -> Result<Expect, MatrixError> {
+        let status = Status::ALL.into_iter().find(|s| s.name() == e.status.get_ref()).ok_or_else(|| {
+            let known: Vec<&str> = Status::ALL.iter().map(|s| s.name()).collect();
+            self.field(
+                &e.status,
+                "expect.status",
+                format!("unknown status `{}` (known: {})", e.status.get_ref(), known.join(", ")),
+            )
+        })?;
+        Ok(Expect { cells: e.cells.clone(), status, reason: e.reason.clone(), ran: e.ran.clone() })
     }
 }
 
@@ -400,9 +412,9 @@ mod tests {
         let text = GOOD.replace("precisions = [\"int4\", \"fp16\"]", "precisions = [\"int4\", \"fp16\"]\nbackends = [\"webgpu\", \"webnn\", \"auto\"]\nwebnn_devices = [\"cpu\", \"gpu\"]")
             + "family = \"llm\"\nlayer = \"attention\"\n\n[[expect]]\ncells = \"native/*\"\nstatus = \"pass\"\nran = \"int8-*\"\n";
         let m = parse(&text).unwrap();
-        assert_eq!(m.backends, ["webgpu", "webnn", "auto"]);
-        assert_eq!(m.webnn_devices, ["cpu", "gpu"]);
-        assert_eq!(m.shapes[0].family.as_deref(), Some("llm"));
+        assert_eq!(m.backends, [CellBackend::Webgpu, CellBackend::Webnn, CellBackend::Auto]);
+        assert_eq!(m.webnn_devices, [WebnnDevice::Cpu, WebnnDevice::Gpu]);
+        assert_eq!(m.shapes[0].family, Some(Family::Llm));
         assert_eq!(m.expect[0].status, Status::Pass);
         let err = parse(&text.replace("\"gpu\"]", "\"tpu\"]")).unwrap_err().to_string();
         assert!(err.starts_with("m.toml:6: field `webnn_devices`"), "{err}");

@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use webq_engine::cpu;
 use webq_engine::platform::fallback::matmul_with_fallback;
+use webq_engine::protocol::{CellBackend, ErrorClass};
 use webq_engine::reference::Arith;
 use webq_engine::seeded;
 use webq_engine::webgpu::{Executor, ExecutorOptions, GpuError, KernelVariant, TuningTable};
@@ -13,6 +14,14 @@ use webq_engine::webgpu::{Executor, ExecutorOptions, GpuError, KernelVariant, Tu
 use crate::cell::Cell;
 use crate::results::{unix_now, CellRecord, Environment, ResultsStore, RunDetail, Status};
 use crate::verdict::{blank_record, judge, RawTimings, References};
+
+/// The output with the cell's planted defect, if it has one.
+fn planted(cell: &Cell, mut y: Vec<f32>) -> Vec<f32> {
+    if let Some(p) = cell.plant {
+        p.apply(&mut y);
+    }
+    y
+}
 
 pub struct NativeRunner {
     executor: Option<Executor>,
@@ -74,6 +83,7 @@ impl NativeRunner {
         let mut prepared: Option<References> = None;
         for cell in cells.iter().filter(|c| !done.contains(&c.id())) {
             let base = blank_record(cell, run_id, matrix, self.environment());
+            tracing::debug!(cell = %cell.id(), "running natively");
             let outcome = catch_unwind(AssertUnwindSafe(|| self.run_cell(cell, &mut prepared, base.clone())));
             let mut record = match outcome {
                 Ok(r) => r,
@@ -85,7 +95,12 @@ impl NativeRunner {
                         .unwrap_or_else(|| "panic".into());
                     self.connect();
                     prepared = None;
-                    CellRecord { status: Status::Crash, reason: Some(msg), error_class: Some("crash".into()), ..base }
+                    CellRecord {
+                        status: Status::Crash,
+                        reason: Some(msg),
+                        error_class: Some(ErrorClass::Crash),
+                        ..base
+                    }
                 }
             };
             record.finished_at = unix_now();
@@ -96,13 +111,13 @@ impl NativeRunner {
     }
 
     fn run_cell(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {
-        match cell.backend.as_str() {
-            "webgpu" if cell.memory_cap.is_some() => return self.run_capped(cell, prepared, rec),
-            "webgpu" => {}
-            "wasm" => return self.run_cpu(cell, prepared, rec),
+        match cell.backend {
+            CellBackend::Webgpu if cell.memory_cap.is_some() => return self.run_capped(cell, prepared, rec),
+            CellBackend::Webgpu => {}
+            CellBackend::Wasm => return self.run_cpu(cell, prepared, rec),
             other => {
                 rec.status = Status::Unsupported;
-                rec.error_class = Some("unsupported".into());
+                rec.error_class = Some(ErrorClass::Unsupported);
                 rec.reason = Some(format!("`{other}` runs in browser pages only"));
                 return rec;
             }
@@ -114,20 +129,20 @@ impl NativeRunner {
         let Some(exec) = self.executor.as_ref() else {
             rec.status = Status::Unsupported;
             rec.reason = self.missing.clone();
-            rec.error_class = Some("no_adapter".into());
+            rec.error_class = Some(ErrorClass::NoAdapter);
             return rec;
         };
         if !exec.supports(cell.arith) {
             rec.status = Status::Unsupported;
             rec.reason = Some("the adapter has no shader-f16 feature".into());
-            rec.error_class = Some("missing_feature".into());
+            rec.error_class = Some(ErrorClass::MissingFeature);
             return rec;
         }
         let p = match References::for_cell(prepared, cell, format) {
             Ok(p) => p,
             Err(e) => {
                 rec.reason = Some(e);
-                rec.error_class = Some("bad_input".into());
+                rec.error_class = Some(ErrorClass::BadInput);
                 return rec;
             }
         };
@@ -150,7 +165,7 @@ impl NativeRunner {
                     self.connect();
                 }
                 rec.status = if matches!(e, GpuError::MissingFeature(_)) { Status::Unsupported } else { Status::Error };
-                rec.error_class = Some(e.class().into());
+                rec.error_class = Some(e.class());
                 rec.reason = Some(e.to_string());
                 rec.detail = Some(RunDetail::default().classify(&e.to_string()));
                 return rec;
@@ -163,7 +178,7 @@ impl NativeRunner {
             wall_us: t.wall_us_per_dispatch,
             gpu_us: t.gpu_us_median,
         };
-        judge(cell, p, &y, t, &mut rec);
+        judge(cell, p, &planted(cell, y), t, &mut rec);
         rec
     }
 
@@ -171,7 +186,7 @@ impl NativeRunner {
     fn run_cpu(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {
         if cell.arith == Arith::F16 {
             rec.status = Status::Unsupported;
-            rec.error_class = Some("unsupported".into());
+            rec.error_class = Some(ErrorClass::Unsupported);
             rec.reason = Some("f16 arithmetic: unsupported data type for the wasm backend (it computes in f32)".into());
             return rec;
         }
@@ -188,7 +203,7 @@ impl NativeRunner {
         let wall_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
         rec.detail = Some(RunDetail { dot_path: Some(cpu::DOT_PATH.into()), ..Default::default() });
         let t = RawTimings { compile_ms: None, upload_ms: 0.0, dispatches: reps, wall_us, gpu_us: None };
-        judge(cell, p, &y, t, &mut rec);
+        judge(cell, p, &planted(cell, y), t, &mut rec);
         rec
     }
 
@@ -208,7 +223,7 @@ impl NativeRunner {
         let exec = match Executor::new(&ExecutorOptions { memory_cap: Some(cap), ..Default::default() }) {
             Ok(e) => e,
             Err(e) => {
-                rec.error_class = Some(e.class().into());
+                rec.error_class = Some(e.class());
                 rec.reason = Some(e.to_string());
                 return rec;
             }
@@ -244,12 +259,12 @@ impl NativeRunner {
                     wall_us: f.run.timings.wall_us_per_dispatch,
                     gpu_us: f.run.timings.gpu_us_median,
                 };
-                judge(cell, p, &f.run.y, t, &mut rec);
+                judge(cell, p, &planted(cell, f.run.y), t, &mut rec);
             }
             Err((steps, e)) => {
                 detail.fallback_steps = steps;
                 rec.detail = Some(detail.classify(&e.to_string()));
-                rec.error_class = Some(e.class().into());
+                rec.error_class = Some(e.class());
                 rec.reason = Some(e.to_string());
             }
         }

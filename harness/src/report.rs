@@ -98,9 +98,9 @@ pub fn build(records: &[CellRecord], info: Vec<(String, String)>, warnings: Vec<
 /// `backend precision` that ran, when it differs from the cell's own.
 fn ran(r: &CellRecord) -> String {
     let Some(d) = &r.detail else { return String::new() };
-    let backend = d.backend.clone().unwrap_or_else(|| r.cell.backend.clone());
-    let precision = d.precision.clone().unwrap_or_else(|| r.cell.precision.clone());
-    if backend == r.cell.backend && precision == r.cell.precision {
+    let backend = d.backend.clone().unwrap_or_else(|| r.cell.backend.to_string());
+    let precision = d.precision.clone().unwrap_or_else(|| r.cell.precision.to_string());
+    if backend == r.cell.backend.name() && precision == r.cell.precision.to_string() {
         String::new()
     } else {
         format!("{backend} {precision}")

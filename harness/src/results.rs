@@ -6,13 +6,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use webq_conformance::{AccuracyVerdict, KernelTolerance, KernelVerdict};
+use webq_conformance::{number, AccuracyVerdict, KernelTolerance, KernelVerdict};
 
 use crate::cell::Cell;
+use webq_engine::protocol::ErrorClass;
 
 /// Version of the record layout. Readers accept every version up to this one; fields added later
 /// are optional, so older records still read.
-pub const RESULTS_SCHEMA: u32 = 1;
+pub const RESULTS_SCHEMA: u32 = 2;
 pub const RESULTS_FILE: &str = "results.jsonl";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -67,16 +68,19 @@ pub struct KernelResult {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CellTimings {
     /// Pipeline compile time, when this cell compiled it (else it came from the cache).
-    #[serde(default)]
+    #[serde(default, with = "number::option")]
     pub compile_ms: Option<f64>,
+    #[serde(with = "number")]
     pub upload_ms: f64,
     pub dispatches: usize,
+    #[serde(with = "number")]
     pub wall_us: f64,
-    #[serde(default)]
+    #[serde(default, with = "number::option")]
     pub gpu_us: Option<f64>,
     /// Bytes of weights read per dispatch (codes, scales, zero points).
     pub weight_bytes: u64,
     /// Weight bytes over GPU time (wall time where there are no timestamps).
+    #[serde(with = "number")]
     pub weight_gbps: f64,
 }
 
@@ -93,7 +97,7 @@ pub struct CellRecord {
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
-    pub error_class: Option<String>,
+    pub error_class: Option<ErrorClass>,
     /// The GEMV workgroup size that ran.
     #[serde(default)]
     pub workgroup: Option<String>,
@@ -141,6 +145,23 @@ pub struct RunDetail {
 }
 
 impl RunDetail {
+    /// What the page's answer says ran, beyond the cell itself.
+    pub fn from_page(out: &webq_engine::protocol::CellOutput) -> RunDetail {
+        RunDetail {
+            backend: out.backend.clone(),
+            precision: out.precision.clone(),
+            notes: out.notes.clone(),
+            op_support_limits: out.op_support_limits.clone(),
+            fallback_steps: out.fallback_steps.clone(),
+            capabilities: out.capabilities.as_ref().map(to_json),
+            choice: out.choice.as_ref().map(to_json),
+            attempts: out.attempts.iter().map(to_json).collect(),
+            dot_path: out.dot_path.clone(),
+            error_kind: out.error_kind.map(|k| k.name().to_string()),
+            recommendation: out.recommendation.clone(),
+        }
+    }
+
     /// The kind of an error message and its recommendation (`engine/src/platform/error_classes.json`).
     pub fn classify(mut self, message: &str) -> RunDetail {
         let c = webq_engine::platform::classify::classify(message);
@@ -148,6 +169,11 @@ impl RunDetail {
         self.recommendation = Some(c.recommendation);
         self
     }
+}
+
+/// A value as JSON; what cannot be (never expected of these types) says so instead of vanishing.
+fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_else(|e| serde_json::Value::String(format!("not representable as JSON: {e}")))
 }
 
 /// Appends records to `DIR/results.jsonl`.
@@ -168,46 +194,92 @@ impl ResultsStore {
         &self.path
     }
 
-    /// One `write` of one whole line, then a flush to the file.
+    /// One `write` of one whole line, then a flush to the file. The line is read back before it is
+    /// written: a record that would not read back exactly as it is (a value JSON cannot hold) is
+    /// written as an `error` that says so, with the original status in the reason, never lost.
     pub fn append(&mut self, record: &CellRecord) -> std::io::Result<()> {
-        let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
+        let mut line = encode(record).map_err(std::io::Error::other)?;
+        if let Err(why) = reads_back(record, &line) {
+            let mut safe = record.clone();
+            safe.status = Status::Error;
+            safe.error_class = Some(ErrorClass::Unrecordable);
+            safe.reason = Some(format!(
+                "webq could not record this cell faithfully ({why}); it was {}: {}",
+                record.status.name(),
+                record.reason.as_deref().unwrap_or("")
+            ));
+            safe.kernel = None;
+            safe.accuracy = None;
+            safe.timings = None;
+            line = encode(&safe).map_err(std::io::Error::other)?;
+        }
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
         self.file.sync_data()
     }
 }
 
-/// Reads every record; lines it cannot use (torn by a crash, or from a newer schema) are skipped with
-/// a warning that names the line.
-pub fn load(dir: &Path) -> std::io::Result<(Vec<CellRecord>, Vec<String>)> {
+fn encode(record: &CellRecord) -> Result<String, serde_json::Error> {
+    serde_json::to_string(record)
+}
+
+/// Whether `line` reads back into exactly `record` (compared by their debug text, where NaN equals
+/// NaN and `Some(NaN)` differs from `None`).
+fn reads_back(record: &CellRecord, line: &str) -> Result<(), String> {
+    let back: CellRecord = serde_json::from_str(line).map_err(|e| format!("it does not read back: {e}"))?;
+    if format!("{back:?}") != format!("{record:?}") {
+        return Err("it reads back different from what was written".into());
+    }
+    Ok(())
+}
+
+/// A line of a results file that could not be used.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unreadable {
+    /// `file:line`
+    pub place: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.place, self.why)
+    }
+}
+
+/// Every record of `DIR/results.jsonl`, and every line that could not be read (torn by a crash,
+/// from a newer schema, a field this webq cannot read), each named by file and line. Readers that
+/// only show results skip those with a warning; `webq run --check` fails on them.
+pub fn load(dir: &Path) -> std::io::Result<(Vec<CellRecord>, Vec<Unreadable>)> {
     let path = dir.join(RESULTS_FILE);
     let file = File::open(&path)?;
     let mut records = Vec::new();
-    let mut warnings = Vec::new();
+    let mut unreadable = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let where_ = format!("{}:{}", path.display(), i + 1);
+        let place = format!("{}:{}", path.display(), i + 1);
+        let mut skip = |why: String| unreadable.push(Unreadable { place: place.clone(), why });
         let value: serde_json::Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
-                warnings.push(format!("{where_}: skipped, not JSON ({e}): a torn write?"));
+                skip(format!("not JSON ({e}): a torn write?"));
                 continue;
             }
         };
         let schema = value.get("schema").and_then(|s| s.as_u64()).unwrap_or(0);
         if schema == 0 || schema > RESULTS_SCHEMA as u64 {
-            warnings.push(format!("{where_}: skipped, schema {schema} (this webq reads 1..={RESULTS_SCHEMA})"));
+            skip(format!("schema {schema} (this webq reads 1..={RESULTS_SCHEMA})"));
             continue;
         }
         match serde_json::from_value(value) {
             Ok(r) => records.push(r),
-            Err(e) => warnings.push(format!("{where_}: skipped, field error: {e}")),
+            Err(e) => skip(format!("field error: {e}")),
         }
     }
-    Ok((records, warnings))
+    Ok((records, unreadable))
 }
 
 /// The records of the latest run in a store.
@@ -218,4 +290,87 @@ pub fn latest_run(records: Vec<CellRecord>) -> Vec<CellRecord> {
 
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::{blank_record, judge, RawTimings, References};
+
+    fn judged(y_plant: impl Fn(&mut Vec<f32>), timing: f64) -> CellRecord {
+        let cell = crate::cell::test_cell(
+            webq_engine::protocol::Runtime::Native,
+            webq_engine::protocol::CellBackend::Webgpu,
+            "int4",
+            8,
+            256,
+        );
+        let mut slot = None;
+        let refs = References::for_cell(&mut slot, &cell, cell.format().unwrap()).unwrap();
+        let mut y = webq_engine::cpu::matmul(&refs.x, 1, &refs.q);
+        y_plant(&mut y);
+        let mut rec = blank_record(&cell, "run", "m", Environment::default());
+        let t = RawTimings {
+            compile_ms: Some(timing),
+            upload_ms: timing,
+            dispatches: 1,
+            wall_us: timing,
+            gpu_us: Some(timing),
+        };
+        judge(&cell, refs, &y, t, &mut rec);
+        rec
+    }
+
+    fn store_and_load(records: &[CellRecord]) -> (Vec<CellRecord>, Vec<Unreadable>) {
+        let dir = std::env::temp_dir().join(format!("webq-results-test-{}-{}", std::process::id(), records.len()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = ResultsStore::open(&dir).unwrap();
+        for r in records {
+            store.append(r).unwrap();
+        }
+        let loaded = load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        loaded
+    }
+
+    #[test]
+    fn every_number_of_a_record_survives_the_round_trip_non_finite_included() {
+        let clean = judged(|_| {}, 1.5);
+        assert_eq!(clean.status, Status::Pass, "{:?}", clean.reason);
+        let nan = judged(|y| y[3] = f32::NAN, f64::NAN);
+        let inf = judged(|y| y[0] = f32::NEG_INFINITY, f64::INFINITY);
+        assert_eq!((nan.status, inf.status), (Status::Fail, Status::Fail));
+        let (back, unreadable) = store_and_load(&[clean.clone(), nan.clone(), inf.clone()]);
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        assert_eq!(back.len(), 3);
+        for (want, got) in [&clean, &nan, &inf].into_iter().zip(&back) {
+            assert_eq!(format!("{want:?}"), format!("{got:?}"), "read back differently");
+        }
+        let t = back[1].timings.as_ref().unwrap();
+        assert!(t.wall_us.is_nan() && t.gpu_us.unwrap().is_nan() && t.weight_gbps.is_nan());
+        let k = &back[1].kernel.as_ref().unwrap().verdict;
+        assert!(k.worst_ratio.is_infinite() && k.max_abs_err.is_nan() && k.non_finite == 1);
+        assert!(back[1].accuracy.as_ref().unwrap().metrics.rel_l2.is_nan());
+        assert_eq!(back[2].timings.as_ref().unwrap().upload_ms, f64::INFINITY);
+    }
+
+    #[test]
+    fn a_record_of_an_older_schema_still_reads_and_a_newer_one_is_named() {
+        let mut old = serde_json::to_value(judged(|_| {}, 2.0)).unwrap();
+        old["schema"] = 1.into();
+        // Schema 1 had no exact/ceiling figures and no non-finite count.
+        old["accuracy"].as_object_mut().unwrap().remove("exact_rel_l2");
+        old["kernel"]["verdict"].as_object_mut().unwrap().remove("non_finite");
+        let mut newer = old.clone();
+        newer["schema"] = (RESULTS_SCHEMA + 1).into();
+        let dir = std::env::temp_dir().join(format!("webq-results-schema-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(RESULTS_FILE), format!("{old}\n{newer}\n")).unwrap();
+        let (records, unreadable) = load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(unreadable.len(), 1);
+        assert!(unreadable[0].place.ends_with("results.jsonl:2"), "{:?}", unreadable[0]);
+        assert!(unreadable[0].why.contains(&format!("schema {}", RESULTS_SCHEMA + 1)), "{:?}", unreadable[0]);
+    }
 }

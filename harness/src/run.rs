@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
+use webq_engine::protocol::Runtime;
 
 use crate::browser_run::{run_browser, RunContext};
 use crate::browsers::BrowserKind;
@@ -12,7 +13,7 @@ use crate::cell::{expand, Cell};
 use crate::matrix::Matrix;
 use crate::native::NativeRunner;
 use crate::report;
-use crate::results::{self, latest_run, unix_now, ResultsStore, Status};
+use crate::results::{self, latest_run, unix_now, CellRecord, ResultsStore, Status};
 use crate::server::PageServer;
 
 #[derive(Args)]
@@ -26,9 +27,9 @@ pub struct RunArgs {
     /// Continue the latest run in --out, skipping the cells it already recorded.
     #[arg(long)]
     resume: bool,
-    /// Print one line per cell.
-    #[arg(long, short)]
-    verbose: bool,
+    /// One line per cell: set by the global `-v`.
+    #[arg(skip)]
+    pub verbose: bool,
     /// Exit non-zero when any cell failed, errored, crashed or timed out (`unsupported` is an answer).
     #[arg(long)]
     check: bool,
@@ -65,48 +66,19 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     );
     let mut store = ResultsStore::open(&args.out)?;
+    // What this invocation appended, to check the file against.
+    let mut appended: Vec<(String, Status)> = Vec::new();
     let verbose = args.verbose;
-    let mut progress = |r: &crate::results::CellRecord| {
+    let mut progress = |r: &CellRecord| {
+        appended.push((r.id.clone(), r.status));
         if verbose || r.status != Status::Pass {
             let reason = r.reason.as_deref().map_or(String::new(), |s| format!(": {s}"));
             eprintln!("  {:<11} {}{reason}", r.status.name(), r.id);
         }
     };
-    let (native, browser): (Vec<_>, Vec<_>) = cells.iter().cloned().partition(|c| c.runtime == "native");
-    let mut runner = None;
-    if !native.is_empty() {
-        let r = NativeRunner::new(matrix.reps);
-        if let Some(a) = r.environment().adapter {
-            eprintln!("webq: native adapter: {a}");
-        }
-        runner.insert(r).run(&native, &done, &run_id, &matrix.name, &mut store, &mut progress)?;
-    }
-    if !browser.is_empty() {
-        let server = PageServer::start(&args.page)?;
-        let url = server.url();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        for kind in BrowserKind::ALL {
-            let mine: Vec<&Cell> =
-                browser.iter().filter(|c| c.runtime == kind.name() && !done.contains(&c.id())).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            eprintln!("webq: {} cells in {}", mine.len(), kind.name());
-            let ctx = RunContext { page_url: &url, run_id: &run_id, matrix: &matrix.name, reps: matrix.reps };
-            let work = run_browser(kind, &mine, &ctx, &mut store, &mut progress);
-            let interrupted = rt.block_on(async {
-                tokio::select! {
-                    r = work => r.map(|_| false),
-                    _ = tokio::signal::ctrl_c() => Ok(true),
-                }
-            })?;
-            if interrupted {
-                return Err(
-                    "interrupted: every browser and driver webq started has been stopped; --resume continues".into()
-                );
-            }
-        }
-    }
+    let ctx = Plan { run_id: &run_id, matrix: &matrix, done: &done };
+    let native_adapter = run_native(&cells, &ctx, &mut store, &mut progress)?;
+    run_browsers(&cells, &ctx, &args.page, &mut store, &mut progress)?;
     let run_info = serde_json::json!({
         "schema": results::RESULTS_SCHEMA,
         "run_id": run_id,
@@ -117,33 +89,149 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         "wall_s": started.elapsed().as_secs_f64(),
         "finished_at": unix_now(),
         "webq_version": env!("CARGO_PKG_VERSION"),
-        "native_adapter": runner.as_ref().map(|r| r.adapter_json()),
+        "native_adapter": native_adapter,
     });
     write_atomic(&args.out.join("run.json"), &serde_json::to_string_pretty(&run_info)?)?;
-    let (all, warnings) = results::load(&args.out)?;
+    let (all, unreadable) = results::load(&args.out)?;
     let latest = latest_run(all);
+    let warnings = unreadable.iter().map(|u| format!("{u}: skipped")).collect();
     let index = report::write(&args.out, &report::build(&latest, info(&run_info), warnings))?;
-    let count = |s: Status| latest.iter().filter(|r| r.status == s).count();
-    eprintln!(
-        "webq: {} cells in {:.1} s: {}",
-        latest.len(),
-        started.elapsed().as_secs_f64(),
-        Status::ALL.iter().map(|s| format!("{} {}", count(*s), s.name())).collect::<Vec<_>>().join(", ")
-    );
+    let summary = Summary::of(&latest, &unreadable, &appended, cells.len());
+    eprintln!("webq: {} cells in {:.1} s: {}", latest.len(), started.elapsed().as_secs_f64(), summary.counts());
     eprintln!("webq: results {}, report {}", store.path().display(), index.display());
-    let bad = count(Status::Fail) + count(Status::Error) + count(Status::Crash) + count(Status::Timeout);
     let unmet = crate::expect::violations(&matrix.expect, &latest);
-    for v in &unmet {
-        eprintln!("webq: {v}");
+    for problem in summary.problems.iter().chain(&unmet) {
+        eprintln!("webq: {problem}");
     }
-    if args.check && (bad > 0 || !unmet.is_empty()) {
+    if args.check && (summary.bad > 0 || !summary.problems.is_empty() || !unmet.is_empty()) {
         return Err(format!(
-            "--check: {bad} cells failed, errored, crashed or timed out; {} expectations unmet",
+            "--check: {} cells failed, errored, crashed or timed out; {} results problems; {} expectations unmet",
+            summary.bad,
+            summary.problems.len(),
             unmet.len()
         )
         .into());
     }
     Ok(())
+}
+
+/// What the phases of a run share.
+struct Plan<'a> {
+    run_id: &'a str,
+    matrix: &'a Matrix,
+    /// Cells already recorded (`--resume`).
+    done: &'a HashSet<String>,
+}
+
+/// The native cells; returns the adapter they ran on (JSON), if any ran.
+fn run_native(
+    cells: &[Cell],
+    plan: &Plan,
+    store: &mut ResultsStore,
+    progress: &mut impl FnMut(&CellRecord),
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let native: Vec<Cell> = cells.iter().filter(|c| c.runtime == Runtime::Native).cloned().collect();
+    if native.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    let mut runner = NativeRunner::new(plan.matrix.reps);
+    if let Some(a) = runner.environment().adapter {
+        eprintln!("webq: native adapter: {a}");
+    }
+    runner.run(&native, plan.done, plan.run_id, &plan.matrix.name, store, progress)?;
+    Ok(runner.adapter_json())
+}
+
+/// The browser cells, one browser after another; Ctrl-C stops every browser and driver.
+fn run_browsers(
+    cells: &[Cell],
+    plan: &Plan,
+    page: &Path,
+    store: &mut ResultsStore,
+    progress: &mut impl FnMut(&CellRecord),
+) -> Result<(), Box<dyn std::error::Error>> {
+    if cells.iter().all(|c| c.runtime == Runtime::Native) {
+        return Ok(());
+    }
+    crate::browsers::remove_stale_profiles();
+    let server = PageServer::start(page)?;
+    let url = server.url();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for kind in BrowserKind::ALL {
+        let mine: Vec<&Cell> =
+            cells.iter().filter(|c| c.runtime == kind.runtime() && !plan.done.contains(&c.id())).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        eprintln!("webq: {} cells in {}", mine.len(), kind.name());
+        let ctx = RunContext { page_url: &url, run_id: plan.run_id, matrix: &plan.matrix.name, reps: plan.matrix.reps };
+        let work = run_browser(kind, &mine, &ctx, store, progress);
+        let interrupted = rt.block_on(async {
+            tokio::select! {
+                r = work => r.map(|_| false),
+                _ = tokio::signal::ctrl_c() => Ok(true),
+            }
+        })?;
+        if interrupted {
+            return Err(
+                "interrupted: every browser and driver webq started has been stopped; --resume continues".into()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The counts of a run, checked against what was appended: a cell this invocation recorded that
+/// the file does not give back with the same status, and any line of the file that cannot be read,
+/// is a problem that `--check` fails on.
+struct Summary {
+    counts: Vec<(Status, usize)>,
+    unreadable: usize,
+    /// Cells that failed, errored, crashed or timed out.
+    bad: usize,
+    problems: Vec<String>,
+}
+
+impl Summary {
+    fn of(
+        latest: &[CellRecord],
+        unreadable: &[results::Unreadable],
+        appended: &[(String, Status)],
+        planned: usize,
+    ) -> Summary {
+        let counts: Vec<(Status, usize)> =
+            Status::ALL.iter().map(|s| (*s, latest.iter().filter(|r| r.status == *s).count())).collect();
+        let bad = counts
+            .iter()
+            .filter(|(s, _)| matches!(s, Status::Fail | Status::Error | Status::Crash | Status::Timeout))
+            .map(|(_, n)| n)
+            .sum();
+        let mut problems: Vec<String> = unreadable.iter().map(|u| format!("unreadable record {u}")).collect();
+        let in_file: std::collections::HashMap<&str, Status> =
+            latest.iter().map(|r| (r.id.as_str(), r.status)).collect();
+        for (id, status) in appended {
+            match in_file.get(id.as_str()) {
+                None => problems.push(format!("{id}: recorded {} but not in the results file", status.name())),
+                Some(s) if s != status => {
+                    problems.push(format!("{id}: recorded {} but the results file says {}", status.name(), s.name()))
+                }
+                Some(_) => {}
+            }
+        }
+        if latest.len() != planned {
+            problems
+                .push(format!("the matrix has {planned} cells, the results file holds {} of this run", latest.len()));
+        }
+        Summary { counts, unreadable: unreadable.len(), bad, problems }
+    }
+
+    fn counts(&self) -> String {
+        let mut parts: Vec<String> = self.counts.iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
+        if self.unreadable > 0 {
+            parts.push(format!("{} unreadable", self.unreadable));
+        }
+        parts.join(", ")
+    }
 }
 
 /// The latest run id in a results directory and the cells it already finished.
@@ -180,7 +268,8 @@ fn info(run: &serde_json::Value) -> Vec<(String, String)> {
 }
 
 pub fn report(args: &ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let (all, warnings) = results::load(&args.results)?;
+    let (all, unreadable) = results::load(&args.results)?;
+    let warnings = unreadable.iter().map(|u| format!("{u}: skipped")).collect();
     let latest = latest_run(all);
     let run_info: serde_json::Value = std::fs::read_to_string(args.results.join("run.json"))
         .ok()

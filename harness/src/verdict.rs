@@ -1,7 +1,8 @@
 //! Judging a cell's output: references are computed here, natively, from the same seed the backend
 //! used, never by the backend under test.
 
-use webq_conformance::{AccuracyVerdict, KernelTolerance};
+use webq_conformance::{AccuracyVerdict, BudgetKey, KernelTolerance};
+use webq_engine::protocol::ErrorClass;
 use webq_engine::quant::{quantize, QuantFormat, QuantizedMatrix};
 use webq_engine::reference::{emulate, fp16_reference, Arith, Emulated};
 use webq_engine::seeded;
@@ -46,38 +47,27 @@ impl References {
         Ok(slot.as_mut().expect("filled above"))
     }
 
-    fn emulated(&mut self, arith: Arith) -> &Emulated {
-        if let Some(i) = self.emulated.iter().position(|(a, _)| *a == arith) {
-            return &self.emulated[i].1;
-        }
-        let e = emulate(&self.x, self.x.len() / self.q.k, &self.q, arith);
-        self.emulated.push((arith, e));
-        &self.emulated.last().expect("just pushed").1
+    /// The fp16 reference and the exact emulation with `arith` (computed once).
+    fn with_emulation(&mut self, arith: Arith) -> (&[f32], &Emulated) {
+        let i = match self.emulated.iter().position(|(a, _)| *a == arith) {
+            Some(i) => i,
+            None => {
+                let e = emulate(&self.x, self.x.len() / self.q.k, &self.q, arith);
+                self.emulated.push((arith, e));
+                self.emulated.len() - 1
+            }
+        };
+        (&self.reference, &self.emulated[i].1)
     }
 }
 
-/// Raw timings as a backend reports them.
-pub struct RawTimings {
-    pub compile_ms: Option<f64>,
-    pub upload_ms: f64,
-    pub dispatches: usize,
-    pub wall_us: f64,
-    pub gpu_us: Option<f64>,
-}
+/// Timings as a backend reports them (the page's, or the native runner's in the same shape).
+pub use webq_engine::protocol::PageTimings as RawTimings;
 
-/// Fills in both verdicts, the status and the timings of `rec` from the backend's output `y`.
+/// Fills in both verdicts, the status and the timings of `rec` from the backend's output `y`. An
+/// output of the wrong length is an `error` (nothing to compare), never a panic.
 pub fn judge(cell: &Cell, refs: &mut References, y: &[f32], t: RawTimings, rec: &mut CellRecord) {
-    let tolerance = match cell.arith {
-        Arith::F32 => KernelTolerance::matmul_f32(),
-        Arith::F16 => KernelTolerance::matmul_f16(),
-    };
     let format = refs.q.format;
-    let per_channel = format.as_int().is_some_and(|f| f.group.size().is_none());
-    let accuracy =
-        AccuracyVerdict::judge(y, &refs.reference, format.weight_bits(), per_channel, cell.arith == Arith::F16, None);
-    let em = refs.emulated(cell.arith);
-    // `judge` fails a length mismatch by itself.
-    let verdict = tolerance.judge(y, &em.y, &em.abs_dot, cell.k);
     let weight_bytes = format.storage_bytes(cell.n, cell.k).map_or(0, |b| b.total() as u64);
     let us = t.gpu_us.unwrap_or(t.wall_us);
     rec.timings = Some(CellTimings {
@@ -89,10 +79,26 @@ pub fn judge(cell: &Cell, refs: &mut References, y: &[f32], t: RawTimings, rec: 
         weight_bytes,
         weight_gbps: weight_bytes as f64 / (us * 1e3),
     });
+    if y.len() != refs.reference.len() {
+        rec.status = Status::Error;
+        rec.error_class = Some(ErrorClass::BadOutput);
+        rec.reason = Some(format!("{} outputs returned, {} expected", y.len(), refs.reference.len()));
+        return;
+    }
+    let tolerance = match cell.arith {
+        Arith::F32 => KernelTolerance::matmul_f32(),
+        Arith::F16 => KernelTolerance::matmul_f16(),
+    };
+    let per_channel = format.as_int().is_some_and(|f| f.group.size().is_none());
+    let key = BudgetKey { weight_bits: format.weight_bits(), per_channel, f16_arith: cell.arith == Arith::F16 };
+    let (reference, em) = refs.with_emulation(cell.arith);
+    let verdict = tolerance.judge(y, &em.y, &em.abs_dot, cell.k);
+    let accuracy = AccuracyVerdict::judge(y, reference, &em.y, key, None).expect("lengths checked above");
     let mut reasons = Vec::new();
-    if y.len() != em.y.len() {
-        reasons.push(format!("kernel: {} outputs returned, {} expected", y.len(), em.y.len()));
-    } else if !verdict.pass {
+    if verdict.non_finite > 0 {
+        reasons.push(format!("{} of {} outputs are NaN or infinite", verdict.non_finite, y.len()));
+    }
+    if !verdict.pass {
         reasons.push(format!(
             "kernel: {} of {} outputs beyond tolerance (worst {:.3e}x, max abs err {:.3e})",
             verdict.failures,
@@ -103,8 +109,11 @@ pub fn judge(cell: &Cell, refs: &mut References, y: &[f32], t: RawTimings, rec: 
     }
     if !accuracy.pass {
         reasons.push(format!(
-            "accuracy: rel L2 {:.3e} over budget {:.3e}",
-            accuracy.metrics.rel_l2, accuracy.budget_rel_l2
+            "accuracy: rel L2 {:.3e} over budget {:.3e} (exact computation {:.3e}, ceiling {:.3e})",
+            accuracy.metrics.rel_l2,
+            accuracy.budget_rel_l2,
+            accuracy.exact_rel_l2.unwrap_or(f64::NAN),
+            accuracy.ceiling_rel_l2.unwrap_or(f64::NAN),
         ));
     }
     rec.status = if reasons.is_empty() { Status::Pass } else { Status::Fail };

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::ErrorClass;
+
 use crate::quant::{quantize, QuantFormat, Quantizer};
 use crate::webgpu::{Executor, GpuError, KernelVariant, MatmulRun};
 
@@ -23,7 +25,7 @@ pub fn step_down(format: &QuantFormat) -> Option<QuantFormat> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FallbackStep {
     pub format: String,
-    pub error_class: String,
+    pub error_class: ErrorClass,
     pub error: String,
 }
 
@@ -45,8 +47,8 @@ impl FallbackRun {
 /// Whether an error means "too big for this device" (the errors a narrower format can cure): an
 /// out-of-memory or limit error of its own, or a validation error whose words classify as RESOURCE_LIMIT.
 pub fn is_out_of_memory(e: &GpuError) -> bool {
-    e.class() == "resource_limit"
-        || (e.class() == "validation"
+    e.class() == ErrorClass::ResourceLimit
+        || (e.class() == ErrorClass::Validation
             && super::classify::kind_of(&e.to_string()) == super::classify::ErrorKind::ResourceLimit)
 }
 
@@ -75,7 +77,7 @@ pub async fn matmul_with_fallback(
         match exec.matmul(x, m, &q, variant, 1).await {
             Ok(run) => return Ok(FallbackRun { steps, format: f, run }),
             Err(e) if is_out_of_memory(&e) => {
-                steps.push(FallbackStep { format: f.to_string(), error_class: e.class().into(), error: e.to_string() });
+                steps.push(FallbackStep { format: f.to_string(), error_class: e.class(), error: e.to_string() });
                 last = e;
                 current = step_down(&f);
             }

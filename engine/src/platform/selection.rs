@@ -84,14 +84,22 @@ impl std::str::FromStr for Family {
     }
 }
 
+/// The precision a family rule asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RulePrecision {
+    /// One format for every layer (a name from the catalogue).
+    Format(&'static str),
+    /// The mixed-precision policy: the format depends on the layer kind.
+    Mixed,
+}
+
 /// What a family prefers: a backend (if the browser offers it) and a precision.
 struct FamilyRule {
     family: Family,
     /// Browsers the rule applies to (empty: all).
     browsers: &'static [Browser],
     backend: Backend,
-    /// A format name, or `mixed` for the mixed-precision policy.
-    precision: &'static str,
+    precision: RulePrecision,
     /// GEMV workgroup to use (None: the tuning table's).
     workgroup: Option<&'static str>,
     why: &'static str,
@@ -103,7 +111,7 @@ const FAMILY_RULES: &[FamilyRule] = &[
         family: Family::Text,
         browsers: &[Browser::Firefox, Browser::Chrome],
         backend: Backend::Webgpu,
-        precision: "int4-g128-sym",
+        precision: RulePrecision::Format("int4-g128-sym"),
         workgroup: None,
         why: "text: 4-bit on WebGPU in Firefox and Chrome",
     },
@@ -111,7 +119,7 @@ const FAMILY_RULES: &[FamilyRule] = &[
         family: Family::Text,
         browsers: &[],
         backend: Backend::Webnn,
-        precision: "int8-pc-sym",
+        precision: RulePrecision::Format("int8-pc-sym"),
         workgroup: None,
         why: "text: 8-bit on WebNN outside Firefox and Chrome",
     },
@@ -119,7 +127,7 @@ const FAMILY_RULES: &[FamilyRule] = &[
         family: Family::Vision,
         browsers: &[],
         backend: Backend::Webgpu,
-        precision: "int8-pc-sym",
+        precision: RulePrecision::Format("int8-pc-sym"),
         workgroup: None,
         why: "vision: 8-bit on WebGPU",
     },
@@ -127,7 +135,7 @@ const FAMILY_RULES: &[FamilyRule] = &[
         family: Family::Audio,
         browsers: &[Browser::Firefox],
         backend: Backend::Webgpu,
-        precision: "int4-g128-sym",
+        precision: RulePrecision::Format("int4-g128-sym"),
         workgroup: Some("256x1"),
         why: "audio: 4-bit with Firefox's workgroup tuning (256x1) in Firefox",
     },
@@ -135,7 +143,7 @@ const FAMILY_RULES: &[FamilyRule] = &[
         family: Family::Audio,
         browsers: &[],
         backend: Backend::Webgpu,
-        precision: "int8-pc-sym",
+        precision: RulePrecision::Format("int8-pc-sym"),
         workgroup: None,
         why: "audio: 8-bit on WebGPU outside Firefox",
     },
@@ -143,7 +151,7 @@ const FAMILY_RULES: &[FamilyRule] = &[
         family: Family::Llm,
         browsers: &[],
         backend: Backend::Webgpu,
-        precision: "mixed",
+        precision: RulePrecision::Mixed,
         workgroup: None,
         why: "llm: mixed precision (4-bit default, 8-bit attention and embeddings, fp16 norms)",
     },
@@ -221,12 +229,13 @@ pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
     }
     candidates.retain(|b| caps.has(*b));
     let backend = candidates.remove(0);
-    let wanted = if rule.precision == "mixed" {
-        let format = MixedPolicy::webq_default().format_for(layer);
-        reasons.push(format!("mixed policy: {layer:?} layers run {format}"));
-        format
-    } else {
-        rule.precision.parse().expect("the rules name known formats (tested)")
+    let wanted = match rule.precision {
+        RulePrecision::Mixed => {
+            let format = MixedPolicy::webq_default().format_for(layer);
+            reasons.push(format!("mixed policy: {layer:?} layers run {format}"));
+            format
+        }
+        RulePrecision::Format(name) => name.parse().expect("the rules name known formats (tested)"),
     };
     let (precision, upgrade) = precision_for(backend, wanted);
     reasons.extend(upgrade);

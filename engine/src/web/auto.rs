@@ -7,9 +7,11 @@ use js_sys::Reflect;
 use super::webnn_api::navigator_ml;
 use super::{webgpu_cell, webnn_cell, Attempt, CellOutput, CellSpec, Failure};
 use crate::platform::selection::{precision_for, select, Backend, Browser, Capabilities, Family};
+use crate::protocol::{CellBackend, Precision, WebnnDevice};
 use crate::quant::{LayerKind, QuantFormat};
+use crate::webgpu::Workgroup;
 
-async fn detect(device: &str) -> Capabilities {
+async fn detect(device: WebnnDevice) -> Capabilities {
     let ua = Reflect::get(&js_sys::global(), &"navigator".into())
         .and_then(|n| Reflect::get(&n, &"userAgent".into()))
         .ok()
@@ -18,7 +20,7 @@ async fn detect(device: &str) -> Capabilities {
     let gpu = webgpu_cell::shared_executor().await.ok();
     let (mut webnn, mut webnn_int4) = (false, false);
     if let Ok(ml) = navigator_ml() {
-        if let Ok(ctx) = ml.create_context(device).await {
+        if let Ok(ctx) = ml.create_context(device.name()).await {
             webnn = true;
             let types = ctx
                 .op_support_limits()
@@ -43,33 +45,32 @@ async fn detect(device: &str) -> Capabilities {
 }
 
 pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
-    let family: Family = spec.family.as_deref().unwrap_or("text").parse().map_err(Failure::bad_spec)?;
-    let layer = match spec.layer.as_deref() {
-        None => LayerKind::Mlp,
-        Some(l) => LayerKind::ALL
-            .into_iter()
-            .find(|k| k.name() == l)
-            .ok_or_else(|| Failure::bad_spec(format!("unknown layer kind `{l}`")))?,
-    };
-    let device = spec.device.clone().unwrap_or_else(|| "cpu".into());
-    let caps = detect(&device).await;
+    let family = spec.family.unwrap_or(Family::Text);
+    let layer = spec.layer.unwrap_or(LayerKind::Mlp);
+    let device = spec.device.unwrap_or(WebnnDevice::Cpu);
+    let caps = detect(device).await;
     let choice = select(&caps, family, layer);
     out.capabilities = Some(caps);
-    let mut plan = vec![(choice.backend, choice.precision.clone())];
+    let first: QuantFormat = choice.precision.parse().expect("select names known formats");
+    let mut plan = vec![(choice.backend, first)];
     let wanted: QuantFormat = choice.wanted.parse().expect("select names known formats");
-    plan.extend(choice.fallbacks.iter().map(|b| (*b, precision_for(*b, wanted).0.to_string())));
-    let workgroup = choice.workgroup.clone();
+    plan.extend(choice.fallbacks.iter().map(|b| (*b, precision_for(*b, wanted).0)));
+    let workgroup = match &choice.workgroup {
+        None => spec.workgroup,
+        Some(w) => Workgroup::parse(w).ok_or_else(|| Failure::bad_spec(format!("the policy's workgroup `{w}`")))?,
+    };
     out.choice = Some(choice);
     let mut last = Failure::unsupported("no backend to try");
     for (backend, precision) in plan {
         let sub = CellSpec {
-            backend: backend.name().into(),
-            precision: precision.clone(),
-            workgroup: workgroup.clone().unwrap_or_else(|| spec.workgroup.clone()),
-            device: Some(device.clone()),
+            backend: CellBackend::from(backend),
+            precision: Precision::Format(precision),
+            workgroup,
+            device: Some(device),
             ..spec.clone()
         };
-        out.backend = Some(sub.backend.clone());
+        let precision = precision.to_string();
+        out.backend = Some(backend.name().into());
         out.precision = Some(precision.clone());
         let result = match backend {
             Backend::Webgpu => webgpu_cell::run(&sub, out).await,
@@ -79,12 +80,12 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
         };
         match result {
             Ok(()) => {
-                out.attempts.push(Attempt { backend: sub.backend, precision, ok: true, error: None });
+                out.attempts.push(Attempt { backend: backend.name().into(), precision, ok: true, error: None });
                 return Ok(());
             }
             Err(f) => {
                 out.attempts.push(Attempt {
-                    backend: sub.backend,
+                    backend: backend.name().into(),
                     precision,
                     ok: false,
                     error: Some(format!("{}: {}", f.class, f.message)),

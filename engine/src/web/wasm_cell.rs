@@ -1,6 +1,6 @@
 //! A cell on the `wasm` backend: the engine's CPU kernels (`crate::cpu`), simd128 in this build.
 
-use super::{CellOutput, CellSpec, Failure};
+use super::{CellOutput, CellSpec, Failure, SpecInputs};
 use crate::reference::Arith;
 
 pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {

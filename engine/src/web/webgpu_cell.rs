@@ -4,9 +4,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::{CellOutput, CellSpec, Failure};
+use super::{CellOutput, CellSpec, Failure, SpecInputs};
 use crate::platform::fallback::matmul_with_fallback;
-use crate::webgpu::{Executor, ExecutorOptions, GpuError, KernelKind, KernelVariant, MatmulRun, Workgroup};
+use crate::webgpu::{Executor, ExecutorOptions, GpuError, KernelKind, KernelVariant, MatmulRun};
 
 thread_local! {
     static EXECUTOR: RefCell<Option<Rc<Executor>>> = const { RefCell::new(None) };
@@ -32,8 +32,7 @@ fn gpu(e: GpuError) -> Failure {
 
 pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     let format = spec.format()?;
-    let workgroup = Workgroup::parse(&spec.workgroup)
-        .ok_or_else(|| Failure::bad_spec(format!("bad workgroup {}", spec.workgroup)))?;
+    let workgroup = spec.workgroup;
     out.workgroup = Some(workgroup.to_string());
     let variant = KernelVariant::new(KernelKind::for_rows(spec.m), spec.arith, workgroup);
     let run: MatmulRun = match spec.memory_cap {

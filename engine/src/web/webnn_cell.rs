@@ -13,7 +13,7 @@ use wasm_bindgen::JsValue;
 use web_time::Instant;
 
 use super::webnn_api::{descriptor, navigator_ml, object, MLContext, MLGraphBuilder, MLOperand};
-use super::{CellOutput, CellSpec, Failure};
+use super::{CellOutput, CellSpec, ErrorClass, Failure, SpecInputs};
 use crate::platform::selection::{precision_for, Backend};
 use crate::quant::{QuantFormat, QuantizedMatrix, Scheme};
 use crate::reference::Arith;
@@ -38,7 +38,7 @@ const LIMIT_KEYS: &[&str] = &[
 ];
 
 pub async fn run(spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<(), Failure> {
-    let device = spec.device.as_deref().unwrap_or("cpu");
+    let device = spec.device.map_or("cpu", |d| d.name());
     let ml = navigator_ml().map_err(Failure::unsupported)?;
     let ctx = ml
         .create_context(device)
@@ -68,27 +68,34 @@ async fn run_on(ctx: &MLContext, spec: &CellSpec, mode: Mode, out: &mut CellOutp
     };
 
     let t0 = Instant::now();
-    let builder = MLGraphBuilder::new(ctx).map_err(Failure::js("graph_building"))?;
-    let xin = builder.input("x", &descriptor(float, &[spec.m, spec.k])).map_err(Failure::js("graph_building"))?;
+    let builder = MLGraphBuilder::new(ctx).map_err(Failure::js(ErrorClass::GraphBuilding))?;
+    let xin =
+        builder.input("x", &descriptor(float, &[spec.m, spec.k])).map_err(Failure::js(ErrorClass::GraphBuilding))?;
     let wt = weight_operand(&builder, &q, float, &mut out.notes)?;
-    let y = builder.matmul(&xin, &wt).map_err(Failure::js("graph_building"))?;
-    let graph =
-        builder.build_graph(&object(&[("y", y.into())])).await.map_err(|e| Failure::classified("graph_building", e))?;
+    let y = builder.matmul(&xin, &wt).map_err(Failure::js(ErrorClass::GraphBuilding))?;
+    let graph = builder
+        .build_graph(&object(&[("y", y.into())]))
+        .await
+        .map_err(|e| Failure::classified(ErrorClass::GraphBuilding, e))?;
     out.compile_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
 
     let t1 = Instant::now();
-    let x_tensor =
-        ctx.create_tensor(float, &[spec.m, spec.k], false).await.map_err(|e| Failure::classified("tensor", e))?;
-    let y_tensor =
-        ctx.create_tensor(float, &[spec.m, spec.n], true).await.map_err(|e| Failure::classified("tensor", e))?;
-    ctx.write_tensor(&x_tensor, &floats(&x, spec.arith)).map_err(Failure::js("tensor"))?;
+    let x_tensor = ctx
+        .create_tensor(float, &[spec.m, spec.k], false)
+        .await
+        .map_err(|e| Failure::classified(ErrorClass::Tensor, e))?;
+    let y_tensor = ctx
+        .create_tensor(float, &[spec.m, spec.n], true)
+        .await
+        .map_err(|e| Failure::classified(ErrorClass::Tensor, e))?;
+    ctx.write_tensor(&x_tensor, &floats(&x, spec.arith)).map_err(Failure::js(ErrorClass::Tensor))?;
     out.upload_ms = Some(t1.elapsed().as_secs_f64() * 1e3);
 
     let inputs = object(&[("x", (*x_tensor).clone())]);
     let outputs = object(&[("y", (*y_tensor).clone())]);
     let run_once = || async {
-        ctx.dispatch(&graph, &inputs, &outputs).map_err(Failure::js("dispatch"))?;
-        ctx.read(&y_tensor).await.map_err(|e| Failure::classified("dispatch", e))
+        ctx.dispatch(&graph, &inputs, &outputs).map_err(Failure::js(ErrorClass::Dispatch))?;
+        ctx.read(&y_tensor).await.map_err(|e| Failure::classified(ErrorClass::Dispatch, e))
     };
     let bytes = run_once().await?;
     // Each timed run is a dispatch and a read back: WebNN has no way to wait on a dispatch alone.
@@ -137,11 +144,11 @@ fn weight_operand(
             let bits = transpose(&bits, n, k);
             let w = b
                 .constant(&descriptor("float16", &[k, n]), &Uint16Array::from(&bits[..]).into())
-                .map_err(Failure::js("graph_building"))?;
+                .map_err(Failure::js(ErrorClass::GraphBuilding))?;
             return if float_type == "float16" {
                 Ok(w)
             } else {
-                b.cast(&w, float_type).map_err(Failure::js("graph_building"))
+                b.cast(&w, float_type).map_err(Failure::js(ErrorClass::GraphBuilding))
             };
         }
         QuantFormat::Int(f) => f,
@@ -166,14 +173,14 @@ fn weight_operand(
         } else {
             Uint8Array::from(&pack_int4(values)[..]).into()
         };
-        b.constant(&descriptor(container, shape), &data).map_err(Failure::js("graph_building"))
+        b.constant(&descriptor(container, shape), &data).map_err(Failure::js(ErrorClass::GraphBuilding))
     };
     let codes = int_constant(&codes, &[k, n])?;
     let zeros = int_constant(&zeros, &[groups, n])?;
     let scales = b
         .constant(&descriptor(float_type, &[groups, n]), &floats(&scales, arith_of(float_type)))
-        .map_err(Failure::js("graph_building"))?;
-    b.dequantize_linear(&codes, &scales, &zeros).map_err(Failure::js("graph_building"))
+        .map_err(Failure::js(ErrorClass::GraphBuilding))?;
+    b.dequantize_linear(&codes, &scales, &zeros).map_err(Failure::js(ErrorClass::GraphBuilding))
 }
 
 /// A row-major `rows x cols` matrix, transposed.

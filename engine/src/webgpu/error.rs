@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::protocol::ErrorClass;
+
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum GpuError {
     #[error("no GPU adapter: {0}")]
@@ -26,15 +28,15 @@ pub enum GpuError {
 
 impl GpuError {
     /// A short class name for results and reports.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            GpuError::NoAdapter(_) | GpuError::MissingFeature(_) => "unsupported",
-            GpuError::Device(_) => "device_request",
-            GpuError::TooLarge { .. } | GpuError::OutOfMemory(_) => "resource_limit",
-            GpuError::Compile(_) => "compile",
-            GpuError::Validation(_) => "validation",
-            GpuError::DeviceLost(_) => "device_lost",
-            GpuError::Readback(_) => "readback",
+            GpuError::NoAdapter(_) | GpuError::MissingFeature(_) => ErrorClass::Unsupported,
+            GpuError::Device(_) => ErrorClass::DeviceRequest,
+            GpuError::TooLarge { .. } | GpuError::OutOfMemory(_) => ErrorClass::ResourceLimit,
+            GpuError::Compile(_) => ErrorClass::Compile,
+            GpuError::Validation(_) => ErrorClass::Validation,
+            GpuError::DeviceLost(_) => ErrorClass::DeviceLost,
+            GpuError::Readback(_) => ErrorClass::Readback,
         }
     }
 }

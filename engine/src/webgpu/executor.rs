@@ -83,97 +83,10 @@ impl Executor {
 
     /// Opens the first adapter: the browser's WebGPU on wasm32, Vulkan/Metal/DX12 natively.
     pub async fn open(opts: &ExecutorOptions) -> Result<Self, GpuError> {
-        #[cfg(not(target_arch = "wasm32"))]
-        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        #[cfg(target_arch = "wasm32")]
-        let desc = wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::BROWSER_WEBGPU,
-            ..wgpu::InstanceDescriptor::new_without_display_handle()
-        };
-        let instance = wgpu::Instance::new(desc);
-        let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
-        let info = adapter.get_info();
-        let available = adapter.features();
-        let mut features = wgpu::Features::empty();
-        for f in [wgpu::Features::SHADER_F16, wgpu::Features::TIMESTAMP_QUERY] {
-            if available.contains(f) && !(opts.no_f16 && f == wgpu::Features::SHADER_F16) {
-                features |= f;
-            }
-        }
-        let mut limits = opts.limits.clone().unwrap_or_else(|| adapter.limits());
-        if let Some(cap) = opts.memory_cap {
-            limits.max_buffer_size = limits.max_buffer_size.min(cap);
-            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
-        }
-        let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor {
-                label: Some("webq"),
-                required_features: features,
-                required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
-                memory_hints: wgpu::MemoryHints::Performance,
-                trace: wgpu::Trace::Off,
-            })
-            .await
-            .map_err(|e| GpuError::Device(e.to_string()))?;
-        // What the device really got (a browser may raise a limit asked below its default).
-        let limits = device.limits();
-        let summary = AdapterSummary {
-            name: info.name.clone(),
-            vendor: info.vendor,
-            device: info.device,
-            device_type: format!("{:?}", info.device_type),
-            driver: info.driver.clone(),
-            driver_info: info.driver_info.clone(),
-            backend: format!("{:?}", info.backend),
-            shader_f16: features.contains(wgpu::Features::SHADER_F16),
-            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
-            max_buffer_size: limits.max_buffer_size,
-            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
-            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
-        };
-        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let bind_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("webq matmul"),
-            entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                },
-                storage(1, true),
-                storage(2, true),
-                storage(3, true),
-                storage(4, true),
-                storage(5, false),
-            ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("webq matmul"),
-            bind_group_layouts: &[Some(&bind_layout)],
-            immediate_size: 0,
-        });
+        let adapter = request_adapter().await?;
+        let (device, queue, features) = request_device(&adapter, opts).await?;
+        let summary = summarize(&adapter.get_info(), features, &device.limits());
+        let (bind_layout, pipeline_layout) = matmul_layouts(&device);
         Ok(Executor { device, queue, summary, bind_layout, pipeline_layout, pipelines: Mutex::new(HashMap::new()) })
     }
 
@@ -374,6 +287,117 @@ impl Executor {
         let p = self.prepare(x, m, q, variant).await?;
         p.finish(reps).await
     }
+}
+
+/// The adapter: Vulkan (and whatever the environment allows) natively, the browser's WebGPU on wasm32.
+async fn request_adapter() -> Result<wgpu::Adapter, GpuError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    #[cfg(target_arch = "wasm32")]
+    let desc = wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::BROWSER_WEBGPU,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    };
+    wgpu::Instance::new(desc)
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| GpuError::NoAdapter(e.to_string()))
+}
+
+/// A device with shader-f16 and timestamps where the adapter has them (f16 unless `no_f16`), the
+/// adapter's limits (or the options'), capped at `memory_cap` a buffer and binding.
+async fn request_device(
+    adapter: &wgpu::Adapter,
+    opts: &ExecutorOptions,
+) -> Result<(wgpu::Device, wgpu::Queue, wgpu::Features), GpuError> {
+    let available = adapter.features();
+    let mut features = wgpu::Features::empty();
+    for f in [wgpu::Features::SHADER_F16, wgpu::Features::TIMESTAMP_QUERY] {
+        if available.contains(f) && !(opts.no_f16 && f == wgpu::Features::SHADER_F16) {
+            features |= f;
+        }
+    }
+    let mut limits = opts.limits.clone().unwrap_or_else(|| adapter.limits());
+    if let Some(cap) = opts.memory_cap {
+        limits.max_buffer_size = limits.max_buffer_size.min(cap);
+        limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+    }
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: Some("webq"),
+            required_features: features,
+            required_limits: limits,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        })
+        .await
+        .map_err(|e| GpuError::Device(e.to_string()))?;
+    Ok((device, queue, features))
+}
+
+/// What results record of the adapter, with the limits the device really got (a browser may raise
+/// a limit asked below its default).
+fn summarize(info: &wgpu::AdapterInfo, features: wgpu::Features, limits: &wgpu::Limits) -> AdapterSummary {
+    AdapterSummary {
+        name: info.name.clone(),
+        vendor: info.vendor,
+        device: info.device,
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
+        backend: format!("{:?}", info.backend),
+        shader_f16: features.contains(wgpu::Features::SHADER_F16),
+        timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+    }
+}
+
+/// The one bind group layout of every matmul kernel (parameters, activations, codes, scales, zero
+/// points, output) and its pipeline layout.
+fn matmul_layouts(device: &wgpu::Device) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let bind_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("webq matmul"),
+        entries: &[
+            wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            },
+            storage(1, true),
+            storage(2, true),
+            storage(3, true),
+            storage(4, true),
+            storage(5, false),
+        ],
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some("webq matmul"),
+        bind_group_layouts: &[Some(&bind_layout)],
+        immediate_size: 0,
+    });
+    (bind_layout, pipeline_layout)
 }
 
 /// Everything one kernel needs, uploaded: dispatch it as often as you like.

@@ -65,7 +65,8 @@ impl Workgroup {
     pub fn parse(s: &str) -> Option<Workgroup> {
         let (x, y) = s.split_once('x').unwrap_or((s, "1"));
         let w = Workgroup { x: x.parse().ok()?, y: y.parse().ok()? };
-        (w.x.is_power_of_two() && w.y >= 1 && w.x * w.y <= 256).then_some(w)
+        // Checked: `65536x65536` overflows u32 and must be refused, not wrap to 0.
+        (w.x.is_power_of_two() && w.y >= 1 && w.x.checked_mul(w.y).is_some_and(|t| t <= 256)).then_some(w)
     }
 }
 
@@ -141,5 +142,7 @@ mod tests {
         assert_eq!(Workgroup::parse("128x2"), Some(Workgroup { x: 128, y: 2 }));
         assert_eq!(Workgroup::parse("256"), Some(Workgroup { x: 256, y: 1 }));
         assert_eq!(Workgroup::parse("100x1"), None);
+        assert_eq!(Workgroup::parse("65536x65536"), None, "overflowing product");
+        assert_eq!(Workgroup::parse("4294967295x2"), None);
     }
 }
