@@ -10,6 +10,7 @@ mod faults;
 mod formats;
 mod matrix;
 mod messages;
+mod models;
 mod native;
 mod report;
 mod results;
@@ -49,6 +50,8 @@ enum Command {
     Report(run::ReportArgs),
     /// Check that runs of the same matrix agree on every status and verdict.
     Compare(compare::CompareArgs),
+    /// Fetch the trained models into the cache (WEBQ_CACHE, default ~/.cache/webq), checked by sha256.
+    Models(models::ModelsArgs),
     /// Every weight format with its bits per weight and its error on seeded weights.
     Formats(formats::FormatsArgs),
     /// What is installed and what each browser supports (WebGPU, WebNN), found by starting each one.
@@ -69,6 +72,7 @@ fn main() {
         }
         Command::Report(args) => run::report(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::Models(args) => models::run(&args),
         Command::Formats(args) => formats::run(&args),
         Command::Faults(args) => faults::run(&args),
         Command::Doctor(args) => doctor::run(&args),

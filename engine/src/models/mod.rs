@@ -1,0 +1,27 @@
+//! Model files: the readers of the formats the trained models ship in (`../shared/MODELS.md`).
+//!
+//! - [`gguf`]: GGUF v2/v3 (header, metadata, tensor infos, alignment) with F32, F16, Q4_0, Q4_1 and
+//!   Q8_0 tensors dequantized to f32 (SmolLM2).
+//! - [`safetensors`]: safetensors files of F32, F16 and BF16 tensors (all-MiniLM-L6-v2).
+//!
+//! Readers work on bytes, natively and on wasm32; every error names the file and what is wrong
+//! where (offset, tensor, key), and a truncated or corrupt file is an error, never a panic.
+
+pub mod gguf;
+pub mod safetensors;
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ModelError {
+    #[error("{file}: truncated: {what} needs {need} bytes at offset {offset}, the file has {len}")]
+    Truncated { file: String, what: String, offset: u64, need: u64, len: u64 },
+    #[error("{file}: not a {format} file: {why}")]
+    Format { file: String, format: &'static str, why: String },
+    #[error("{file}: tensor `{tensor}`: {why}")]
+    Tensor { file: String, tensor: String, why: String },
+    #[error("{file}: no tensor `{tensor}`")]
+    NoTensor { file: String, tensor: String },
+    #[error("{file}: metadata `{key}`: {why}")]
+    Metadata { file: String, key: String, why: String },
+}
