@@ -16,6 +16,7 @@ mod report;
 mod results;
 mod run;
 mod server;
+mod tokenize;
 mod verdict;
 
 use clap::{Parser, Subcommand};

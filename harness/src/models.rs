@@ -242,7 +242,11 @@ pub fn run(args: &ModelsArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// What the model file holds, read with the engine's readers (a corrupt file is an error here).
+/// A sentence each tokenizer is shown with.
+const SAMPLE: &str = "A man is eating food.";
+
+/// What the model file holds, read with the engine's readers, and its tokenizer on a sentence (a
+/// corrupt file or a tokenizer that does not load is an error here).
 pub fn describe(p: &ModelPackage, cache: &Path) -> Result<String, Box<dyn std::error::Error>> {
     let path = p.path(cache, p.files[0])?;
     let bytes = std::fs::read(&path).map_err(io(&path))?;
@@ -254,13 +258,21 @@ pub fn describe(p: &ModelPackage, cache: &Path) -> Result<String, Box<dyn std::e
         for t in &g.tensors {
             *types.entry(format!("{:?}", t.ty)).or_insert(0) += 1;
         }
+        let tok = crate::tokenize::LlmTokenizer::from_gguf(&name, &g)?;
+        let ids = tok.encode(SAMPLE)?;
+        if tok.decode(&ids)? != SAMPLE {
+            return Err(format!("{name}: the tokenizer does not decode what it encoded").into());
+        }
         Ok(format!(
-            "GGUF v{}: {} tensors ({:.1} M weights; {types:?}), {} metadata keys, architecture {}",
+            "GGUF v{}: {} tensors ({:.1} M weights; {types:?}), {} metadata keys, architecture {}; bos {} eos {}; {SAMPLE:?} -> {:?}",
             g.version,
             g.tensors.len(),
             params as f64 / 1e6,
             g.metadata.len(),
-            g.meta("general.architecture")?.as_str().unwrap_or("?")
+            g.meta("general.architecture")?.as_str().unwrap_or("?"),
+            tok.bos,
+            tok.eos,
+            tok.tokens(&ids)
         ))
     } else {
         let s = webq_engine::models::safetensors::Safetensors::parse(&name, &bytes)?;
@@ -268,7 +280,13 @@ pub fn describe(p: &ModelPackage, cache: &Path) -> Result<String, Box<dyn std::e
         for n in s.names() {
             params += s.shape(&n)?.iter().product::<usize>();
         }
-        Ok(format!("safetensors: {} tensors ({:.1} M weights)", s.names().len(), params as f64 / 1e6))
+        let tok = crate::tokenize::TextTokenizer::load(&p.path(cache, p.files[2])?)?;
+        let ids = &tok.batch(&[SAMPLE])?.ids[0];
+        Ok(format!(
+            "safetensors: {} tensors ({:.1} M weights); {SAMPLE:?} -> {ids:?}",
+            s.names().len(),
+            params as f64 / 1e6
+        ))
     }
 }
 
