@@ -11,8 +11,9 @@ use webq_engine::webgpu::TuningTable;
 
 use crate::browsers::{BrowserKind, Located, Session};
 use crate::cell::Cell;
-use crate::results::{unix_now, CellRecord, Environment, ResultsStore, RunDetail, Status};
-use crate::verdict::{blank_record, judge, References};
+use crate::results::{CellRecord, Environment, RunDetail, Status};
+use crate::runner::CellRunner;
+use crate::verdict::{judge, References};
 
 /// How long one cell may take in a browser (SwiftShader is slow) before it is a `timeout`.
 pub const CELL_TIMEOUT: Duration = Duration::from_secs(180);
@@ -66,79 +67,78 @@ enum Failure {
     Crash(String),
 }
 
-/// What every cell of a run shares.
+/// What the cells of a browser share.
 pub struct RunContext<'a> {
     pub page_url: &'a str,
-    pub run_id: &'a str,
-    pub matrix: &'a str,
     pub reps: usize,
 }
 
-/// Runs `cells` (all of one browser) and appends their records.
-pub async fn run_browser(
+/// One browser: a session opened on demand, reused cell after cell, opened anew after a crash or
+/// a hang.
+pub struct BrowserRunner<'a> {
     kind: BrowserKind,
-    cells: &[&Cell],
-    ctx: &RunContext<'_>,
-    store: &mut ResultsStore,
-    progress: &mut impl FnMut(&CellRecord),
-) -> std::io::Result<()> {
-    let located: Result<Located, String> = kind.locate();
-    let tuning = TuningTable::seed();
-    let mut session: Option<(Session, Value)> = None;
-    let mut refs: Option<References> = None;
-    for cell in cells {
-        let mut rec = blank_record(
-            cell,
-            ctx.run_id,
-            ctx.matrix,
-            Environment { runtime: kind.name().into(), ..Default::default() },
-        );
-        match &located {
+    located: Result<Located, String>,
+    tuning: TuningTable,
+    session: Option<(Session, Value)>,
+    refs: Option<References>,
+    ctx: &'a RunContext<'a>,
+}
+
+impl<'a> BrowserRunner<'a> {
+    pub fn new(kind: BrowserKind, ctx: &'a RunContext<'a>) -> Self {
+        BrowserRunner { kind, located: kind.locate(), tuning: TuningTable::seed(), session: None, refs: None, ctx }
+    }
+}
+
+impl CellRunner for BrowserRunner<'_> {
+    fn environment(&self) -> Environment {
+        Environment { runtime: self.kind.name().into(), ..Default::default() }
+    }
+
+    async fn run(&mut self, cell: &Cell, mut rec: CellRecord) -> CellRecord {
+        let located = match &self.located {
             Err(missing) => {
                 rec.error_class = Some(ErrorClass::NotInstalled);
                 rec.reason = Some(missing.clone());
+                return rec;
             }
-            Ok(located) => {
-                if session.is_none() {
-                    match open(kind, located, ctx.page_url).await {
-                        Ok(s) => session = Some(s),
-                        Err(e) => {
-                            rec.error_class = Some(ErrorClass::Session);
-                            rec.reason = Some(e);
-                        }
-                    }
-                }
-                if let Some((s, env)) = &session {
-                    rec.environment = environment_record(kind, env);
-                    match run_cell(s, env, cell, &tuning, ctx.reps, &mut refs, &mut rec).await {
-                        Ok(()) => {}
-                        Err(Failure::Timeout) => {
-                            rec.status = Status::Timeout;
-                            rec.error_class = Some(ErrorClass::Timeout);
-                            rec.reason = Some(format!(
-                                "no answer within {} s: the browser was restarted",
-                                CELL_TIMEOUT.as_secs()
-                            ));
-                            session = None;
-                        }
-                        Err(Failure::Crash(msg)) => {
-                            rec.status = Status::Crash;
-                            rec.error_class = Some(ErrorClass::Crash);
-                            rec.reason = Some(format!("the browser session died: {msg}"));
-                            session = None;
-                        }
-                    }
+            Ok(l) => l.clone(),
+        };
+        if self.session.is_none() {
+            match open(self.kind, &located, self.ctx.page_url).await {
+                Ok(s) => self.session = Some(s),
+                Err(e) => {
+                    rec.error_class = Some(ErrorClass::Session);
+                    rec.reason = Some(e);
+                    return rec;
                 }
             }
         }
-        rec.finished_at = unix_now();
-        store.append(&rec)?;
-        progress(&rec);
+        let Some((s, env)) = &self.session else { return rec };
+        rec.environment = environment_record(self.kind, env);
+        match run_cell(s, env, cell, &self.tuning, self.ctx.reps, &mut self.refs, &mut rec).await {
+            Ok(()) => {}
+            Err(Failure::Timeout) => {
+                rec.status = Status::Timeout;
+                rec.error_class = Some(ErrorClass::Timeout);
+                rec.reason = Some(format!("no answer within {} s: the browser was restarted", CELL_TIMEOUT.as_secs()));
+                self.session = None;
+            }
+            Err(Failure::Crash(msg)) => {
+                rec.status = Status::Crash;
+                rec.error_class = Some(ErrorClass::Crash);
+                rec.reason = Some(format!("the browser session died: {msg}"));
+                self.session = None;
+            }
+        }
+        rec
     }
-    if let Some((s, _)) = session {
-        s.close().await;
+
+    async fn finish(&mut self) {
+        if let Some((s, _)) = self.session.take() {
+            s.close().await;
+        }
     }
-    Ok(())
 }
 
 async fn open(kind: BrowserKind, located: &Located, url: &str) -> Result<(Session, Value), String> {
@@ -168,7 +168,6 @@ async fn run_cell(
     let spec = serde_json::to_value(cell.spec(workgroup, reps)).map_err(|e| Failure::Crash(e.to_string()))?;
     let script = "const [spec, done] = arguments; \
                   window.webq.runCell(spec).then(done, (e) => done({error_class: 'js_exception', error: String(e && e.stack || e)}));";
-    tracing::debug!(cell = %cell.id(), "running in the page");
     let call = s.client.execute_async(script, vec![spec]);
     let answer = match tokio::time::timeout(CELL_TIMEOUT, call).await {
         Err(_) => return Err(Failure::Timeout),
@@ -227,6 +226,8 @@ pub fn judge_answer(cell: &Cell, answer: Value, refs: &mut Option<References>, r
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::ResultsStore;
+    use crate::runner::{run_cells, RunIds};
     use crate::server::PageServer;
     use std::path::Path;
     use webq_engine::protocol::Runtime;
@@ -263,9 +264,13 @@ mod tests {
             }
         };
         let url = server.url();
-        let ctx = RunContext { page_url: &url, run_id: "kill", matrix: "kill", reps: 1 };
+        let ctx = RunContext { page_url: &url, reps: 1 };
+        let ids = RunIds { run_id: "kill", matrix: "kill" };
+        let mut runner = BrowserRunner::new(BrowserKind::Firefox, &ctx);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run_browser(BrowserKind::Firefox, &refs, &ctx, &mut store, &mut progress)).unwrap();
+        let none = std::collections::HashSet::new();
+        let work = run_cells(&mut runner, refs, &none, &ids, &mut store, &mut progress);
+        rt.block_on(work).unwrap();
         let (records, _) = crate::results::load(&dir).unwrap();
         let statuses: Vec<Status> = records.iter().map(|r| r.status).collect();
         assert_eq!(statuses.len(), cells.len());

@@ -15,6 +15,7 @@ mod native;
 mod report;
 mod results;
 mod run;
+mod runner;
 mod server;
 mod tokenize;
 mod verdict;

@@ -1,7 +1,6 @@
 //! The `native` runtime: cells on wgpu directly (Vulkan; lavapipe here, a real GPU where there is one).
 //! References are computed here, on the CPU, never by the backend under test.
 
-use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use webq_engine::cpu;
@@ -12,8 +11,9 @@ use webq_engine::seeded;
 use webq_engine::webgpu::{Executor, ExecutorOptions, GpuError, KernelVariant, TuningTable};
 
 use crate::cell::Cell;
-use crate::results::{unix_now, CellRecord, Environment, ResultsStore, RunDetail, Status};
-use crate::verdict::{blank_record, judge, RawTimings, References};
+use crate::results::{CellRecord, Environment, RunDetail, Status};
+use crate::runner::CellRunner;
+use crate::verdict::{judge, RawTimings, References};
 
 /// The output with the cell's planted defect, if it has one.
 fn planted(cell: &Cell, mut y: Vec<f32>) -> Vec<f32> {
@@ -29,11 +29,13 @@ pub struct NativeRunner {
     missing: Option<String>,
     tuning: TuningTable,
     reps: usize,
+    /// Inputs and references of the last cell, reused by its neighbours.
+    prepared: Option<References>,
 }
 
 impl NativeRunner {
     pub fn new(reps: usize) -> Self {
-        let mut r = NativeRunner { executor: None, missing: None, tuning: TuningTable::seed(), reps };
+        let mut r = NativeRunner { executor: None, missing: None, tuning: TuningTable::seed(), reps, prepared: None };
         r.connect();
         r
     }
@@ -51,7 +53,7 @@ impl NativeRunner {
         }
     }
 
-    pub fn environment(&self) -> Environment {
+    pub fn adapter_environment(&self) -> Environment {
         let a = self.executor.as_ref().map(|e| e.adapter());
         Environment {
             runtime: "native".into(),
@@ -68,48 +70,37 @@ impl NativeRunner {
             .as_ref()
             .map_or(serde_json::Value::Null, |e| serde_json::to_value(e.adapter()).unwrap_or_default())
     }
+}
 
-    /// Runs the cells (skipping ids in `done`), appending one record per cell; a cell that panics
-    /// is recorded as a crash and the executor is opened anew for the next one.
-    pub fn run(
-        &mut self,
-        cells: &[Cell],
-        done: &HashSet<String>,
-        run_id: &str,
-        matrix: &str,
-        store: &mut ResultsStore,
-        progress: &mut impl FnMut(&CellRecord),
-    ) -> std::io::Result<()> {
-        let mut prepared: Option<References> = None;
-        for cell in cells.iter().filter(|c| !done.contains(&c.id())) {
-            let base = blank_record(cell, run_id, matrix, self.environment());
-            tracing::debug!(cell = %cell.id(), "running natively");
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.run_cell(cell, &mut prepared, base.clone())));
-            let mut record = match outcome {
-                Ok(r) => r,
-                Err(panic) => {
-                    let msg = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into());
-                    self.connect();
-                    prepared = None;
-                    CellRecord {
-                        status: Status::Crash,
-                        reason: Some(msg),
-                        error_class: Some(ErrorClass::Crash),
-                        ..base
-                    }
-                }
-            };
-            record.finished_at = unix_now();
-            store.append(&record)?;
-            progress(&record);
-        }
-        Ok(())
+impl CellRunner for NativeRunner {
+    fn environment(&self) -> Environment {
+        self.adapter_environment()
     }
 
+    /// A cell that panics is recorded as a crash, and the executor is opened anew for the next one.
+    async fn run(&mut self, cell: &Cell, rec: CellRecord) -> CellRecord {
+        let base = rec.clone();
+        let mut prepared = self.prepared.take();
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.run_cell(cell, &mut prepared, rec)));
+        match outcome {
+            Ok(r) => {
+                self.prepared = prepared;
+                r
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into());
+                self.connect();
+                CellRecord { status: Status::Crash, reason: Some(msg), error_class: Some(ErrorClass::Crash), ..base }
+            }
+        }
+    }
+}
+
+impl NativeRunner {
     fn run_cell(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {
         match cell.backend {
             CellBackend::Webgpu if cell.memory_cap.is_some() => return self.run_capped(cell, prepared, rec),

@@ -7,13 +7,14 @@ use std::time::Instant;
 use clap::Args;
 use webq_engine::protocol::Runtime;
 
-use crate::browser_run::{run_browser, RunContext};
+use crate::browser_run::{BrowserRunner, RunContext};
 use crate::browsers::BrowserKind;
 use crate::cell::{expand, Cell};
 use crate::matrix::Matrix;
 use crate::native::NativeRunner;
 use crate::report;
 use crate::results::{self, latest_run, unix_now, CellRecord, ResultsStore, Status};
+use crate::runner::{run_cells, RunIds};
 use crate::server::PageServer;
 
 #[derive(Args)]
@@ -135,10 +136,11 @@ fn run_native(
         return Ok(serde_json::Value::Null);
     }
     let mut runner = NativeRunner::new(plan.matrix.reps);
-    if let Some(a) = runner.environment().adapter {
+    if let Some(a) = runner.adapter_environment().adapter {
         eprintln!("webq: native adapter: {a}");
     }
-    runner.run(&native, plan.done, plan.run_id, &plan.matrix.name, store, progress)?;
+    let ids = RunIds { run_id: plan.run_id, matrix: &plan.matrix.name };
+    pollster::block_on(run_cells(&mut runner, &native, plan.done, &ids, store, progress))?;
     Ok(runner.adapter_json())
 }
 
@@ -157,6 +159,8 @@ fn run_browsers(
     let server = PageServer::start(page)?;
     let url = server.url();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let ctx = RunContext { page_url: &url, reps: plan.matrix.reps };
+    let ids = RunIds { run_id: plan.run_id, matrix: &plan.matrix.name };
     for kind in BrowserKind::ALL {
         let mine: Vec<&Cell> =
             cells.iter().filter(|c| c.runtime == kind.runtime() && !plan.done.contains(&c.id())).collect();
@@ -164,8 +168,8 @@ fn run_browsers(
             continue;
         }
         eprintln!("webq: {} cells in {}", mine.len(), kind.name());
-        let ctx = RunContext { page_url: &url, run_id: plan.run_id, matrix: &plan.matrix.name, reps: plan.matrix.reps };
-        let work = run_browser(kind, &mine, &ctx, store, progress);
+        let mut runner = BrowserRunner::new(kind, &ctx);
+        let work = run_cells(&mut runner, mine, plan.done, &ids, store, progress);
         let interrupted = rt.block_on(async {
             tokio::select! {
                 r = work => r.map(|_| false),
