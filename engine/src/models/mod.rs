@@ -3,11 +3,13 @@
 //! - [`gguf`]: GGUF v2/v3 (header, metadata, tensor infos, alignment) with F32, F16, Q4_0, Q4_1 and
 //!   Q8_0 tensors dequantized to f32 (SmolLM2).
 //! - [`safetensors`]: safetensors files of F32, F16 and BF16 tensors (all-MiniLM-L6-v2).
+//! - [`ops`]: the CPU reference of the transformer ops (norms, softmax, GELU, SiLU, rotary, pooling).
 //!
 //! Readers work on bytes, natively and on wasm32; every error names the file and what is wrong
 //! where (offset, tensor, key), and a truncated or corrupt file is an error, never a panic.
 
 pub mod gguf;
+pub mod ops;
 pub mod safetensors;
 
 use thiserror::Error;
