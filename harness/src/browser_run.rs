@@ -102,10 +102,10 @@ impl CellRunner for BrowserRunner<'_> {
                 rec.reason = Some(missing.clone());
                 return rec;
             }
-            Ok(l) => l.clone(),
+            Ok(l) => l,
         };
         if self.session.is_none() {
-            match open(self.kind, &located, self.ctx.page_url).await {
+            match open(self.kind, located, self.ctx.page_url).await {
                 Ok(s) => self.session = Some(s),
                 Err(e) => {
                     rec.error_class = Some(ErrorClass::Session);

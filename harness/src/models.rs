@@ -290,23 +290,29 @@ pub fn describe(p: &ModelPackage, cache: &Path) -> Result<String, Box<dyn std::e
     }
 }
 
+/// For tests: the path of file `file` of a cached model, or `None` (saying so) where
+/// WEBQ_ALLOW_NO_MODELS=1; else a failure naming the command that fetches it.
+#[cfg(test)]
+pub fn cached_file(p: &ModelPackage, file: usize) -> Option<PathBuf> {
+    match p.path(&cache_dir(), p.files[file]) {
+        Ok(path) => Some(path),
+        Err(e) if std::env::var("WEBQ_ALLOW_NO_MODELS").as_deref() == Ok("1") => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+        Err(e) => panic!("{e} (WEBQ_ALLOW_NO_MODELS=1 skips)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use webq_engine::models::gguf::{Gguf, TensorType};
     use webq_engine::models::safetensors::Safetensors;
 
-    /// The cached model file, or `None` (saying so) where WEBQ_ALLOW_NO_MODELS=1; else a failure
-    /// naming the command that fetches it.
     fn cached(p: &ModelPackage) -> Option<(String, Vec<u8>)> {
-        match p.path(&cache_dir(), p.files[0]) {
-            Ok(path) => Some((path.display().to_string(), std::fs::read(&path).unwrap())),
-            Err(e) if std::env::var("WEBQ_ALLOW_NO_MODELS").as_deref() == Ok("1") => {
-                eprintln!("SKIPPED: {e}");
-                None
-            }
-            Err(e) => panic!("{e} (WEBQ_ALLOW_NO_MODELS=1 skips)"),
-        }
+        let path = cached_file(p, 0)?;
+        Some((path.display().to_string(), std::fs::read(&path).unwrap()))
     }
 
     /// Figures from llama.cpp's own reader (gguf-py 0.19.0, `gguf.quants.dequantize`) on the same

@@ -135,18 +135,10 @@ impl LlmTokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{cache_dir, PACKAGES};
+    use crate::models::{cached_file, PACKAGES};
 
     fn model_file(package: usize, file: usize) -> Option<std::path::PathBuf> {
-        let p = &PACKAGES[package];
-        match p.path(&cache_dir(), p.files[file]) {
-            Ok(path) => Some(path),
-            Err(e) if std::env::var("WEBQ_ALLOW_NO_MODELS").as_deref() == Ok("1") => {
-                eprintln!("SKIPPED: {e}");
-                None
-            }
-            Err(e) => panic!("{e} (WEBQ_ALLOW_NO_MODELS=1 skips)"),
-        }
+        cached_file(&PACKAGES[package], file)
     }
 
     /// Ids from the `tokenizers` Python package on the same tokenizer.json (padding off).

@@ -340,16 +340,19 @@ impl<'a> Gguf<'a> {
         })
     }
 
-    /// The raw bytes of a tensor.
+    /// The raw bytes of a tensor (inside the file: `parse` checked every tensor's range).
     pub fn raw(&self, name: &str) -> Result<&'a [u8], ModelError> {
-        let t = self.info(name)?;
-        Ok(&self.data[t.offset as usize..(t.offset + t.byte_len()) as usize])
+        Ok(self.bytes_of(self.info(name)?))
+    }
+
+    fn bytes_of(&self, t: &TensorInfo) -> &'a [u8] {
+        &self.data[t.offset as usize..(t.offset + t.byte_len()) as usize]
     }
 
     /// A tensor dequantized to f32, in storage order (innermost dimension contiguous).
     pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, ModelError> {
         let t = self.info(name)?;
-        Ok(dequantize(t.ty, self.raw(name)?))
+        Ok(dequantize(t.ty, self.bytes_of(t)))
     }
 }
 
