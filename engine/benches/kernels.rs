@@ -1,5 +1,5 @@
 //! Criterion benches of the native kernels: GEMV 4096x4096 and 14336x4096 (N x K) and GEMM
-//! 128x4096x4096, per format, with the throughput in bytes of weights read. Each iteration is one
+//! 512x4096x4096, per format, with the throughput in bytes of weights read. Each iteration is one
 //! dispatch, submitted and waited for. `WEBQ_BENCH_FORMATS=catalogue` runs every format.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

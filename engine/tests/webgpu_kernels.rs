@@ -84,6 +84,47 @@ fn every_format_every_kernel_matches_the_emulation() {
     eprintln!("{cells} cells passed on {}", exec.adapter().name);
 }
 
+/// The vector-load GEMV, every format and arithmetic, rows not a multiple of the rows per workgroup,
+/// several activation rows, workgroups wider than the tiles of a row.
+#[test]
+fn every_format_through_the_vector_gemv_matches_the_emulation() {
+    let Some(exec) = executor() else { return };
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for format in QuantFormat::catalogue() {
+        for arith in [Arith::F32, Arith::F16] {
+            if !exec.supports(arith) {
+                continue;
+            }
+            // Rows per thread 8, 3 and 1 (each compiles its own unrolled shader: lavapipe is slow at it).
+            let cases = [
+                ((1, 37, 512), Workgroup { x: 32, y: 8 }),
+                ((3, 19, 1024), Workgroup { x: 64, y: 3 }),
+                ((1, 5, 256), Workgroup { x: 256, y: 1 }),
+            ];
+            for ((m, n, k), wg) in cases {
+                cells += 1;
+                if let Err(e) = check(&exec, format, m, n, k, KernelVariant::new(KernelKind::GemvVec, arith, wg)) {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {cells} cells failed:\n{}", failures.len(), failures.join("\n"));
+    eprintln!("{cells} cells passed on {}", exec.adapter().name);
+}
+
+#[test]
+fn the_vector_gemv_refuses_a_k_that_is_not_a_whole_number_of_tiles() {
+    let Some(exec) = executor() else { return };
+    let (n, k) = (8, 96);
+    let q = quantize(&seeded::weights(1, n, k), n, k, "int3".parse().unwrap(), Quantizer::RoundToNearest).unwrap();
+    let variant = KernelVariant::new(KernelKind::GemvVec, Arith::F32, Workgroup { x: 64, y: 4 });
+    let err = pollster::block_on(exec.matmul(&seeded::activations(1, 1, k), 1, &q, variant, 1)).unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Unsupported, "{err}");
+    assert!(err.to_string().contains("multiple of 128"), "{err}");
+}
+
 #[test]
 fn binding_limit_is_refused_clearly() {
     let Some(exec) = executor() else { return };

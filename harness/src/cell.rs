@@ -45,7 +45,7 @@ impl Cell {
     pub fn id(&self) -> String {
         let wg = self.workgroup.map_or("tuned".to_string(), |w| w.to_string());
         let variant = match self.kernel {
-            KernelKind::Gemv => format!("gemv-{}-{wg}", self.arith.name()),
+            KernelKind::Gemv | KernelKind::GemvVec => format!("{}-{}-{wg}", self.kernel.name(), self.arith.name()),
             KernelKind::Gemm => format!("gemm-{}", self.arith.name()),
         };
         let backend = match &self.device {

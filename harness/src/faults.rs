@@ -81,8 +81,10 @@ pub fn cases_for(fault: &Fault, formats: &[QuantFormat], f16: bool) -> Vec<Case>
     let mut out = Vec::new();
     for format in formats {
         for &(m, n, k) in shapes {
-            let kind = KernelKind::for_rows(m);
-            for &arith in &ariths {
+            // One row: the portable GEMV and the vector-load one (every format's tile divides 256).
+            let kinds: &[KernelKind] =
+                if m == 1 { &[KernelKind::Gemv, KernelKind::GemvVec] } else { &[KernelKind::Gemm] };
+            for (&kind, &arith) in kinds.iter().flat_map(|k| ariths.iter().map(move |a| (k, a))) {
                 if (arith == Arith::F16 && !f16)
                     || !fault.applies(format, kind, arith)
                     || format.check_shape(n, k).is_err()

@@ -14,6 +14,8 @@ pub enum GpuError {
     MissingFeature(&'static str),
     #[error("{what} takes {bytes} bytes, over the device's binding limit of {limit} bytes: split the weight or use a smaller format")]
     TooLarge { what: &'static str, bytes: u64, limit: u64 },
+    #[error("this kernel cannot run this shape: {0}")]
+    Shape(String),
     #[error("shader or pipeline failed to build: {0}")]
     Compile(String),
     #[error("validation error: {0}")]
@@ -30,7 +32,7 @@ impl GpuError {
     /// A short class name for results and reports.
     pub fn class(&self) -> ErrorClass {
         match self {
-            GpuError::NoAdapter(_) | GpuError::MissingFeature(_) => ErrorClass::Unsupported,
+            GpuError::NoAdapter(_) | GpuError::MissingFeature(_) | GpuError::Shape(_) => ErrorClass::Unsupported,
             GpuError::Device(_) => ErrorClass::DeviceRequest,
             GpuError::TooLarge { .. } | GpuError::OutOfMemory(_) => ErrorClass::ResourceLimit,
             GpuError::Compile(_) => ErrorClass::Compile,

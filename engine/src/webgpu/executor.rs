@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use wgpu::util::DeviceExt;
 
 use super::error::GpuError;
-use super::kernel::{pipeline_constants, shader_source, KernelKind, KernelVariant};
+use super::kernel::{gemv_vec_tile, pipeline_constants, shader_source, KernelKind, KernelVariant};
 use crate::quant::{QuantFormat, QuantizedMatrix};
 use crate::reference::Arith;
 
@@ -37,6 +37,9 @@ pub struct AdapterSummary {
     pub backend: String,
     pub shader_f16: bool,
     pub timestamps: bool,
+    /// Timestamps between commands of an encoder (copies can be timed).
+    #[serde(default)]
+    pub encoder_timestamps: bool,
     pub max_storage_buffer_binding_size: u64,
     pub max_buffer_size: u64,
     pub max_compute_invocations_per_workgroup: u32,
@@ -46,9 +49,9 @@ pub struct AdapterSummary {
 type PipelineKey = (KernelVariant, QuantFormat, Option<&'static str>);
 
 pub struct Executor {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    summary: AdapterSummary,
+    pub(super) device: wgpu::Device,
+    pub(super) queue: wgpu::Queue,
+    pub(super) summary: AdapterSummary,
     bind_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
@@ -116,7 +119,7 @@ impl Executor {
         }
         let source = match planted {
             Some((_, source)) => source,
-            None => shader_source(variant.kind, variant.arith),
+            None => shader_source(&variant),
         };
         let start = Instant::now();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -129,7 +132,7 @@ impl Executor {
             label: Some(variant.kind.name()),
             layout: Some(&self.pipeline_layout),
             module: &module,
-            entry_point: Some(variant.kind.name()),
+            entry_point: Some(variant.kind.entry_point()),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants: &constants,
                 zero_initialize_workgroup_memory: false,
@@ -174,7 +177,7 @@ impl Executor {
         variant: KernelVariant,
         fault: &'static super::faults::Fault,
     ) -> Result<Prepared<'_>, GpuError> {
-        let source = fault.source(variant.kind, variant.arith).map_err(GpuError::Compile)?;
+        let source = fault.source(&variant).map_err(GpuError::Compile)?;
         self.prepare_inner(x, m, q, variant, Some((fault.id, source))).await
     }
 
@@ -187,6 +190,16 @@ impl Executor {
         planted: Option<(&'static str, String)>,
     ) -> Result<Prepared<'_>, GpuError> {
         assert_eq!(x.len(), m * q.k, "activations are m x k");
+        if variant.kind == KernelKind::GemvVec {
+            let tile = gemv_vec_tile(&q.format);
+            let wg = variant.workgroup;
+            if q.k % tile != 0 || wg.y > 8 || wg.x < wg.y || !wg.x.is_power_of_two() || wg.x > 256 {
+                return Err(GpuError::Shape(format!(
+                    "gemv-vec needs K a multiple of {tile} for {} (K is {}), a power-of-two workgroup of at most 256 threads and at most 8 rows, at least as many threads as rows (asked {wg})",
+                    q.format, q.k
+                )));
+            }
+        }
         let (pipeline, compile_ms) = self.pipeline(variant, q.format, planted).await?;
         let start = Instant::now();
         let scales = q.scale_bytes();
@@ -199,11 +212,13 @@ impl Executor {
         let scope_oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let scope_val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let storage = |label: &str, bytes: &[u8]| {
-            // Zero-length bindings are invalid: an unused buffer (symmetric zero points) gets one word.
-            let contents: &[u8] = if bytes.is_empty() { &[0u8; 4] } else { bytes };
+            // Zero-length bindings are invalid (an unused buffer, symmetric zero points, gets zeros), and
+            // kernels that read vec4s need whole 16-byte elements: pad to a multiple of 16 bytes.
+            let mut contents = bytes.to_vec();
+            contents.resize(bytes.len().max(1).next_multiple_of(16), 0);
             self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
-                contents,
+                contents: &contents,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             })
         };
@@ -250,7 +265,7 @@ impl Executor {
         let upload_ms = start.elapsed().as_secs_f64() * 1e3;
         let wg = variant.workgroup;
         let groups = match variant.kind {
-            KernelKind::Gemv => (q.n.div_ceil(wg.y as usize) as u32, m as u32, 1),
+            KernelKind::Gemv | KernelKind::GemvVec => (q.n.div_ceil(wg.y as usize) as u32, m as u32, 1),
             KernelKind::Gemm => (q.n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1),
         };
         Ok(Prepared { exec: self, pipeline, bind, y, staging, y_bytes, groups, compile_ms, upload_ms })
@@ -258,14 +273,14 @@ impl Executor {
 
     /// Natively: blocks until the GPU has finished all submitted work (callbacks run inside).
     /// In a browser the event loop runs callbacks, so this does nothing.
-    fn wait(&self) -> Result<(), GpuError> {
+    pub(super) fn wait(&self) -> Result<(), GpuError> {
         #[cfg(not(target_arch = "wasm32"))]
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::DeviceLost(e.to_string()))?;
         Ok(())
     }
 
     /// Resolves when all submitted work is done, natively and in a browser.
-    async fn settle(&self) -> Result<(), GpuError> {
+    pub(super) async fn settle(&self) -> Result<(), GpuError> {
         let (tx, rx) = futures_channel::oneshot::channel();
         self.queue.on_submitted_work_done(move || {
             let _ = tx.send(());
@@ -315,7 +330,10 @@ async fn request_device(
 ) -> Result<(wgpu::Device, wgpu::Queue, wgpu::Features), GpuError> {
     let available = adapter.features();
     let mut features = wgpu::Features::empty();
-    for f in [wgpu::Features::SHADER_F16, wgpu::Features::TIMESTAMP_QUERY] {
+    // Timestamps inside encoders time buffer copies (the copy-bandwidth anchor of the benchmarks).
+    for f in
+        [wgpu::Features::SHADER_F16, wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS]
+    {
         if available.contains(f) && !(opts.no_f16 && f == wgpu::Features::SHADER_F16) {
             features |= f;
         }
@@ -352,6 +370,7 @@ fn summarize(info: &wgpu::AdapterInfo, features: wgpu::Features, limits: &wgpu::
         backend: format!("{:?}", info.backend),
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
         timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        encoder_timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS),
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_buffer_size: limits.max_buffer_size,
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
@@ -438,65 +457,27 @@ impl Prepared<'_> {
 
     /// `reps` dispatches in one submission, with a timestamp pair around each where available.
     pub async fn time(&self, reps: usize) -> Result<Timings, GpuError> {
+        Self::time_round_robin(&[self], reps).await
+    }
+
+    /// `reps` dispatches in one submission, taking the kernels in turn: copies of the same weights in
+    /// separate buffers whose total exceeds the GPU's cache time what memory delivers, not the cache.
+    ///
+    /// # Panics
+    /// When `kernels` is empty.
+    pub async fn time_round_robin(kernels: &[&Self], reps: usize) -> Result<Timings, GpuError> {
+        let first = kernels.first().expect("at least one kernel");
         let reps = reps.max(1);
-        let dev = &self.exec.device;
-        let query = self.exec.summary.timestamps.then(|| {
-            let set = dev.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("webq timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2 * reps as u32,
-            });
-            let size = 16 * reps as u64;
-            let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamps"),
-                size,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            let read = dev.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamps read"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            (set, resolve, read, size)
-        });
-        let mut enc = dev.create_command_encoder(&Default::default());
+        let query = first.exec.timestamp_queries(reps, first.exec.summary.timestamps);
+        let mut enc = first.exec.device.create_command_encoder(&Default::default());
         for i in 0..reps {
-            self.encode(&mut enc, query.as_ref().map(|(set, ..)| (set, i as u32)));
+            kernels[i % kernels.len()].encode(&mut enc, query.as_ref().map(|q| (&q.set, i as u32)));
         }
-        if let Some((set, resolve, read, size)) = &query {
-            enc.resolve_query_set(set, 0..2 * reps as u32, resolve, 0);
-            enc.copy_buffer_to_buffer(resolve, 0, read, 0, *size);
-        }
-        let start = Instant::now();
-        self.exec.queue.submit([enc.finish()]);
-        self.exec.settle().await?;
-        let wall = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
-        let gpu_us_median = match &query {
-            Some((_, _, read, _)) => {
-                let ticks: Vec<u64> = bytemuck::cast_slice(&self.read(read).await?).to_vec();
-                let period_ns = self.exec.queue.get_timestamp_period() as f64;
-                let mut us: Vec<f64> =
-                    ticks.chunks(2).map(|p| p[1].saturating_sub(p[0]) as f64 * period_ns / 1e3).collect();
-                Some(median(&mut us))
-            }
-            None => None,
-        };
-        Ok(Timings { dispatches: reps, wall_us_per_dispatch: wall, gpu_us_median })
+        first.exec.run_timed(enc, query, reps).await
     }
 
     async fn read(&self, buffer: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
-        let slice = buffer.slice(..);
-        let (tx, rx) = futures_channel::oneshot::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.exec.wait()?;
-        rx.await.map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
-        let bytes = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?.to_vec();
-        buffer.unmap();
-        Ok(bytes)
+        self.exec.read_buffer(buffer).await
     }
 
     /// Runs once and reads the output back.

@@ -10,7 +10,7 @@
 use crate::quant::{IntBits, QuantFormat, ScaleType, Scheme};
 use crate::reference::Arith;
 
-use super::kernel::{KernelKind, DEQUANT, GEMM, GEMV};
+use super::kernel::{unroll_rows, KernelKind, KernelVariant, DEQUANT, GEMM, GEMV, GEMV_VEC};
 
 /// Which piece of the shader a patch edits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +18,7 @@ pub enum Piece {
     Dequant,
     Gemv,
     Gemm,
+    GemvVec,
 }
 
 impl Piece {
@@ -26,6 +27,7 @@ impl Piece {
             Piece::Dequant => DEQUANT,
             Piece::Gemv => GEMV,
             Piece::Gemm => GEMM,
+            Piece::GemvVec => GEMV_VEC,
         }
     }
 }
@@ -88,6 +90,23 @@ fn f16_scales(f: &QuantFormat) -> bool {
 fn all(_: &QuantFormat) -> bool {
     true
 }
+/// Codes packed whole in words (2, 4, 8 bits): the vector kernel's `lanes` decodes them.
+fn word_codes(f: &QuantFormat) -> bool {
+    f.as_int().is_some_and(|i| i.bits != IntBits::B3)
+}
+fn word_codes_sym(f: &QuantFormat) -> bool {
+    word_codes(f) && sym(f)
+}
+/// Groups shorter than a tile of the vector kernel (64 codes of 2 bits, 128 of 3 bits).
+fn groups_shorter_than_a_tile(f: &QuantFormat) -> bool {
+    f.as_int().is_some_and(|i| match (i.bits, i.group.size()) {
+        (IntBits::B2, Some(g)) => g < 64,
+        (IntBits::B3, Some(g)) => g < 128,
+        _ => false,
+    })
+}
+
+const VEC: &[KernelKind] = &[KernelKind::GemvVec];
 
 const fn scope(kinds: &'static [KernelKind], formats: fn(&QuantFormat) -> bool) -> Scope {
     Scope { kinds, arith: None, formats, needs: Needs::Nothing }
@@ -192,6 +211,38 @@ pub const FAULTS: &[Fault] = &[
         patches: &[(Piece::Gemm, "y[row * params.n + col] = f32(acc);", "y[col * params.m + row] = f32(acc);")],
         scope: Scope { kinds: &[KernelKind::Gemm], arith: None, formats: all, needs: Needs::ManyRows },
     },
+    Fault {
+        id: "vec-lanes-swapped",
+        description: "vector GEMV decodes the codes of each pair of lanes in swapped order",
+        patches: &[(
+            Piece::GemvVec,
+            "let sh = (vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u)) * BITS;",
+            "let sh = (vec4<u32>(4u * j) + vec4<u32>(1u, 0u, 3u, 2u)) * BITS;",
+        )],
+        scope: scope(VEC, word_codes),
+    },
+    Fault {
+        id: "vec-one-group-a-tile",
+        description: "vector GEMV applies the tile's first scale to a whole tile that spans several groups",
+        patches: &[(Piece::GemvVec, "return g + i * codes_per_word / max(GROUP_LEN, 1u);", "return g;")],
+        scope: scope(VEC, groups_shorter_than_a_tile),
+    },
+    Fault {
+        id: "vec-sign-flip-lost",
+        description: "vector GEMV forgets to flip the sign bits of symmetric codes before the float trick",
+        patches: &[(Piece::GemvVec, "w = w ^ sign_bits();", "w = w;")],
+        scope: scope(VEC, word_codes_sym),
+    },
+    Fault {
+        id: "vec-rows-mixed-in-reduction",
+        description: "vector GEMV's reduction adds every row's partial sums from row 0's slots",
+        patches: &[(
+            Piece::GemvVec,
+            "partial[r * WG_X + t] += partial[r * WG_X + t + stride];",
+            "partial[r * WG_X + t] += partial[t + stride];",
+        )],
+        scope: scope(VEC, all),
+    },
 ];
 
 impl Fault {
@@ -203,11 +254,15 @@ impl Fault {
         self.scope.kinds.contains(&kind) && self.scope.arith.is_none_or(|a| a == arith) && (self.scope.formats)(format)
     }
 
-    /// The kernel source with this fault planted. Every patch must match exactly once, so that a
-    /// fault never silently stops applying when a kernel is edited.
-    pub fn source(&self, kind: KernelKind, arith: Arith) -> Result<String, String> {
-        let mut pieces =
-            [(Piece::Dequant, DEQUANT.to_string()), (Piece::Gemv, GEMV.to_string()), (Piece::Gemm, GEMM.to_string())];
+    /// The kernel source of `variant` with this fault planted. Every patch must match exactly once, so
+    /// that a fault never silently stops applying when a kernel is edited.
+    pub fn source(&self, variant: &KernelVariant) -> Result<String, String> {
+        let mut pieces = [
+            (Piece::Dequant, DEQUANT.to_string()),
+            (Piece::Gemv, GEMV.to_string()),
+            (Piece::Gemm, GEMM.to_string()),
+            (Piece::GemvVec, GEMV_VEC.to_string()),
+        ];
         for &(piece, from, to) in self.patches {
             let text = &mut pieces.iter_mut().find(|(p, _)| *p == piece).expect("every piece is listed").1;
             let hits = piece.text().matches(from).count();
@@ -216,8 +271,12 @@ impl Fault {
             }
             *text = text.replacen(from, to, 1);
         }
-        let body = if kind == KernelKind::Gemv { &pieces[1].1 } else { &pieces[2].1 };
-        Ok(super::kernel::assemble(arith, &pieces[0].1, body))
+        let [dequant, gemv, gemm, vec] = pieces.map(|(_, text)| text);
+        Ok(match variant.kind {
+            KernelKind::Gemv => super::kernel::assemble(variant.arith, &dequant, &gemv),
+            KernelKind::Gemm => super::kernel::assemble(variant.arith, &dequant, &gemm),
+            KernelKind::GemvVec => super::kernel::assemble(variant.arith, "", &unroll_rows(&vec, variant.workgroup.y)),
+        })
     }
 }
 
@@ -230,8 +289,9 @@ mod tests {
         assert!(FAULTS.len() >= 10);
         for f in FAULTS {
             for kind in f.scope.kinds {
-                let s = f.source(*kind, Arith::F16).unwrap();
-                assert_ne!(s, super::super::kernel::shader_source(*kind, Arith::F16), "{} changes the source", f.id);
+                let variant = KernelVariant::new(*kind, Arith::F16, super::super::Workgroup { x: 128, y: 2 });
+                let s = f.source(&variant).unwrap();
+                assert_ne!(s, super::super::kernel::shader_source(&variant), "{} changes the source", f.id);
             }
         }
     }

@@ -12,8 +12,9 @@ const PRELUDE_F16: &str = include_str!("kernels/prelude_f16.wgsl");
 pub(crate) const DEQUANT: &str = include_str!("kernels/dequant.wgsl");
 pub(crate) const GEMV: &str = include_str!("kernels/gemv.wgsl");
 pub(crate) const GEMM: &str = include_str!("kernels/gemm.wgsl");
+pub(crate) const GEMV_VEC: &str = include_str!("kernels/gemv_vec.wgsl");
 
-/// The two kernel shapes.
+/// The kernels: two shapes, and a GEMV for bandwidth-bound adapters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KernelKind {
@@ -21,6 +22,10 @@ pub enum KernelKind {
     Gemv,
     /// Many rows, tiled (prefill, batches).
     Gemm,
+    /// One activation row, several rows of weights per thread through 128-bit loads; needs K to be a
+    /// multiple of [`gemv_vec_tile`] (the executor refuses other shapes).
+    #[serde(rename = "gemv-vec")]
+    GemvVec,
 }
 
 impl KernelKind {
@@ -37,6 +42,16 @@ impl KernelKind {
         match self {
             KernelKind::Gemv => "gemv",
             KernelKind::Gemm => "gemm",
+            KernelKind::GemvVec => "gemv-vec",
+        }
+    }
+
+    /// The shader's entry point.
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            KernelKind::Gemv => "gemv",
+            KernelKind::Gemm => "gemm",
+            KernelKind::GemvVec => "gemv_vec",
         }
     }
 
@@ -44,11 +59,25 @@ impl KernelKind {
         match self {
             KernelKind::Gemv => GEMV,
             KernelKind::Gemm => GEMM,
+            KernelKind::GemvVec => GEMV_VEC,
         }
     }
 }
 
-/// Workgroup size of the GEMV kernel (the GEMM kernel's tile is fixed at 16x16).
+/// Weights per tile of the `gemv-vec` kernel: four packed words (four planes3 blocks for 3 bits).
+/// K must be a multiple of it.
+pub fn gemv_vec_tile(format: &QuantFormat) -> usize {
+    match format {
+        QuantFormat::F16 => 8,
+        QuantFormat::Int(f) => match f.bits.bits() {
+            3 => 128,
+            b => 128 / b as usize,
+        },
+    }
+}
+
+/// Workgroup size of the GEMV kernel (the GEMM kernel's tile is fixed at 16x16). For `gemv-vec`, `x`
+/// threads share the rows and each thread computes `y` rows (at most 8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Workgroup {
     pub x: u32,
@@ -91,9 +120,33 @@ impl KernelVariant {
     }
 }
 
-/// The WGSL of a kernel: prelude + decoding + kernel body.
-pub fn shader_source(kind: KernelKind, arith: Arith) -> String {
-    assemble(arith, DEQUANT, kind.body())
+/// The WGSL of a kernel variant: prelude + decoding + kernel body (`gemv-vec` decodes on its own and
+/// has its rows per thread written into the source).
+pub fn shader_source(variant: &KernelVariant) -> String {
+    match variant.kind {
+        KernelKind::GemvVec => assemble(variant.arith, "", &unroll_rows(GEMV_VEC, variant.workgroup.y)),
+        kind => assemble(variant.arith, DEQUANT, kind.body()),
+    }
+}
+
+/// Writes each line that names `_ROW` once per row (`_ROW` becoming `_0`, `_1`, ..., `ROW_INDEX` the
+/// row's number) and sets `const ROWS`: per-row registers without arrays or loops to unroll.
+pub(crate) fn unroll_rows(body: &str, rows: u32) -> String {
+    let mut out = String::with_capacity(body.len() * 2);
+    for line in body.lines() {
+        if line.starts_with("const ROWS: u32") {
+            out.push_str(&format!("const ROWS: u32 = {rows}u;\n"));
+        } else if line.contains("_ROW") && !line.trim_start().starts_with("//") {
+            for r in 0..rows {
+                out.push_str(&line.replace("ROW_INDEX", &format!("{r}u")).replace("_ROW", &format!("_{r}")));
+                out.push('\n');
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Prelude of `arith`, then the decoding functions, then a kernel body (planted faults pass patched pieces).
@@ -122,9 +175,13 @@ pub fn pipeline_constants(format: &QuantFormat, variant: &KernelVariant) -> Vec<
             ("SCALE_F16", if f.scale == ScaleType::F16 { 1.0 } else { 0.0 }),
         ],
     };
-    if variant.kind == KernelKind::Gemv {
-        c.push(("WG_X", variant.workgroup.x as f64));
-        c.push(("WG_Y", variant.workgroup.y as f64));
+    match variant.kind {
+        KernelKind::Gemv => {
+            c.push(("WG_X", variant.workgroup.x as f64));
+            c.push(("WG_Y", variant.workgroup.y as f64));
+        }
+        KernelKind::GemvVec => c.push(("WG_X", variant.workgroup.x as f64)),
+        KernelKind::Gemm => {}
     }
     c
 }
@@ -135,10 +192,18 @@ mod tests {
 
     #[test]
     fn sources_assemble() {
-        let s = shader_source(KernelKind::Gemv, Arith::F16);
+        let wg = Workgroup { x: 128, y: 2 };
+        let s = shader_source(&KernelVariant::new(KernelKind::Gemv, Arith::F16, wg));
         assert!(s.starts_with("// Arithmetic type of the shader-f16 variant"));
         assert!(s.contains("enable f16;") && s.contains("fn gemv("));
-        assert!(!shader_source(KernelKind::Gemm, Arith::F32).contains("enable f16"));
+        assert!(!shader_source(&KernelVariant::new(KernelKind::Gemm, Arith::F32, wg)).contains("enable f16"));
+        let v = shader_source(&KernelVariant::new(KernelKind::GemvVec, Arith::F32, Workgroup { x: 64, y: 3 }));
+        assert!(v.contains("const ROWS: u32 = 3u;") && v.contains("var acc_2 = 0.0;") && !v.contains("acc_3"));
+        let code = v.lines().filter(|l| !l.trim_start().starts_with("//"));
+        assert!(
+            code.clone().all(|l| !l.contains("_ROW") && !l.contains("ROW_INDEX")),
+            "every per-row line is unrolled"
+        );
         assert_eq!(Workgroup::parse("128x2"), Some(Workgroup { x: 128, y: 2 }));
         assert_eq!(Workgroup::parse("256"), Some(Workgroup { x: 256, y: 1 }));
         assert_eq!(Workgroup::parse("100x1"), None);

@@ -15,8 +15,9 @@ pub mod faults;
 pub mod bench;
 mod error;
 mod executor;
+mod timing;
 
-pub use kernel::{pipeline_constants, shader_source, KernelKind, KernelVariant, Workgroup};
+pub use kernel::{gemv_vec_tile, pipeline_constants, shader_source, KernelKind, KernelVariant, Workgroup};
 pub use tuning::{TuningKey, TuningTable};
 
 pub use error::GpuError;
