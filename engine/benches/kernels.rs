@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use webq_engine::reference::Arith;
-use webq_engine::webgpu::bench::{bench_formats, prepare_bench, GEMM_SHAPE, GEMV_SHAPES};
+use webq_engine::webgpu::bench::{bench_formats, prepare_bench, GemvChoice, GEMM_SHAPE, GEMV_SHAPES};
 use webq_engine::webgpu::{Executor, ExecutorOptions};
 
 fn kernels(c: &mut Criterion) {
@@ -24,7 +24,7 @@ fn kernels(c: &mut Criterion) {
             c.benchmark_group(format!("{}x{n}x{k}", if m == 1 { "gemv 1".to_string() } else { format!("gemm {m}") }));
         group.sample_size(10);
         for format in &formats {
-            let (prepared, bytes) = match prepare_bench(&exec, *format, (m, n, k), Arith::F32, None) {
+            let (prepared, bytes) = match prepare_bench(&exec, *format, (m, n, k), Arith::F32, GemvChoice(None)) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("{format}: {e}");

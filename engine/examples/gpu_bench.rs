@@ -7,7 +7,7 @@
 //! larger than the cache: what memory delivers). GB/s count bytes of weights read; the copy's GB/s
 //! count bytes read plus written, so `frac` (weight GB/s over copy GB/s) is the fraction of the
 //! memory bandwidth a copy achieves; a second anchor, a WGSL kernel that only reads the same bytes
-//! (`kernels/stream.wgsl`), is what a read-only kernel can get. `WEBQ_BENCH_KERNELS` picks kernels (see `GemvChoice`),
+//! (`kernels/stream.wgsl`), is what a read-only kernel can get. `WEBQ_BENCH_KERNELS` picks kernels (`tuned`, `128x2`, `vec-64x4`, ...; see `GemvChoice`),
 //! `WEBQ_BENCH_FORMATS` formats, `WEBQ_BENCH_GEMM=1` adds the GEMM 512x4096x4096 and
 //! `WEBQ_BENCH_ONLY=gemv|gemm` runs one of the two.
 //! Prints a table on stderr and, with `--json`, JSON lines on stdout.
@@ -26,7 +26,7 @@ mod native {
     use webq_engine::reference::{emulate, Arith};
     use webq_engine::seeded;
     use webq_engine::webgpu::bench::{bench_formats, BenchWeights, GemvChoice, GEMM_SHAPE, GEMV_SHAPES};
-    use webq_engine::webgpu::{Executor, ExecutorOptions, KernelKind, Prepared, Timings};
+    use webq_engine::webgpu::{Executor, ExecutorOptions, Prepared, Timings};
 
     fn us(t: &Timings) -> f64 {
         t.gpu_us_median.unwrap_or(t.wall_us_per_dispatch)
@@ -109,9 +109,8 @@ mod native {
                     };
                     for choice in &choices {
                         let cell = format!("{format} {n}x{k} {choice} {}", arith.name());
-                        let prepared: Result<Vec<Prepared>, _> = (0..copies)
-                            .map(|_| pollster::block_on(bw.prepare(&exec, choice.kind, arith, choice.workgroup)))
-                            .collect();
+                        let prepared: Result<Vec<Prepared>, _> =
+                            (0..copies).map(|_| pollster::block_on(bw.prepare(&exec, *choice, arith))).collect();
                         let prepared = match prepared {
                             Ok(p) => p,
                             Err(e) => {
@@ -195,7 +194,7 @@ mod native {
                 if !exec.supports(arith) {
                     continue;
                 }
-                let t = pollster::block_on(bw.prepare(exec, KernelKind::Gemm, arith, None)).and_then(|p| {
+                let t = pollster::block_on(bw.prepare(exec, GemvChoice(None), arith)).and_then(|p| {
                     let _ = pollster::block_on(p.time(3));
                     pollster::block_on(p.time(reps))
                 });

@@ -15,7 +15,7 @@ use crate::platform::fallback::FallbackStep;
 use crate::platform::selection::{Backend, Capabilities, Choice, Family};
 use crate::quant::{LayerKind, QuantFormat, Quantizer};
 use crate::reference::Arith;
-use crate::webgpu::{AdapterSummary, Workgroup};
+use crate::webgpu::{AdapterSummary, GemvKernel};
 
 /// Declares a string-valued enum: its names, `name()`, `Display`, `FromStr` (with the known names
 /// in the error) and serde as that string.
@@ -217,8 +217,8 @@ pub struct CellSpec {
     pub k: usize,
     pub seed: u64,
     pub arith: Arith,
-    /// The GEMV workgroup (the tuning table's pick, or the cell's own).
-    pub workgroup: Workgroup,
+    /// The GEMV kernel and its workgroup (the tuning table's pick, or the cell's own).
+    pub gemv: GemvKernel,
     pub quantizer: Quantizer,
     pub reps: usize,
     /// Model family and layer kind, for `auto`.

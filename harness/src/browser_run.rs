@@ -164,8 +164,8 @@ async fn run_cell(
         return Ok(());
     }
     let adapter = rec.environment.adapter.clone().unwrap_or_default();
-    let workgroup = cell.workgroup.unwrap_or_else(|| tuning.pick(cell.runtime.name(), &adapter, cell.kernel, None));
-    let spec = serde_json::to_value(cell.spec(workgroup, reps)).map_err(|e| Failure::Crash(e.to_string()))?;
+    let gemv = cell.workgroup.unwrap_or_else(|| tuning.pick(cell.runtime.name(), &adapter, cell.kernel, None));
+    let spec = serde_json::to_value(cell.spec(gemv, reps)).map_err(|e| Failure::Crash(e.to_string()))?;
     let script = "const [spec, done] = arguments; \
                   window.webq.runCell(spec).then(done, (e) => done({error_class: 'js_exception', error: String(e && e.stack || e)}));";
     let call = s.client.execute_async(script, vec![spec]);

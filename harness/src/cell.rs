@@ -5,7 +5,7 @@ use webq_engine::platform::selection::Family;
 use webq_engine::protocol::{CellBackend, CellSpec, Plant, Precision, Runtime, WebnnDevice};
 use webq_engine::quant::{LayerKind, QuantFormat, Quantizer};
 use webq_engine::reference::Arith;
-use webq_engine::webgpu::{KernelKind, Workgroup};
+use webq_engine::webgpu::{GemvKernel, KernelKind};
 
 use crate::matrix::{Matrix, WorkgroupChoice};
 
@@ -16,8 +16,8 @@ pub struct Cell {
     pub precision: Precision,
     pub kernel: KernelKind,
     pub arith: Arith,
-    /// GEMV workgroup size; `None`: the tuning table picks it.
-    pub workgroup: Option<Workgroup>,
+    /// GEMV kernel and workgroup size; `None`: the tuning table picks them.
+    pub workgroup: Option<GemvKernel>,
     pub shape: String,
     pub m: usize,
     pub n: usize,
@@ -61,8 +61,8 @@ impl Cell {
         self.precision.format()
     }
 
-    /// What the page is asked to run for this cell, with the workgroup the tuning table picked.
-    pub fn spec(&self, workgroup: Workgroup, reps: usize) -> CellSpec {
+    /// What the page is asked to run for this cell, with the GEMV kernel the tuning table picked.
+    pub fn spec(&self, gemv: GemvKernel, reps: usize) -> CellSpec {
         CellSpec {
             backend: self.backend,
             device: self.device,
@@ -72,7 +72,7 @@ impl Cell {
             k: self.k,
             seed: self.seed,
             arith: self.arith,
-            workgroup,
+            gemv,
             quantizer: self.quantizer,
             reps,
             family: self.family,
@@ -135,7 +135,7 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
                 };
                 for precision in precisions {
                     for &arith in &matrix.arith {
-                        let mut workgroups: Vec<Option<Workgroup>> = matrix
+                        let mut workgroups: Vec<Option<GemvKernel>> = matrix
                             .workgroups
                             .iter()
                             .map(|w| match w {
@@ -143,7 +143,8 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
                                 WorkgroupChoice::Fixed(w) => Some(*w),
                             })
                             .collect();
-                        if kernel == KernelKind::Gemm {
+                        // Only the WGSL GEMV has kernels to choose; `auto` takes the tuning table's.
+                        if kernel == KernelKind::Gemm || backend != CellBackend::Webgpu {
                             workgroups = vec![None];
                         }
                         workgroups.dedup();
@@ -208,5 +209,20 @@ mod tests {
         assert!(ids.contains(&"firefox/webnn@npu/int4-g128-sym/gemv-f32-tuned/s".to_string()), "{ids:?}");
         assert!(ids.contains(&"firefox/auto/auto/gemv-f32-tuned/s".to_string()), "{ids:?}");
         assert!(cells.iter().find(|c| c.backend == CellBackend::Auto).unwrap().format().is_none());
+    }
+
+    #[test]
+    fn only_webgpu_gemv_cells_multiply_by_kernel() {
+        let text = "schema = 1\nname = \"t\"\nruntimes = [\"firefox\"]\nbackends = [\"webgpu\", \"wasm\", \"auto\"]\n\
+                    precisions = [\"int4\"]\nworkgroups = [\"tuned\", \"vec-64x4\"]\n\n\
+                    [[shapes]]\nname = \"d\"\nm = 1\nn = 8\nk = 128\n\n\
+                    [[shapes]]\nname = \"p\"\nbackends = [\"webgpu\"]\nm = 4\nn = 8\nk = 128\n";
+        let m = Matrix::parse(Path::new("m.toml"), text).unwrap();
+        let ids: Vec<String> = expand(&m).0.iter().map(Cell::id).collect();
+        // webgpu decode: two kernels; wasm, auto and the GEMM (prefill) one cell each.
+        assert_eq!(ids.len(), 2 + 1 + 1 + 1, "{ids:?}");
+        assert!(ids.contains(&"firefox/webgpu/int4-g128-sym/gemv-f32-vec-64x4/d".to_string()), "{ids:?}");
+        assert!(ids.contains(&"firefox/webgpu/int4-g128-sym/gemv-f32-tuned/d".to_string()), "{ids:?}");
+        assert!(ids.contains(&"firefox/wasm/int4-g128-sym/gemv-f32-tuned/d".to_string()), "{ids:?}");
     }
 }

@@ -6,7 +6,7 @@
 //! runtimes = ["native"]
 //! precisions = ["catalogue"]      # every format webq knows, or names: "int4-g128-sym", "fp16", ...
 //! arith = ["f32", "f16"]
-//! workgroups = ["tuned"]          # the tuning table's pick, "all" (every GEMV variant) or "128x2", ...
+//! workgroups = ["tuned"]          # the tuning table's pick, "all" (every GEMV kernel), "128x2", "vec-64x4", ...
 //! quantizer = "search"            # or "rtn"
 //! reps = 5                        # timed dispatches per cell
 //! seed = 1
@@ -49,7 +49,7 @@ use webq_engine::platform::selection::Family;
 use webq_engine::protocol::{CellBackend, Plant, Runtime, WebnnDevice};
 use webq_engine::quant::{LayerKind, QuantFormat, Quantizer};
 use webq_engine::reference::Arith;
-use webq_engine::webgpu::Workgroup;
+use webq_engine::webgpu::GemvKernel;
 
 use crate::results::Status;
 
@@ -166,7 +166,7 @@ fn default_seed() -> u64 {
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkgroupChoice {
     Tuned,
-    Fixed(Workgroup),
+    Fixed(GemvKernel),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -315,8 +315,8 @@ impl Source<'_> {
     fn workgroups(&self, s: &Spanned<String>) -> Result<Vec<WorkgroupChoice>, MatrixError> {
         match s.get_ref().as_str() {
             "tuned" => Ok(vec![WorkgroupChoice::Tuned]),
-            "all" => Ok(Workgroup::VARIANTS.iter().map(|w| WorkgroupChoice::Fixed(*w)).collect()),
-            other => Workgroup::parse(other).map(|w| vec![WorkgroupChoice::Fixed(w)]).ok_or_else(|| {
+            "all" => Ok(GemvKernel::VARIANTS.iter().map(|w| WorkgroupChoice::Fixed(*w)).collect()),
+            other => GemvKernel::parse(other).map(|w| vec![WorkgroupChoice::Fixed(w)]).ok_or_else(|| {
                 self.field(
                     s,
                     "workgroups",

@@ -8,7 +8,7 @@ use webq_engine::platform::fallback::matmul_with_fallback;
 use webq_engine::protocol::{CellBackend, ErrorClass};
 use webq_engine::reference::Arith;
 use webq_engine::seeded;
-use webq_engine::webgpu::{Executor, ExecutorOptions, GpuError, KernelVariant, TuningTable};
+use webq_engine::webgpu::{Executor, ExecutorOptions, GemvKernel, GpuError, TuningTable};
 
 use crate::cell::Cell;
 use crate::results::{CellRecord, Environment, RunDetail, Status};
@@ -137,10 +137,10 @@ impl NativeRunner {
                 return rec;
             }
         };
-        let workgroup =
+        let kernel =
             cell.workgroup.unwrap_or_else(|| self.tuning.pick("native", &exec.adapter().name, cell.kernel, None));
-        let variant = KernelVariant::new(cell.kernel, cell.arith, workgroup);
-        rec.workgroup = Some(variant.workgroup.to_string());
+        let variant = kernel.variant(cell.m, cell.k, Some(&format), cell.arith);
+        rec.workgroup = Some(GemvKernel::ran(&variant));
         let reps = self.reps;
         let run = pollster::block_on(async {
             let prep = exec.prepare(&p.x, cell.m, &p.q, variant).await?;
@@ -207,10 +207,11 @@ impl NativeRunner {
             rec.reason = self.missing.clone().or(Some(format!("unknown precision {}", cell.precision)));
             return rec;
         };
-        let workgroup =
+        let kernel =
             cell.workgroup.unwrap_or_else(|| self.tuning.pick("native", &base.adapter().name, cell.kernel, None));
-        let variant = KernelVariant::new(cell.kernel, cell.arith, workgroup);
-        rec.workgroup = Some(workgroup.to_string());
+        // The fallback may step the format down: the vector kernel only where every format can take K.
+        let variant = kernel.variant(cell.m, cell.k, None, cell.arith);
+        rec.workgroup = Some(GemvKernel::ran(&variant));
         let exec = match Executor::new(&ExecutorOptions { memory_cap: Some(cap), ..Default::default() }) {
             Ok(e) => e,
             Err(e) => {

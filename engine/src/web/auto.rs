@@ -9,7 +9,7 @@ use super::{webgpu_cell, webnn_cell, Attempt, CellOutput, CellSpec, Failure};
 use crate::platform::selection::{precision_for, select, Backend, Browser, Capabilities, Family};
 use crate::protocol::{CellBackend, Precision, WebnnDevice};
 use crate::quant::{LayerKind, QuantFormat};
-use crate::webgpu::Workgroup;
+use crate::webgpu::GemvKernel;
 
 async fn detect(device: WebnnDevice) -> Capabilities {
     let ua = Reflect::get(&js_sys::global(), &"navigator".into())
@@ -55,9 +55,9 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     let mut plan = vec![(choice.backend, first)];
     let wanted: QuantFormat = choice.wanted.parse().expect("select names known formats");
     plan.extend(choice.fallbacks.iter().map(|b| (*b, precision_for(*b, wanted).0)));
-    let workgroup = match &choice.workgroup {
-        None => spec.workgroup,
-        Some(w) => Workgroup::parse(w).ok_or_else(|| Failure::bad_spec(format!("the policy's workgroup `{w}`")))?,
+    let gemv = match &choice.workgroup {
+        None => spec.gemv,
+        Some(w) => GemvKernel::parse(w).ok_or_else(|| Failure::bad_spec(format!("the policy's workgroup `{w}`")))?,
     };
     out.choice = Some(choice);
     let mut last = Failure::unsupported("no backend to try");
@@ -65,7 +65,7 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
         let sub = CellSpec {
             backend: CellBackend::from(backend),
             precision: Precision::Format(precision),
-            workgroup,
+            gemv,
             device: Some(device),
             ..spec.clone()
         };

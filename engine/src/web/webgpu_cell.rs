@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::{CellOutput, CellSpec, Failure, SpecInputs};
 use crate::platform::fallback::matmul_with_fallback;
-use crate::webgpu::{Executor, ExecutorOptions, GpuError, KernelKind, KernelVariant, MatmulRun};
+use crate::webgpu::{Executor, ExecutorOptions, GemvKernel, GpuError, MatmulRun};
 
 thread_local! {
     static EXECUTOR: RefCell<Option<Rc<Executor>>> = const { RefCell::new(None) };
@@ -32,9 +32,10 @@ fn gpu(e: GpuError) -> Failure {
 
 pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     let format = spec.format()?;
-    let workgroup = spec.workgroup;
-    out.workgroup = Some(workgroup.to_string());
-    let variant = KernelVariant::new(KernelKind::for_rows(spec.m), spec.arith, workgroup);
+    // A fallback may step the format down: the vector kernel only where every format can take K.
+    let fixed = spec.memory_cap.is_none().then_some(&format);
+    let variant = spec.gemv.variant(spec.m, spec.k, fixed, spec.arith);
+    out.workgroup = Some(GemvKernel::ran(&variant));
     let run: MatmulRun = match spec.memory_cap {
         None => {
             let exec = shared_executor().await.map_err(gpu)?;

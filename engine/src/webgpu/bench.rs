@@ -7,7 +7,7 @@ use crate::quant::{quantize, QuantFormat, QuantizedMatrix, Quantizer};
 use crate::reference::Arith;
 use crate::seeded;
 
-use super::{Executor, GpuError, KernelKind, KernelVariant, Prepared, TuningTable, Workgroup};
+use super::{Executor, GemvKernel, GpuError, KernelKind, Prepared, TuningTable};
 
 /// GEMV shapes of the benchmarks (N x K), as in llama-class decoders.
 pub const GEMV_SHAPES: [(usize, usize); 3] = [(4096, 4096), (14336, 4096), (8192, 8192)];
@@ -30,52 +30,33 @@ pub fn bench_formats() -> Vec<QuantFormat> {
     }
 }
 
-/// A GEMV kernel to benchmark: the portable `gemv` (a workgroup, or the tuning table's pick) or the
-/// vector-load `gemv-vec` (threads x rows).
+/// A GEMV kernel to benchmark: a fixed one, or the tuning table's pick (`None`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GemvChoice {
-    pub kind: KernelKind,
-    pub workgroup: Option<Workgroup>,
-}
+pub struct GemvChoice(pub Option<GemvKernel>);
 
 impl GemvChoice {
-    /// Parses `gemv` (tuned), `gemv:128x2` or `vec:64x4`.
+    /// Parses `tuned`, a portable workgroup (`128x2`) or a vector kernel (`vec-64x4`).
     pub fn parse(s: &str) -> Option<GemvChoice> {
-        let (kind, wg) = s.split_once(':').unwrap_or((s, ""));
-        let kind = match kind {
-            "gemv" => KernelKind::Gemv,
-            "vec" | "gemv-vec" => KernelKind::GemvVec,
-            _ => return None,
-        };
-        let workgroup = match (kind, wg) {
-            (KernelKind::Gemv, "" | "tuned") => None,
-            (KernelKind::GemvVec, "") => return None,
-            (KernelKind::GemvVec, wg) => {
-                let (x, y) = wg.split_once('x')?;
-                let w = Workgroup { x: x.parse().ok()?, y: y.parse().ok()? };
-                (w.x.is_power_of_two() && w.x <= 256 && (1..=8).contains(&w.y) && w.x >= w.y).then_some(w)?;
-                Some(w)
-            }
-            (_, wg) => Some(Workgroup::parse(wg)?),
-        };
-        Some(GemvChoice { kind, workgroup })
+        match s {
+            "tuned" => Some(GemvChoice(None)),
+            s => GemvKernel::parse(s).map(|k| GemvChoice(Some(k))),
+        }
     }
 
-    /// `WEBQ_BENCH_KERNELS` (comma-separated), else the portable kernel as tuned and a sweep of the
-    /// vector kernel's shapes.
+    /// `WEBQ_BENCH_KERNELS` (comma-separated), else the portable kernel with the seed's workgroup and a
+    /// sweep of the vector kernel's shapes.
     pub fn from_env() -> Vec<GemvChoice> {
         let list = std::env::var("WEBQ_BENCH_KERNELS")
-            .unwrap_or_else(|_| "gemv,vec:32x8,vec:64x4,vec:128x2,vec:32x4,vec:64x8,vec:128x4,vec:256x1".into());
+            .unwrap_or_else(|_| "128x2,vec-32x8,vec-64x4,vec-128x2,vec-32x4,vec-64x8,vec-128x4,vec-256x1".into());
         list.split(',').filter_map(|s| GemvChoice::parse(s.trim())).collect()
     }
 }
 
 impl fmt::Display for GemvChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.kind, self.workgroup) {
-            (KernelKind::GemvVec, Some(w)) => write!(f, "vec:{w}"),
-            (_, Some(w)) => write!(f, "{}:{w}", self.kind.name()),
-            (_, None) => write!(f, "{}:tuned", self.kind.name()),
+        match self.0 {
+            Some(k) => write!(f, "{k}"),
+            None => write!(f, "tuned"),
         }
     }
 }
@@ -106,31 +87,31 @@ impl BenchWeights {
         COLD_FOOTPRINT.div_ceil(self.bytes.max(1)).clamp(1, 32) as usize
     }
 
-    /// The kernel of a choice, uploaded (`None` workgroup: the tuning table's).
+    /// The kernel of a choice (GEMM for several rows), uploaded.
     pub async fn prepare<'e>(
         &self,
         exec: &'e Executor,
-        kind: KernelKind,
+        choice: GemvChoice,
         arith: Arith,
-        wg: Option<Workgroup>,
     ) -> Result<Prepared<'e>, GpuError> {
-        let wg = wg.unwrap_or_else(|| TuningTable::seed().pick("native", &exec.adapter().name, kind, None));
-        exec.prepare(&self.x, self.m, &self.q, KernelVariant::new(kind, arith, wg)).await
+        let kernel = choice
+            .0
+            .unwrap_or_else(|| TuningTable::seed().pick("native", &exec.adapter().name, KernelKind::Gemv, None));
+        let variant = kernel.variant(self.m, self.q.k, Some(&self.q.format), arith);
+        exec.prepare(&self.x, self.m, &self.q, variant).await
     }
 }
 
-/// A prepared kernel for a benchmark cell (GEMV workgroup `wg`, or the tuning table's), with the
-/// bytes of weights one dispatch reads.
+/// A prepared kernel for a benchmark cell, with the bytes of weights one dispatch reads.
 pub fn prepare_bench(
     exec: &Executor,
     format: QuantFormat,
     shape: (usize, usize, usize),
     arith: Arith,
-    wg: Option<Workgroup>,
+    choice: GemvChoice,
 ) -> Result<(Prepared<'_>, u64), GpuError> {
     let w = BenchWeights::new(format, shape);
-    let kind = KernelKind::for_rows(shape.0);
-    let prepared = pollster::block_on(w.prepare(exec, kind, arith, wg))?;
+    let prepared = pollster::block_on(w.prepare(exec, choice, arith))?;
     Ok((prepared, w.bytes))
 }
 
@@ -140,12 +121,11 @@ mod tests {
 
     #[test]
     fn kernel_choices_parse() {
-        assert_eq!(GemvChoice::parse("gemv"), Some(GemvChoice { kind: KernelKind::Gemv, workgroup: None }));
-        let v = GemvChoice::parse("vec:64x4").unwrap();
-        assert_eq!((v.kind, v.workgroup), (KernelKind::GemvVec, Some(Workgroup { x: 64, y: 4 })));
-        assert_eq!(v.to_string(), "vec:64x4");
-        assert_eq!(GemvChoice::parse("gemv:128x2").unwrap().to_string(), "gemv:128x2");
-        for bad in ["vec", "vec:64x9", "vec:4x8", "vec:100x2", "gemm", "gemv:65536x65536"] {
+        assert_eq!(GemvChoice::parse("tuned"), Some(GemvChoice(None)));
+        assert_eq!(GemvChoice::parse("vec-64x4"), Some(GemvChoice(Some(GemvKernel::vector(64, 4)))));
+        assert_eq!(GemvChoice::parse("vec:64x4").unwrap().to_string(), "vec-64x4");
+        assert_eq!(GemvChoice::parse("128x2").unwrap().to_string(), "128x2");
+        for bad in ["vec", "vec-64x9", "gemm", "65536x65536"] {
             assert_eq!(GemvChoice::parse(bad), None, "{bad}");
         }
         assert!(GemvChoice::from_env().len() >= 2);

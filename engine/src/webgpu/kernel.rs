@@ -105,6 +105,81 @@ impl fmt::Display for Workgroup {
     }
 }
 
+/// The GEMV kernel a cell runs and its workgroup: the tuning table's pick, or a matrix's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GemvKernel {
+    /// [`KernelKind::Gemv`] (portable) or [`KernelKind::GemvVec`] (vector loads).
+    pub kind: KernelKind,
+    pub workgroup: Workgroup,
+}
+
+impl GemvKernel {
+    /// The portable kernel with the seed's workgroup, where nothing else was measured.
+    pub const PORTABLE: GemvKernel = GemvKernel::portable(128, 2);
+    /// What a matrix's `workgroups = ["all"]` runs: every portable workgroup and vector shapes.
+    pub const VARIANTS: [GemvKernel; 7] = [
+        GemvKernel::portable(64, 1),
+        GemvKernel::portable(128, 1),
+        GemvKernel::portable(256, 1),
+        GemvKernel::portable(128, 2),
+        GemvKernel::vector(64, 4),
+        GemvKernel::vector(128, 2),
+        GemvKernel::vector(32, 8),
+    ];
+
+    pub const fn portable(x: u32, y: u32) -> Self {
+        GemvKernel { kind: KernelKind::Gemv, workgroup: Workgroup { x, y } }
+    }
+
+    /// The vector-load kernel: `threads` share the rows, each thread computes `rows` of them.
+    pub const fn vector(threads: u32, rows: u32) -> Self {
+        GemvKernel { kind: KernelKind::GemvVec, workgroup: Workgroup { x: threads, y: rows } }
+    }
+
+    /// Parses `128x2` or `256` (portable) and `vec-64x4` or `vec:64x4` (vector loads: threads x rows,
+    /// a power of two of at most 256 threads, 1 to 8 rows, no more rows than threads).
+    pub fn parse(s: &str) -> Option<GemvKernel> {
+        let Some(v) = s.strip_prefix("vec-").or_else(|| s.strip_prefix("vec:")) else {
+            return Workgroup::parse(s).map(|w| GemvKernel { kind: KernelKind::Gemv, workgroup: w });
+        };
+        let (x, y) = v.split_once('x')?;
+        let w = Workgroup { x: x.parse().ok()?, y: y.parse().ok()? };
+        (w.x.is_power_of_two() && w.x <= 256 && (1..=8).contains(&w.y) && w.x >= w.y)
+            .then_some(GemvKernel { kind: KernelKind::GemvVec, workgroup: w })
+    }
+
+    /// What runs for `m` activation rows of length `k` in `format` (`None`: any format, as when a
+    /// fallback may step the format down): GEMM for several rows, and the portable GEMV with the
+    /// seed's workgroup where the vector kernel cannot take K.
+    pub fn variant(self, m: usize, k: usize, format: Option<&QuantFormat>, arith: Arith) -> KernelVariant {
+        if m > 1 {
+            return KernelVariant::new(KernelKind::Gemm, arith, Workgroup::GEMM_TILE);
+        }
+        let tile = format.map_or(128, gemv_vec_tile);
+        let kernel = if self.kind == KernelKind::GemvVec && k % tile != 0 { Self::PORTABLE } else { self };
+        KernelVariant::new(kernel.kind, arith, kernel.workgroup)
+    }
+}
+
+impl GemvKernel {
+    /// How results name the kernel of a variant that ran: `128x2`, `vec-64x4`, or GEMM's `16x16` tile.
+    pub fn ran(variant: &KernelVariant) -> String {
+        match variant.kind {
+            KernelKind::Gemm => variant.workgroup.to_string(),
+            kind => GemvKernel { kind, workgroup: variant.workgroup }.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for GemvKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            KernelKind::GemvVec => write!(f, "vec-{}", self.workgroup),
+            _ => write!(f, "{}", self.workgroup),
+        }
+    }
+}
+
 /// One compiled kernel variant: shape, arithmetic and workgroup size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KernelVariant {
@@ -191,6 +266,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_vector_kernel_steps_aside_where_k_is_not_whole_tiles() {
+        let int3: QuantFormat = "int3".parse().unwrap();
+        let vec = GemvKernel::vector(64, 4);
+        assert_eq!(vec.variant(1, 256, Some(&int3), Arith::F32).kind, KernelKind::GemvVec);
+        assert_eq!(
+            vec.variant(1, 96, Some(&int3), Arith::F32),
+            KernelVariant::new(KernelKind::Gemv, Arith::F32, Workgroup { x: 128, y: 2 })
+        );
+        assert_eq!(vec.variant(1, 96, Some(&QuantFormat::F16), Arith::F32).kind, KernelKind::GemvVec);
+        assert_eq!(vec.variant(1, 96, None, Arith::F32).kind, KernelKind::Gemv, "any format: whole 128-code tiles");
+        assert_eq!(vec.variant(5, 256, Some(&int3), Arith::F16).kind, KernelKind::Gemm);
+    }
+
+    #[test]
     fn sources_assemble() {
         let wg = Workgroup { x: 128, y: 2 };
         let s = shader_source(&KernelVariant::new(KernelKind::Gemv, Arith::F16, wg));
@@ -209,5 +298,11 @@ mod tests {
         assert_eq!(Workgroup::parse("100x1"), None);
         assert_eq!(Workgroup::parse("65536x65536"), None, "overflowing product");
         assert_eq!(Workgroup::parse("4294967295x2"), None);
+        assert_eq!(GemvKernel::parse("vec-64x4"), Some(GemvKernel::vector(64, 4)));
+        assert_eq!(GemvKernel::parse("vec:64x4").unwrap().to_string(), "vec-64x4");
+        assert_eq!(GemvKernel::parse("128x2"), Some(GemvKernel::PORTABLE));
+        for bad in ["vec-64x9", "vec-4x8", "vec-100x2", "vec-64", "gemm"] {
+            assert_eq!(GemvKernel::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -17,7 +17,7 @@ mod error;
 mod executor;
 mod timing;
 
-pub use kernel::{gemv_vec_tile, pipeline_constants, shader_source, KernelKind, KernelVariant, Workgroup};
+pub use kernel::{gemv_vec_tile, pipeline_constants, shader_source, GemvKernel, KernelKind, KernelVariant, Workgroup};
 pub use tuning::{TuningKey, TuningTable};
 
 pub use error::GpuError;

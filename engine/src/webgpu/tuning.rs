@@ -1,16 +1,17 @@
-//! Workgroup sizes chosen by data: a table keyed by runtime (browser or native adapter), kernel and
-//! model family, never hard-wired in a kernel.
+//! GEMV kernels and workgroup sizes chosen by data: a table keyed by runtime (browser or native
+//! adapter), kernel and model family, never hard-wired in a kernel. Each row says where it was
+//! measured (bench/).
 
 use serde::{Deserialize, Serialize};
 
-use super::kernel::{KernelKind, Workgroup};
+use super::kernel::{GemvKernel, KernelKind};
 
 /// What a tuning row matches; `None` matches anything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TuningKey {
     /// Runtime or browser name (`firefox`, `chromium`, `native`, ...).
     pub runtime: Option<String>,
-    /// A substring of the adapter's name (`llvmpipe`, `SwiftShader`, `H100`, ...).
+    /// A substring of the adapter's name, any case (`llvmpipe`, `SwiftShader`, `H100`, ...).
     pub adapter: Option<String>,
     pub kernel: Option<KernelKind>,
     /// Model family (`text`, `vision`, `audio`, `llm`).
@@ -20,7 +21,7 @@ pub struct TuningKey {
 impl TuningKey {
     fn matches(&self, runtime: &str, adapter: &str, kernel: KernelKind, family: Option<&str>) -> bool {
         self.runtime.as_deref().is_none_or(|r| r == runtime)
-            && self.adapter.as_deref().is_none_or(|a| adapter.contains(a))
+            && self.adapter.as_deref().is_none_or(|a| adapter.to_lowercase().contains(&a.to_lowercase()))
             && self.kernel.is_none_or(|k| k == kernel)
             && self.family.as_deref().is_none_or(|f| Some(f) == family)
     }
@@ -36,34 +37,46 @@ impl TuningKey {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TuningTable {
-    pub rows: Vec<(TuningKey, Workgroup)>,
+    pub rows: Vec<(TuningKey, GemvKernel)>,
 }
 
 impl TuningTable {
-    /// The seed's tuning: 256x1x1 for audio models in Firefox, 128x2x1 everywhere else.
+    /// The seed's tuning (256x1x1 for audio models in Firefox, 128x2x1 everywhere else), and the
+    /// vector-load GEMV where it was measured faster: 4096x4096 in Chromium on SwiftShader (2.0-2.3x),
+    /// in Firefox (1.9-5.2x; Firefox names no adapter, so the row keys on the browser) and natively on
+    /// lavapipe (1.8-4.2x), bench/2026-11-27-browsers-kernels.txt; 8192x8192 on an NVIDIA H100
+    /// (1.3-1.8x for fp16, int8, int3 and int2, even for int4), bench/2026-11-27-nvidia-h100*.txt.
     pub fn seed() -> Self {
         let any = TuningKey { runtime: None, adapter: None, kernel: None, family: None };
+        let gemv_on = |runtime: Option<&str>, adapter: Option<&str>| TuningKey {
+            runtime: runtime.map(str::to_string),
+            adapter: adapter.map(str::to_string),
+            kernel: Some(KernelKind::Gemv),
+            family: None,
+        };
         TuningTable {
             rows: vec![
-                (any.clone(), Workgroup { x: 128, y: 2 }),
+                (any.clone(), GemvKernel::PORTABLE),
+                (gemv_on(None, Some("llvmpipe")), GemvKernel::vector(64, 4)),
+                (gemv_on(None, Some("swiftshader")), GemvKernel::vector(64, 4)),
+                (gemv_on(Some("firefox"), None), GemvKernel::vector(64, 4)),
+                (gemv_on(None, Some("H100")), GemvKernel::vector(128, 2)),
+                // Last: wins the tie with the Firefox row above.
                 (
                     TuningKey { runtime: Some("firefox".into()), family: Some("audio".into()), ..any },
-                    Workgroup { x: 256, y: 1 },
+                    GemvKernel::portable(256, 1),
                 ),
             ],
         }
     }
 
-    /// The workgroup of the most specific matching row (the later row on a tie).
-    pub fn pick(&self, runtime: &str, adapter: &str, kernel: KernelKind, family: Option<&str>) -> Workgroup {
-        if kernel == KernelKind::Gemm {
-            return Workgroup::GEMM_TILE;
-        }
+    /// The kernel of the most specific matching row (the later row on a tie).
+    pub fn pick(&self, runtime: &str, adapter: &str, kernel: KernelKind, family: Option<&str>) -> GemvKernel {
         self.rows
             .iter()
             .filter(|(k, _)| k.matches(runtime, adapter, kernel, family))
             .max_by_key(|(k, _)| k.specificity())
-            .map_or(Workgroup { x: 128, y: 2 }, |(_, w)| *w)
+            .map_or(GemvKernel::PORTABLE, |(_, w)| *w)
     }
 }
 
@@ -74,9 +87,15 @@ mod tests {
     #[test]
     fn seed_tuning() {
         let t = TuningTable::seed();
-        assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("audio")), Workgroup { x: 256, y: 1 });
-        assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("text")), Workgroup { x: 128, y: 2 });
-        assert_eq!(t.pick("chromium", "SwiftShader", KernelKind::Gemv, Some("audio")), Workgroup { x: 128, y: 2 });
-        assert_eq!(t.pick("native", "llvmpipe", KernelKind::Gemm, None), Workgroup::GEMM_TILE);
+        let lavapipe = "llvmpipe (LLVM 15.0.6, 256 bits)";
+        assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("audio")), GemvKernel::portable(256, 1));
+        assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("text")), GemvKernel::vector(64, 4));
+        assert_eq!(
+            t.pick("chromium", "google swiftshader", KernelKind::Gemv, Some("audio")),
+            GemvKernel::vector(64, 4)
+        );
+        assert_eq!(t.pick("native", lavapipe, KernelKind::Gemv, None), GemvKernel::vector(64, 4));
+        assert_eq!(t.pick("native", "NVIDIA H100 80GB HBM3", KernelKind::Gemv, None), GemvKernel::vector(128, 2));
+        assert_eq!(t.pick("chromium", "Some GPU", KernelKind::Gemv, None), GemvKernel::PORTABLE, "not measured there");
     }
 }
