@@ -42,16 +42,21 @@ pub async fn environment(client: &fantoccini::Client) -> Result<Value, String> {
         .map_err(|e| e.to_string())
 }
 
-fn environment_record(kind: BrowserKind, env: &Value) -> Environment {
-    let gpu = &env["webgpu"];
-    let adapter = gpu["adapter"].as_object().map(|a| {
+/// The WebGPU adapter as results name it (vendor, architecture, description), as the tuning table matches it.
+pub fn adapter_name(env: &Value) -> Option<String> {
+    env["webgpu"]["adapter"].as_object().map(|a| {
         let s = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         [s("vendor"), s("architecture"), s("description")]
             .into_iter()
             .filter(|v| !v.is_empty())
             .collect::<Vec<_>>()
             .join(" ")
-    });
+    })
+}
+
+fn environment_record(kind: BrowserKind, env: &Value) -> Environment {
+    let gpu = &env["webgpu"];
+    let adapter = adapter_name(env);
     Environment {
         runtime: kind.name().into(),
         adapter,

@@ -12,6 +12,8 @@ mod matrix;
 mod messages;
 mod models;
 mod native;
+mod onnx;
+mod peer;
 mod report;
 mod results;
 mod run;
@@ -62,6 +64,8 @@ enum Command {
     Faults(faults::FaultsArgs),
     /// Provoke every classified error in every browser and check the browsers' words against the table.
     Messages(messages::MessagesArgs),
+    /// webq's GEMV against onnxruntime-web's MatMulNBits in the same browser, same weights, same verdict.
+    Peer(peer::PeerArgs),
 }
 
 fn main() {
@@ -79,6 +83,7 @@ fn main() {
         Command::Faults(args) => faults::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Messages(args) => messages::run(&args),
+        Command::Peer(args) => peer::run(&args),
     };
     if let Err(e) = result {
         eprintln!("webq: {e}");

@@ -16,6 +16,7 @@ pub const BUNDLE: &[(&str, &str)] = &[
     ("index.html", "text/html; charset=utf-8"),
     ("shim.js", "text/javascript"),
     ("provoke.js", "text/javascript"),
+    ("peer.js", "text/javascript"),
     ("webq_engine.js", "text/javascript"),
     ("webq_engine_bg.wasm", "application/wasm"),
 ];
@@ -26,13 +27,27 @@ pub struct PageServer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// onnxruntime-web's files the peer page loads from `/ort/` (`webq peer`), when a peer folder is given.
+pub const PEER: &[(&str, &str)] = &[
+    ("ort.webgpu.min.mjs", "text/javascript"),
+    ("ort.all.min.mjs", "text/javascript"),
+    ("ort-wasm-simd-threaded.asyncify.mjs", "text/javascript"),
+    ("ort-wasm-simd-threaded.asyncify.wasm", "application/wasm"),
+    ("ort-wasm-simd-threaded.jsep.mjs", "text/javascript"),
+    ("ort-wasm-simd-threaded.jsep.wasm", "application/wasm"),
+    ("ort-wasm-simd-threaded.mjs", "text/javascript"),
+    ("ort-wasm-simd-threaded.wasm", "application/wasm"),
+];
+
 /// One route per bundle file (so no other path can be reached: no traversal to refuse), `/` for
-/// the page, 404 for anything else.
-fn router(dir: &Path) -> Router {
+/// the page, the peer's files under `/ort/`, 404 for anything else.
+fn router(dir: &Path, peer: Option<&Path>) -> Router {
     let mut app = Router::new().route_service("/", ServeFile::new(dir.join("index.html")));
-    for (name, ctype) in BUNDLE {
-        let file = ServeFile::new_with_mime(dir.join(name), &ctype.parse().expect("a valid content type"));
-        app = app.route_service(&format!("/{name}"), file);
+    let files = BUNDLE.iter().map(|(name, ctype)| (dir.join(name), format!("/{name}"), ctype));
+    let peer_files = PEER.iter().filter_map(|(name, ctype)| Some((peer?.join(name), format!("/ort/{name}"), ctype)));
+    for (path, route, ctype) in files.chain(peer_files) {
+        let file = ServeFile::new_with_mime(path, &ctype.parse().expect("a valid content type"));
+        app = app.route_service(&route, file);
     }
     let set = |name, value: &'static str| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
     // Cross-origin isolation: browsers give an isolated page's performance.now() a finer resolution,
@@ -45,6 +60,16 @@ fn router(dir: &Path) -> Router {
 impl PageServer {
     /// Checks the bundle and starts serving it (on a thread of its own, with its own runtime).
     pub fn start(dir: &Path) -> Result<PageServer, String> {
+        Self::start_with_peer(dir, None)
+    }
+
+    /// As [`PageServer::start`], also serving onnxruntime-web's files from `peer` under `/ort/`.
+    pub fn start_with_peer(dir: &Path, peer: Option<&Path>) -> Result<PageServer, String> {
+        for path in PEER.iter().filter_map(|(name, _)| Some(peer?.join(name))) {
+            if !path.is_file() {
+                return Err(format!("onnxruntime-web lacks {}: run scripts/setup", path.display()));
+            }
+        }
         for (name, _) in BUNDLE {
             if !dir.join(name).is_file() {
                 return Err(format!(
@@ -56,7 +81,7 @@ impl PageServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("page server: {e}"))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let app = router(dir);
+        let app = router(dir, peer);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         let thread = std::thread::spawn(move || {
@@ -130,6 +155,22 @@ mod tests {
         assert!(get(port, "/../Cargo.toml", "").starts_with("HTTP/1.1 404"));
         assert!(get(port, "/%2e%2e/Cargo.toml", "").starts_with("HTTP/1.1 404"));
         drop(server);
+        // The peer's files, under /ort/ only, and only those listed.
+        let peer = dir.join("dist");
+        std::fs::create_dir_all(&peer).unwrap();
+        for (name, _) in PEER {
+            std::fs::write(peer.join(name), format!("ort {name}")).unwrap();
+        }
+        std::fs::write(peer.join("ort.node.min.mjs"), "not served").unwrap();
+        let server = PageServer::start_with_peer(&dir, Some(&peer)).unwrap();
+        let ort = get(server.port, "/ort/ort-wasm-simd-threaded.jsep.wasm", "").to_ascii_lowercase();
+        assert!(ort.starts_with("http/1.1 200") && ort.contains("content-type: application/wasm"), "{ort}");
+        assert!(get(server.port, "/ort/ort.node.min.mjs", "").starts_with("HTTP/1.1 404"));
+        assert!(get(server.port, "/ort.all.min.mjs", "").starts_with("HTTP/1.1 404"));
+        drop(server);
+        std::fs::remove_file(peer.join("ort.all.min.mjs")).unwrap();
+        let err = PageServer::start_with_peer(&dir, Some(&peer)).err().unwrap();
+        assert!(err.contains("ort.all.min.mjs") && err.contains("scripts/setup"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
         let err = PageServer::start(&dir).err().unwrap();
         assert!(err.contains("scripts/build-page"), "{err}");

@@ -4,42 +4,13 @@
 //! record fails `--check` with its file and line; a vanished browser feature fails `--check`;
 //! killing `webq` itself leaves no driver or browser behind, and the next run removes its profile.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("webq-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Whether the browser tests can run here; without browsers they fail unless WEBQ_ALLOW_NO_BROWSERS=1.
-fn browsers_ready(what: &str) -> bool {
-    let page = root().join("target/webq-page/webq_engine_bg.wasm");
-    let firefox = Path::new("/usr/bin/firefox-esr").exists();
-    if page.exists() && firefox {
-        return true;
-    }
-    let why = format!("{what} needs Firefox and the page bundle (scripts/setup, scripts/build-page)");
-    assert!(std::env::var("WEBQ_ALLOW_NO_BROWSERS").as_deref() == Ok("1"), "{why}; WEBQ_ALLOW_NO_BROWSERS=1 skips");
-    eprintln!("SKIPPED: {why}");
-    false
-}
-
-fn webq(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_webq"));
-    c.args(args).current_dir(root()).stdin(Stdio::null());
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    }
-    c
-}
+use common::{browsers_ready, scratch, webq};
 
 fn run_matrix(dir: &Path, matrix: &str, extra: &[&str]) -> Output {
     let file = dir.join("m.toml");

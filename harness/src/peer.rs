@@ -1,0 +1,303 @@
+//! `webq peer`: webq's GEMV against onnxruntime-web's `MatMulNBits` in the same browser, on the same
+//! packed 4-bit weights and activations. Both outputs go through the same kernel verdict against the
+//! CPU emulation (a peer that computes wrong numbers is reported as such); the table gives each
+//! one's time per run and webq's time over ORT-web's. ORT-web runs from both of its WebGPU builds
+//! (`ort.webgpu.min.mjs`: the C++ WebGPU EP; `ort.all.min.mjs`: the JSEP one) and its wasm EP.
+//!
+//! Clocks: webq's figure is the page's wall time per dispatch over `--reps` dispatches in one
+//! submission with one readback (its GPU-timestamp median beside it where the browser has
+//! timestamps); ORT-web's is wall time per `session.run` over `--reps` runs with the output left on
+//! the GPU (`preferredOutputLocation: 'gpu-buffer'`) and one readback at the end.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use clap::Args;
+use serde_json::{json, Value};
+use webq_conformance::KernelTolerance;
+use webq_engine::protocol::{CellBackend, CellSpec, Outcome, Precision};
+use webq_engine::quant::{quantize, QuantFormat, Quantizer};
+use webq_engine::reference::{emulate, Arith};
+use webq_engine::seeded;
+use webq_engine::webgpu::{KernelKind, TuningTable};
+
+use crate::browser_run::{adapter_name, environment, load_page};
+use crate::browsers::{BrowserKind, Session};
+use crate::models::cache_dir;
+use crate::onnx::matmul_nbits;
+use crate::server::PageServer;
+
+/// The onnxruntime-web release webq is compared with (scripts/setup fetches it, sha256-checked).
+pub const ORT_VERSION: &str = "1.30.0";
+
+/// Where scripts/setup puts onnxruntime-web's `dist/`.
+pub fn ort_dir() -> PathBuf {
+    cache_dir().join("npm").join(format!("onnxruntime-web-{ORT_VERSION}")).join("dist")
+}
+
+#[derive(Args)]
+pub struct PeerArgs {
+    /// Browsers to compare in (chromium, firefox).
+    #[arg(long, value_delimiter = ',', default_value = "chromium,firefox")]
+    browsers: Vec<String>,
+    /// Output rows N.
+    #[arg(long, default_value_t = 4096)]
+    n: usize,
+    /// Inner dimension K.
+    #[arg(long, default_value_t = 4096)]
+    k: usize,
+    /// Timed runs per measurement.
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    /// Formats (4-bit grouped: MatMulNBits' block sizes with and without zero points).
+    #[arg(long, value_delimiter = ',', default_value = "int4-g32-sym,int4-g32-asym,int4-g128-sym,int4-g128-asym")]
+    formats: Vec<QuantFormat>,
+    /// Writes peer.jsonl here.
+    #[arg(long, default_value = "out/peer")]
+    out: PathBuf,
+    /// The page bundle (scripts/build-page).
+    #[arg(long, default_value = "target/webq-page")]
+    page: PathBuf,
+}
+
+/// One measured runner: webq's backend, or an ORT-web build and execution provider.
+#[derive(Clone, Copy)]
+enum Runner {
+    Webq(CellBackend),
+    Ort { build: &'static str, ep: &'static str },
+}
+
+impl Runner {
+    const ALL: [Runner; 5] = [
+        Runner::Webq(CellBackend::Webgpu),
+        Runner::Ort { build: "ort.webgpu.min.mjs", ep: "webgpu" },
+        Runner::Ort { build: "ort.all.min.mjs", ep: "webgpu" },
+        Runner::Webq(CellBackend::Wasm),
+        Runner::Ort { build: "ort.all.min.mjs", ep: "wasm" },
+    ];
+
+    fn name(self) -> String {
+        match self {
+            Runner::Webq(b) => format!("webq {b}"),
+            Runner::Ort { build, ep } => {
+                format!("ort {ep} ({})", if build.contains("webgpu") { "C++ EP build" } else { "JSEP build" })
+            }
+        }
+    }
+
+    /// The backend kind both sides share, for the ratio: webgpu or wasm.
+    fn backend(self) -> &'static str {
+        match self {
+            Runner::Webq(CellBackend::Webgpu) | Runner::Ort { ep: "webgpu", .. } => "webgpu",
+            _ => "wasm",
+        }
+    }
+}
+
+/// One measurement: the runner's time per run (ms) and verdict, or why it did not run.
+struct Measured {
+    ms: Option<f64>,
+    gpu_ms: Option<f64>,
+    verdict: Option<(bool, f64)>,
+    note: String,
+}
+
+pub fn run(args: &PeerArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let ort = ort_dir();
+    let server = PageServer::start_with_peer(&args.page, Some(&ort))?;
+    std::fs::create_dir_all(&args.out)?;
+    let mut jsonl = std::fs::OpenOptions::new().create(true).append(true).open(args.out.join("peer.jsonl"))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (n, k) = (args.n, args.k);
+    let w = seeded::weights(1, n, k);
+    let x = seeded::activations(1, 1, k);
+    let x_b64 = base64::engine::general_purpose::STANDARD.encode(bytemuck::cast_slice(&x));
+    println!(
+        "{:<9} {:<15} {:<26} {:>10} {:>10} {:>14}  note",
+        "browser", "format", "runner", "ms/run", "gpu ms", "verdict"
+    );
+    // webq's own cells must run and pass; a peer's wrong output is a finding, reported, not an error.
+    let mut own_failures = Vec::new();
+    for name in &args.browsers {
+        let kind =
+            BrowserKind::ALL.into_iter().find(|b| b.name() == name).ok_or_else(|| format!("unknown browser {name}"))?;
+        let located = kind.locate()?;
+        let session = rt.block_on(Session::start(kind, &located))?;
+        rt.block_on(load_page(&session.client, &server.url()))?;
+        let env = rt.block_on(environment(&session.client))?;
+        let adapter = adapter_name(&env).unwrap_or_default();
+        let gemv = TuningTable::seed().pick(kind.name(), &adapter, KernelKind::Gemv, None);
+        for &format in &args.formats {
+            let q = quantize(&w, n, k, format, Quantizer::RoundToNearest)?;
+            let model = base64::engine::general_purpose::STANDARD.encode(matmul_nbits(&q)?);
+            let want = emulate(&x, 1, &q, Arith::F32);
+            let judge = |y: &[f32]| {
+                let v = KernelTolerance::matmul_f32().judge(y, &want.y, &want.abs_dot, k);
+                (v.pass, v.worst_ratio)
+            };
+            let mut times: Vec<(Runner, Option<f64>)> = Vec::new();
+            for runner in Runner::ALL {
+                let m = match runner {
+                    Runner::Webq(backend) => {
+                        let spec = CellSpec {
+                            backend,
+                            device: None,
+                            precision: Precision::Format(format),
+                            m: 1,
+                            n,
+                            k,
+                            seed: 1,
+                            arith: Arith::F32,
+                            gemv,
+                            quantizer: Quantizer::RoundToNearest,
+                            reps: args.reps,
+                            family: None,
+                            layer: None,
+                            memory_cap: None,
+                            plant: None,
+                        };
+                        rt.block_on(webq_run(&session, &spec, &judge))
+                    }
+                    Runner::Ort { build, ep } => {
+                        rt.block_on(ort_run(&session, build, ep, &model, &x_b64, args.reps, n, &judge))
+                    }
+                };
+                let verdict =
+                    m.verdict.map_or("-".to_string(), |(p, r)| format!("{} {r:.2}", if p { "pass" } else { "FAIL" }));
+                println!(
+                    "{:<9} {:<15} {:<26} {:>10} {:>10} {:>14}  {}",
+                    kind.name(),
+                    format.to_string(),
+                    runner.name(),
+                    m.ms.map_or("-".into(), |v| format!("{v:.2}")),
+                    m.gpu_ms.map_or("-".into(), |v| format!("{v:.2}")),
+                    verdict,
+                    m.note
+                );
+                let record = json!({"browser": kind.name(), "user_agent": env["userAgent"], "adapter": adapter,
+                    "format": format.to_string(), "n": n, "k": k, "reps": args.reps, "runner": runner.name(),
+                    "backend": runner.backend(), "webq_kernel": matches!(runner, Runner::Webq(CellBackend::Webgpu)).then(|| gemv.to_string()),
+                    "ms_per_run": m.ms, "gpu_ms": m.gpu_ms, "verdict_pass": m.verdict.map(|v| v.0),
+                    "worst_ratio": m.verdict.map(|v| v.1), "note": m.note});
+                writeln!(jsonl, "{record}")?;
+                if matches!(runner, Runner::Webq(_)) && !m.verdict.is_some_and(|v| v.0) {
+                    own_failures.push(format!("{} {format} {}: {}", kind.name(), runner.name(), m.note));
+                }
+                times.push((runner, if m.verdict.is_some_and(|v| v.0) { m.ms } else { None }));
+            }
+            for (r, t) in &times {
+                if let (Runner::Ort { .. }, Some(ort_ms)) = (r, t) {
+                    if let Some((_, Some(webq_ms))) =
+                        times.iter().find(|(w, _)| matches!(w, Runner::Webq(_)) && w.backend() == r.backend())
+                    {
+                        println!(
+                            "{:<9} {:<15} webq / {:<19} {:>10.2}x",
+                            kind.name(),
+                            format.to_string(),
+                            r.name(),
+                            webq_ms / ort_ms
+                        );
+                    }
+                }
+            }
+        }
+        rt.block_on(session.close());
+    }
+    println!("webq peer: records in {}", args.out.join("peer.jsonl").display());
+    if own_failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("webq's own cells did not pass: {}", own_failures.join("; ")).into())
+    }
+}
+
+/// webq's own cell, through the page's runCell.
+async fn webq_run(session: &Session, spec: &CellSpec, judge: &dyn Fn(&[f32]) -> (bool, f64)) -> Measured {
+    let script = "const [spec, done] = arguments; window.webq.runCell(spec).then(done, (e) => done({error_class: 'js_exception', error: String(e)}));";
+    let spec_value = serde_json::to_value(spec).expect("a spec serializes");
+    let answer = match session.client.execute_async(script, vec![spec_value]).await {
+        Ok(a) => a,
+        Err(e) => return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("webdriver: {e}") },
+    };
+    let out: webq_engine::protocol::CellOutput = match serde_json::from_value(answer) {
+        Ok(o) => o,
+        Err(e) => return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("malformed answer: {e}") },
+    };
+    let kernel = out.workgroup.clone().unwrap_or_default();
+    match out.outcome(spec.precision, spec.n) {
+        Ok(Outcome::Ran { y, timings, .. }) => Measured {
+            ms: Some(timings.wall_us / 1e3),
+            gpu_ms: timings.gpu_us.map(|v| v / 1e3),
+            verdict: Some(judge(&y)),
+            note: if kernel.is_empty() { String::new() } else { format!("kernel {kernel}") },
+        },
+        Ok(Outcome::Failed { message, .. }) => Measured { ms: None, gpu_ms: None, verdict: None, note: message },
+        Err(why) => Measured { ms: None, gpu_ms: None, verdict: None, note: why },
+    }
+}
+
+/// ORT-web's MatMulNBits session, through peer.js.
+#[allow(clippy::too_many_arguments)]
+async fn ort_run(
+    session: &Session,
+    build: &str,
+    ep: &str,
+    model: &str,
+    x: &str,
+    reps: usize,
+    n: usize,
+    judge: &dyn Fn(&[f32]) -> (bool, f64),
+) -> Measured {
+    let script =
+        "const [spec, done] = arguments; window.webqPeer.run(spec).then(done, (e) => done({error: String(e)}));";
+    let spec = json!({"build": build, "ep": ep, "model": model, "x": x, "reps": reps});
+    let answer = match tokio::time::timeout(
+        std::time::Duration::from_secs(600),
+        session.client.execute_async(script, vec![spec]),
+    )
+    .await
+    {
+        Err(_) => return Measured { ms: None, gpu_ms: None, verdict: None, note: "timed out after 600 s".into() },
+        Ok(Err(e)) => return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("webdriver: {e}") },
+        Ok(Ok(a)) => a,
+    };
+    let placed = placements(&answer["log"]);
+    if let Some(e) = answer["error"].as_str() {
+        return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("{e}; {placed}") };
+    }
+    let y: Option<Vec<f32>> = answer["y"]
+        .as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .filter(|b| b.len() == 4 * n)
+        .map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(&b));
+    let Some(y) = y else {
+        return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("no output of {n} floats; {placed}") };
+    };
+    Measured {
+        ms: answer["per_run_ms"].as_f64(),
+        gpu_ms: None,
+        verdict: Some(judge(&y)),
+        note: format!(
+            "create {:.0} ms, first run {:.1} ms; {placed}",
+            answer["create_ms"].as_f64().unwrap_or(f64::NAN),
+            answer["first_ms"].as_f64().unwrap_or(f64::NAN)
+        ),
+    }
+}
+
+/// Which execution providers ORT's verbose log names.
+fn placements(log: &Value) -> String {
+    let lines: Vec<&str> = log.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let mut eps: Vec<&str> =
+        ["WebGpuExecutionProvider", "JsExecutionProvider", "CPUExecutionProvider", "WasmExecutionProvider"]
+            .into_iter()
+            .filter(|ep| lines.iter().any(|l| l.contains(ep)))
+            .collect();
+    eps.dedup();
+    if eps.is_empty() {
+        "log names no execution provider".into()
+    } else {
+        format!("log names {}", eps.join(", "))
+    }
+}
