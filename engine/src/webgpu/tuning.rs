@@ -42,10 +42,13 @@ pub struct TuningTable {
 
 impl TuningTable {
     /// The seed's tuning (256x1x1 for audio models in Firefox, 128x2x1 everywhere else), and the
-    /// vector-load GEMV where it was measured faster: 4096x4096 in Chromium on SwiftShader (2.0-2.3x),
-    /// in Firefox (1.9-5.2x; Firefox names no adapter, so the row keys on the browser) and natively on
-    /// lavapipe (1.8-4.2x), bench/2026-11-27-browsers-kernels.txt; 8192x8192 on an NVIDIA H100
-    /// (1.3-1.8x for fp16, int8, int3 and int2, even for int4), bench/2026-11-27-nvidia-h100*.txt.
+    /// vector-load GEMV where it was measured faster: at 4096x4096 it beat the portable kernel in
+    /// Chromium on SwiftShader, in Firefox and natively on lavapipe (bench/2026-11-27-browsers-kernels.txt),
+    /// and a sweep of its shapes (bench/2026-11-27-browsers-sweep.txt) found 8 threads x 8 rows best on
+    /// SwiftShader (int4 82 ms against 229 ms for 64x4 and 558 ms for the portable kernel) and 16 x 8
+    /// across formats on lavapipe (Firefox names no adapter, so its row keys on the browser); at
+    /// 8192x8192 on an NVIDIA H100, 128 x 2 (1.3-1.8x for fp16, int8, int3 and int2, even for int4;
+    /// bench/2026-11-27-nvidia-h100*.txt).
     pub fn seed() -> Self {
         let any = TuningKey { runtime: None, adapter: None, kernel: None, family: None };
         let gemv_on = |runtime: Option<&str>, adapter: Option<&str>| TuningKey {
@@ -57,9 +60,9 @@ impl TuningTable {
         TuningTable {
             rows: vec![
                 (any.clone(), GemvKernel::PORTABLE),
-                (gemv_on(None, Some("llvmpipe")), GemvKernel::vector(64, 4)),
-                (gemv_on(None, Some("swiftshader")), GemvKernel::vector(64, 4)),
-                (gemv_on(Some("firefox"), None), GemvKernel::vector(64, 4)),
+                (gemv_on(None, Some("llvmpipe")), GemvKernel::vector(16, 8)),
+                (gemv_on(None, Some("swiftshader")), GemvKernel::vector(8, 8)),
+                (gemv_on(Some("firefox"), None), GemvKernel::vector(16, 8)),
                 (gemv_on(None, Some("H100")), GemvKernel::vector(128, 2)),
                 // Last: wins the tie with the Firefox row above.
                 (
@@ -89,12 +92,9 @@ mod tests {
         let t = TuningTable::seed();
         let lavapipe = "llvmpipe (LLVM 15.0.6, 256 bits)";
         assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("audio")), GemvKernel::portable(256, 1));
-        assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("text")), GemvKernel::vector(64, 4));
-        assert_eq!(
-            t.pick("chromium", "google swiftshader", KernelKind::Gemv, Some("audio")),
-            GemvKernel::vector(64, 4)
-        );
-        assert_eq!(t.pick("native", lavapipe, KernelKind::Gemv, None), GemvKernel::vector(64, 4));
+        assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("text")), GemvKernel::vector(16, 8));
+        assert_eq!(t.pick("chromium", "google swiftshader", KernelKind::Gemv, Some("audio")), GemvKernel::vector(8, 8));
+        assert_eq!(t.pick("native", lavapipe, KernelKind::Gemv, None), GemvKernel::vector(16, 8));
         assert_eq!(t.pick("native", "NVIDIA H100 80GB HBM3", KernelKind::Gemv, None), GemvKernel::vector(128, 2));
         assert_eq!(t.pick("chromium", "Some GPU", KernelKind::Gemv, None), GemvKernel::PORTABLE, "not measured there");
     }
