@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{browsers_ready, scratch, webq};
+use common::{browsers_ready, scratch, serial, webq};
 
 fn run_matrix(dir: &Path, matrix: &str, extra: &[&str]) -> Output {
     let file = dir.join("m.toml");
@@ -63,6 +63,7 @@ fn check_planted(runtime: &str, recs: &[serde_json::Value]) {
 
 #[test]
 fn planted_non_finite_and_truncated_outputs_fail_check_natively() {
+    let _one_at_a_time = serial();
     let dir = scratch("planted-native");
     let out = run_matrix(&dir, &planted_matrix("\"native\""), &["--check"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -74,6 +75,7 @@ fn planted_non_finite_and_truncated_outputs_fail_check_natively() {
 
 #[test]
 fn planted_non_finite_and_truncated_outputs_fail_check_in_a_browser() {
+    let _one_at_a_time = serial();
     if !browsers_ready("the planted-output test") {
         return;
     }
@@ -88,6 +90,7 @@ fn planted_non_finite_and_truncated_outputs_fail_check_in_a_browser() {
 
 #[test]
 fn an_unreadable_record_fails_check_and_is_named() {
+    let _one_at_a_time = serial();
     let dir = scratch("torn");
     let matrix = "schema = 1\nname = \"torn\"\nruntimes = [\"native\"]\nprecisions = [\"int8\"]\nreps = 1\n\n\
                   [[shapes]]\nname = \"s\"\nm = 1\nn = 8\nk = 256\n";
@@ -111,6 +114,7 @@ fn an_unreadable_record_fails_check_and_is_named() {
 
 #[test]
 fn a_vanished_webgpu_fails_check() {
+    let _one_at_a_time = serial();
     if !browsers_ready("the vanished-feature test") {
         return;
     }
@@ -143,6 +147,7 @@ fn processes_matching(pattern: &str) -> String {
 
 #[test]
 fn killing_webq_leaves_no_driver_or_browser_and_the_next_run_cleans_up() {
+    let _one_at_a_time = serial();
     if !browsers_ready("the kill test") {
         return;
     }
