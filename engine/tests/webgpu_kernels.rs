@@ -51,11 +51,18 @@ fn check(
     }
 }
 
+/// Checks every cell (format, m, n, k, variant) and fails with all the cells that failed.
+fn assert_all_match(exec: &Executor, cells: &[(QuantFormat, usize, usize, usize, KernelVariant)]) {
+    let failures: Vec<String> =
+        cells.iter().filter_map(|&(format, m, n, k, variant)| check(exec, format, m, n, k, variant).err()).collect();
+    assert!(failures.is_empty(), "{} of {} cells failed:\n{}", failures.len(), cells.len(), failures.join("\n"));
+    eprintln!("{} cells passed on {}", cells.len(), exec.adapter().name);
+}
+
 #[test]
 fn every_format_every_kernel_matches_the_emulation() {
     let Some(exec) = executor() else { return };
-    let mut failures = Vec::new();
-    let mut cells = 0;
+    let mut cells = Vec::new();
     for format in QuantFormat::catalogue() {
         for arith in [Arith::F32, Arith::F16] {
             if !exec.supports(arith) {
@@ -71,17 +78,11 @@ fn every_format_every_kernel_matches_the_emulation() {
                 let kind = KernelKind::for_rows(m);
                 let wgs: &[Workgroup] =
                     if kind == KernelKind::Gemv { &Workgroup::VARIANTS } else { &[Workgroup::GEMM_TILE] };
-                for &wg in wgs {
-                    cells += 1;
-                    if let Err(e) = check(&exec, format, m, n, k, KernelVariant::new(kind, arith, wg)) {
-                        failures.push(e);
-                    }
-                }
+                cells.extend(wgs.iter().map(|&wg| (format, m, n, k, KernelVariant::new(kind, arith, wg))));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {cells} cells failed:\n{}", failures.len(), failures.join("\n"));
-    eprintln!("{cells} cells passed on {}", exec.adapter().name);
+    assert_all_match(&exec, &cells);
 }
 
 /// The vector-load GEMV, every format and arithmetic, rows not a multiple of the rows per workgroup,
@@ -89,8 +90,7 @@ fn every_format_every_kernel_matches_the_emulation() {
 #[test]
 fn every_format_through_the_vector_gemv_matches_the_emulation() {
     let Some(exec) = executor() else { return };
-    let mut failures = Vec::new();
-    let mut cells = 0;
+    let mut cells = Vec::new();
     for format in QuantFormat::catalogue() {
         for arith in [Arith::F32, Arith::F16] {
             if !exec.supports(arith) {
@@ -103,15 +103,11 @@ fn every_format_through_the_vector_gemv_matches_the_emulation() {
                 ((1, 5, 256), Workgroup { x: 256, y: 1 }),
             ];
             for ((m, n, k), wg) in cases {
-                cells += 1;
-                if let Err(e) = check(&exec, format, m, n, k, KernelVariant::new(KernelKind::GemvVec, arith, wg)) {
-                    failures.push(e);
-                }
+                cells.push((format, m, n, k, KernelVariant::new(KernelKind::GemvVec, arith, wg)));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {cells} cells failed:\n{}", failures.len(), failures.join("\n"));
-    eprintln!("{cells} cells passed on {}", exec.adapter().name);
+    assert_all_match(&exec, &cells);
 }
 
 #[test]

@@ -213,9 +213,16 @@ impl Executor {
         let scope_val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let storage = |label: &str, bytes: &[u8]| {
             // Zero-length bindings are invalid (an unused buffer, symmetric zero points, gets zeros), and
-            // kernels that read vec4s need whole 16-byte elements: pad to a multiple of 16 bytes.
-            let mut contents = bytes.to_vec();
-            contents.resize(bytes.len().max(1).next_multiple_of(16), 0);
+            // kernels that read vec4s need whole 16-byte elements: pad to a multiple of 16 bytes (a copy
+            // only where padding is needed; weights usually need none).
+            let padded = bytes.len().max(1).next_multiple_of(16);
+            let contents: std::borrow::Cow<[u8]> = if bytes.len() == padded {
+                bytes.into()
+            } else {
+                let mut v = bytes.to_vec();
+                v.resize(padded, 0);
+                v.into()
+            };
             self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: &contents,

@@ -159,9 +159,7 @@ impl GemvKernel {
         let kernel = if self.kind == KernelKind::GemvVec && k % tile != 0 { Self::PORTABLE } else { self };
         KernelVariant::new(kernel.kind, arith, kernel.workgroup)
     }
-}
 
-impl GemvKernel {
     /// How results name the kernel of a variant that ran: `128x2`, `vec-64x4`, or GEMM's `16x16` tile.
     pub fn ran(variant: &KernelVariant) -> String {
         match variant.kind {
