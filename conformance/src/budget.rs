@@ -114,6 +114,30 @@ impl AccuracyVerdict {
     }
 }
 
+impl AccuracyVerdict {
+    /// A whole model's outputs against the fp16 model's: no further from them than the exact
+    /// emulation of the same quantized model (with the slack of [`EXACT_SLACK`] and f32 rounding).
+    /// Whether that exact error is acceptable for the precision is the model's own budget (cosine,
+    /// top-1 agreement, perplexity), judged apart: no single-matmul ceiling applies to a model.
+    pub fn judge_model(
+        got: &[f32],
+        reference: &[f32],
+        exact: &[f32],
+        row_len: Option<usize>,
+    ) -> Result<Self, LengthMismatch> {
+        let metrics = Metrics::compare(got, reference, row_len)?;
+        let exact_rel_l2 = Metrics::compare(exact, reference, None)?.rel_l2;
+        let budget_rel_l2 = exact_rel_l2 * (1.0 + EXACT_SLACK) + F32_ARITH_EXTRA;
+        Ok(AccuracyVerdict {
+            pass: metrics.rel_l2 <= budget_rel_l2,
+            budget_rel_l2,
+            ceiling_rel_l2: None,
+            exact_rel_l2: Some(exact_rel_l2),
+            metrics,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

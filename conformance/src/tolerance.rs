@@ -22,12 +22,36 @@ pub struct KernelTolerance {
     pub acc_units_per_k: f64,
     #[serde(with = "crate::number")]
     pub f16_product_units: f64,
+    /// Whole models: the error allowed for each output as a fraction of the RMS of the emulated
+    /// outputs (passed as each output's `abs_dot`, with `k = 1`). Absent (0) for single ops.
+    #[serde(default, with = "crate::number", skip_serializing_if = "is_zero")]
+    pub rel_rms: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl KernelTolerance {
     /// matmul/GEMV with f32 arithmetic.
     pub fn matmul_f32() -> Self {
-        KernelTolerance { op: "matmul".into(), ulp_per_k: 2.0, acc_units_per_k: 1.0, f16_product_units: 0.0 }
+        KernelTolerance {
+            op: "matmul".into(),
+            ulp_per_k: 2.0,
+            acc_units_per_k: 1.0,
+            f16_product_units: 0.0,
+            rel_rms: 0.0,
+        }
+    }
+
+    /// A whole model's forward pass in f32 against its emulation: each output within `rel_rms`
+    /// of the outputs' RMS. The emulation and a backend differ only in the order each matmul
+    /// sums (error up to `K u` of `sum |x w|`, K <= 1536 here: ~1e-4 at worst, ~1e-6 typically)
+    /// and in last-bit differences of `exp`/`erf`/`sqrt` between math libraries; norms rescale every
+    /// layer, so these stay of that order through the model. `1e-3` leaves a factor of ten over the
+    /// worst case; a wrong op (a mask off by one, a head mixed up) moves outputs by tens of percent.
+    pub fn model(op: &str) -> Self {
+        KernelTolerance { op: op.into(), ulp_per_k: 0.0, acc_units_per_k: 0.0, f16_product_units: 0.0, rel_rms: 1e-3 }
     }
 
     /// matmul/GEMV with f16 products (the f16 result of a product may round once more on the device).
@@ -39,7 +63,7 @@ impl KernelTolerance {
     pub fn allowed(&self, want: f32, abs_dot: f32, k: usize) -> f64 {
         let ulps = self.ulp_per_k * k as f64 * ulp(want);
         let bound = (self.acc_units_per_k * k as f64 * U32 + self.f16_product_units * U16) * abs_dot as f64;
-        ulps.max(bound)
+        ulps.max(bound).max(self.rel_rms * abs_dot as f64)
     }
 
     /// Judges `got` against the emulation (`want`, with each output's `sum |x w|`).

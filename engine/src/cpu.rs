@@ -12,16 +12,51 @@ pub const DOT_PATH: &str =
 
 /// `x (m x k) * q^T`, row-major `m x n`, accumulated in f32.
 pub fn matmul(x: &[f32], m: usize, q: &QuantizedMatrix) -> Vec<f32> {
-    let (n, k) = (q.n, q.k);
+    matmul_rows(x, m, q, 0..q.n)
+}
+
+/// Output channels `rows` of [`matmul`]: row-major `m x rows.len()`.
+pub fn matmul_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usize>) -> Vec<f32> {
+    let (n, k) = (rows.len(), q.k);
     assert_eq!(x.len(), m * k, "activations are m x k");
     let mut y = vec![0f32; m * n];
     let mut row = vec![0f32; k];
     let mut patterns = vec![0u8; k];
-    for r in 0..n {
+    for (j, r) in rows.enumerate() {
         decode_row(q, r, &mut row, &mut patterns);
         for i in 0..m {
-            y[i * n + r] = dot(&x[i * k..(i + 1) * k], &row);
+            y[i * n + j] = dot(&x[i * k..(i + 1) * k], &row);
         }
+    }
+    y
+}
+
+/// [`matmul`] with the output channels split over `threads` threads (natively; the same sums in
+/// the same order, so the same bits).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn matmul_threaded(x: &[f32], m: usize, q: &QuantizedMatrix, threads: usize) -> Vec<f32> {
+    let threads = threads.clamp(1, q.n);
+    if threads == 1 {
+        return matmul(x, m, q);
+    }
+    let chunk = q.n.div_ceil(threads);
+    let parts: Vec<(usize, Vec<f32>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..q.n)
+            .step_by(chunk)
+            .map(|start| {
+                let rows = start..(start + chunk).min(q.n);
+                s.spawn(move || (rows.len(), matmul_rows(x, m, q, rows)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("matmul thread")).collect()
+    });
+    let mut y = vec![0f32; m * q.n];
+    let mut col = 0;
+    for (width, part) in parts {
+        for i in 0..m {
+            y[i * q.n + col..][..width].copy_from_slice(&part[i * width..(i + 1) * width]);
+        }
+        col += width;
     }
     y
 }
@@ -138,5 +173,7 @@ mod tests {
         for ((a, b), s) in y.iter().zip(&e.y).zip(&e.abs_dot) {
             approx::assert_abs_diff_eq!(a, b, epsilon = k as f32 * f32::EPSILON * s);
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        assert_eq!(matmul_threaded(&xs, m, &qf, 3), y, "threads change no bit");
     }
 }

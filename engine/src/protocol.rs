@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::platform::classify::ErrorKind;
 use crate::platform::fallback::FallbackStep;
 use crate::platform::selection::{Backend, Capabilities, Choice, Family};
-use crate::quant::{LayerKind, QuantFormat, Quantizer};
+use crate::quant::{LayerKind, MixedPolicy, QuantFormat, Quantizer};
 use crate::reference::Arith;
 use crate::webgpu::{AdapterSummary, GemvKernel};
 
@@ -156,18 +156,29 @@ impl From<Backend> for CellBackend {
     }
 }
 
-/// What a cell asks for: a format, or `auto` (the selection policy picks it).
+/// What a cell asks for: a format, `mixed` (a model's layers in the formats of
+/// [`MixedPolicy::webq_default`], model cells only), or `auto` (the selection policy picks it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Precision {
     Auto,
+    Mixed,
     Format(QuantFormat),
 }
 
 impl Precision {
     pub fn format(self) -> Option<QuantFormat> {
         match self {
-            Precision::Auto => None,
+            Precision::Auto | Precision::Mixed => None,
             Precision::Format(f) => Some(f),
+        }
+    }
+
+    /// The format of each layer kind, for a model (`None` for `auto`).
+    pub fn policy(self) -> Option<MixedPolicy> {
+        match self {
+            Precision::Auto => None,
+            Precision::Mixed => Some(MixedPolicy { name: "mixed".into(), ..MixedPolicy::webq_default() }),
+            Precision::Format(f) => Some(MixedPolicy::uniform(f)),
         }
     }
 }
@@ -176,6 +187,7 @@ impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Precision::Auto => f.write_str("auto"),
+            Precision::Mixed => f.write_str("mixed"),
             Precision::Format(q) => q.fmt(f),
         }
     }
@@ -184,8 +196,10 @@ impl fmt::Display for Precision {
 impl FromStr for Precision {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s == "auto" {
-            return Ok(Precision::Auto);
+        match s {
+            "auto" => return Ok(Precision::Auto),
+            "mixed" => return Ok(Precision::Mixed),
+            _ => {}
         }
         s.parse().map(Precision::Format).map_err(|e: crate::quant::QuantError| e.to_string())
     }
@@ -233,6 +247,34 @@ pub struct CellSpec {
     /// Test only: a defect to plant in the output (see [`Plant`]).
     #[serde(default)]
     pub plant: Option<Plant>,
+    /// A whole model to run instead of one matmul.
+    #[serde(default)]
+    pub model: Option<ModelSpec>,
+}
+
+/// A model cell: which trained model, where the page fetches its weights, how deep to run it, and
+/// its inputs as token ids (the page never tokenizes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub family: Family,
+    /// The weights file: a path on the page server (`/models/...`), natively a file path.
+    pub file: String,
+    /// The model's `config.json` text (BERT), if it has one.
+    #[serde(default)]
+    pub config: Option<String>,
+    /// Layers (text) or blocks (llm) to run; all when absent.
+    #[serde(default)]
+    pub depth: Option<usize>,
+    /// text: one row of ids per sentence, padded to one length; llm: one row, the sequence.
+    pub ids: Vec<Vec<u32>>,
+    /// text: the attention mask of each row.
+    #[serde(default)]
+    pub mask: Vec<Vec<u32>>,
+    /// llm: how many of the ids run as one prefill; the rest are decoded one at a time through
+    /// the KV cache.
+    #[serde(default)]
+    pub prefill: usize,
 }
 
 /// One backend tried by `auto`, and how it went.
@@ -301,8 +343,8 @@ pub struct PageTimings {
 /// A validated answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// The cell ran: its output (of the expected length), the format that produced it, timings.
-    Ran { y: Vec<f32>, format: QuantFormat, timings: PageTimings },
+    /// The cell ran: its output (of the expected length), the precision that produced it, timings.
+    Ran { y: Vec<f32>, precision: Precision, timings: PageTimings },
     /// The page says why it did not run.
     Failed { class: ErrorClass, message: String, kind: Option<ErrorKind> },
 }
@@ -351,10 +393,10 @@ impl CellOutput {
         if y.len() != expected_len {
             return Err(format!("the page returned {} outputs, {expected_len} expected", y.len()));
         }
-        let format = match (&self.precision, requested) {
+        let precision = match (&self.precision, requested) {
             (Some(p), _) => p.parse().map_err(|e| format!("`precision`: the page ran an unknown format `{p}`: {e}"))?,
-            (None, Precision::Format(f)) => f,
             (None, Precision::Auto) => return Err("`precision`: missing for an `auto` cell".into()),
+            (None, requested) => requested,
         };
         let need = |v: Option<f64>, name: &str| -> Result<f64, String> {
             match v {
@@ -370,7 +412,7 @@ impl CellOutput {
             wall_us: need(self.wall_us, "wall_us")?,
             gpu_us: self.gpu_us.map(|t| need(Some(t), "gpu_us")).transpose()?,
         };
-        Ok(Outcome::Ran { y, format, timings })
+        Ok(Outcome::Ran { y, precision, timings })
     }
 }
 

@@ -1,7 +1,9 @@
 // The thin JS shim between the harness (over WebDriver) and the engine (wasm).
 // window.webq.environment(): what this browser offers (WebGPU adapter, features, limits; WebNN contexts).
 // window.webq.runCell(spec): runs one cell in the engine; its output comes back as bytes (base64).
-import init, { runCell, seedChecksum } from './webq_engine.js';
+// A model cell's weights file is streamed from the page server into wasm memory first (chunk by
+// chunk: the page never holds the file twice), and kept for the next cell of the same model.
+import init, { runCell, seedChecksum, modelBegin, modelChunk } from './webq_engine.js';
 import { provokeErrors } from './provoke.js';
 
 const LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupSizeX',
@@ -52,9 +54,37 @@ async function environment() {
   return { userAgent: navigator.userAgent, crossOriginIsolated: self.crossOriginIsolated === true, wasm: typeof WebAssembly === 'object', webgpu: await webgpu(), webnn: await webnn() };
 }
 
+let heldWeights = null;
+
+async function loadWeights(file) {
+  if (heldWeights === file) return;
+  heldWeights = null;
+  const res = await fetch(file);
+  if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
+  modelBegin(file, Number(res.headers.get('content-length') || 0));
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    modelChunk(value);
+  }
+  heldWeights = file;
+}
+
+async function runOne(spec) {
+  if (spec.model) {
+    try {
+      await loadWeights(spec.model.file);
+    } catch (e) {
+      return { error_class: 'bad_input', error: `loading ${spec.model.file}: ${describe(e)}` };
+    }
+  }
+  return JSON.parse(await runCell(JSON.stringify(spec)));
+}
+
 window.webq = {
   environment,
-  runCell: async (spec) => JSON.parse(await runCell(JSON.stringify(spec))),
+  runCell: runOne,
   seedChecksum: (seed, n, k) => seedChecksum(BigInt(seed), n, k),
   provokeErrors,
 };

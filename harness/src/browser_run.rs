@@ -11,6 +11,8 @@ use webq_engine::webgpu::TuningTable;
 
 use crate::browsers::{BrowserKind, Located, Session};
 use crate::cell::Cell;
+use crate::model_cells::{self, FileAt, ModelRefs};
+use crate::model_verdict::judge_model;
 use crate::results::{CellRecord, Environment, RunDetail, Status};
 use crate::runner::CellRunner;
 use crate::verdict::{judge, References};
@@ -170,7 +172,23 @@ async fn run_cell(
     }
     let adapter = rec.environment.adapter.clone().unwrap_or_default();
     let gemv = cell.workgroup.unwrap_or_else(|| tuning.pick(cell.runtime.name(), &adapter, cell.kernel, None));
-    let spec = serde_json::to_value(cell.spec(gemv, reps)).map_err(|e| Failure::Crash(e.to_string()))?;
+    let mut spec = cell.spec(gemv, reps);
+    let mut model_refs = None;
+    if cell.model.is_some() {
+        let prepared = model_cells::spec(cell, FileAt::Page).and_then(|s| Ok((s, model_cells::references(cell)?)));
+        match prepared {
+            Ok((s, r)) => {
+                spec.model = Some(s);
+                model_refs = Some(r);
+            }
+            Err(e) => {
+                rec.error_class = Some(ErrorClass::BadInput);
+                rec.reason = Some(e);
+                return Ok(());
+            }
+        }
+    }
+    let spec = serde_json::to_value(spec).map_err(|e| Failure::Crash(e.to_string()))?;
     let script = "const [spec, done] = arguments; \
                   window.webq.runCell(spec).then(done, (e) => done({error_class: 'js_exception', error: String(e && e.stack || e)}));";
     let call = s.client.execute_async(script, vec![spec]);
@@ -185,8 +203,40 @@ async fn run_cell(
         }
         Ok(Ok(v)) => v,
     };
-    judge_answer(cell, answer, refs, rec);
+    match model_refs {
+        Some(r) => judge_model_answer(cell, answer, &r, rec),
+        None => judge_answer(cell, answer, refs, rec),
+    }
     Ok(())
+}
+
+/// The page's answer to a model cell, judged as [`judge_answer`] judges a matmul's.
+fn judge_model_answer(cell: &Cell, answer: Value, refs: &ModelRefs, rec: &mut CellRecord) {
+    let out: CellOutput = match serde_json::from_value(answer) {
+        Ok(o) => o,
+        Err(e) => return malformed(rec, e.to_string()),
+    };
+    rec.detail = Some(RunDetail::from_page(&out));
+    match out.outcome(cell.precision, refs.exact.y.len()) {
+        Err(why) => malformed(rec, why),
+        Ok(Outcome::Failed { class, message, kind }) => failed(rec, class, message, kind),
+        Ok(Outcome::Ran { y, timings, .. }) => judge_model(cell, refs, &y, timings, rec),
+    }
+}
+
+fn malformed(rec: &mut CellRecord, why: String) {
+    rec.status = Status::Error;
+    rec.error_class = Some(ErrorClass::BadOutput);
+    rec.reason = Some(format!("malformed page answer: {why}"));
+}
+
+/// A page that says why it did not run: `unsupported` when the browser lacks the feature or rejects
+/// the precision, else `error`.
+fn failed(rec: &mut CellRecord, class: ErrorClass, message: String, kind: Option<ErrorKind>) {
+    let unsupported = class == ErrorClass::Unsupported || kind == Some(ErrorKind::PrecisionNotSupported);
+    rec.status = if unsupported { Status::Unsupported } else { Status::Error };
+    rec.reason = Some(message);
+    rec.error_class = Some(class);
 }
 
 /// Status, verdicts and timings from the page's answer (a [`CellOutput`], read strictly): an error
@@ -195,26 +245,19 @@ async fn run_cell(
 /// well-formed `CellOutput`, or whose output has the wrong length or lacks a timing, is an `error`
 /// cell that says what was wrong.
 pub fn judge_answer(cell: &Cell, answer: Value, refs: &mut Option<References>, rec: &mut CellRecord) {
-    let bad = |rec: &mut CellRecord, why: String| {
-        rec.status = Status::Error;
-        rec.error_class = Some(ErrorClass::BadOutput);
-        rec.reason = Some(format!("malformed page answer: {why}"));
-    };
     let out: CellOutput = match serde_json::from_value(answer) {
         Ok(o) => o,
-        Err(e) => return bad(rec, e.to_string()),
+        Err(e) => return malformed(rec, e.to_string()),
     };
     rec.workgroup = out.workgroup.clone();
     rec.detail = Some(RunDetail::from_page(&out));
     match out.outcome(cell.precision, cell.m * cell.n) {
-        Err(why) => bad(rec, why),
-        Ok(Outcome::Failed { class, message, kind }) => {
-            let unsupported = class == ErrorClass::Unsupported || kind == Some(ErrorKind::PrecisionNotSupported);
-            rec.status = if unsupported { Status::Unsupported } else { Status::Error };
-            rec.reason = Some(message);
-            rec.error_class = Some(class);
-        }
-        Ok(Outcome::Ran { y, format, timings }) => {
+        Err(why) => malformed(rec, why),
+        Ok(Outcome::Failed { class, message, kind }) => failed(rec, class, message, kind),
+        Ok(Outcome::Ran { y, precision, timings }) => {
+            let Some(format) = precision.format() else {
+                return malformed(rec, format!("`precision`: `{precision}` is not a format"));
+            };
             let r = match References::for_cell(refs, cell, format) {
                 Ok(r) => r,
                 Err(e) => {

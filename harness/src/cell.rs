@@ -38,11 +38,34 @@ pub struct Cell {
     /// Test only: a defect planted in the output (natively and by the page), which must fail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plant: Option<Plant>,
+    /// A whole trained model instead of one matmul (`m`, `n`, `k` are then 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelCell>,
+}
+
+/// Which model a model cell runs, how deep, on which of the inputs kept in `harness/data/`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ModelCell {
+    pub family: Family,
+    /// Layers or blocks; `None`: all.
+    pub depth: Option<usize>,
+    /// text: the first sentences (all when `None`); llm: the first `tokens` of the passage, the
+    /// last `decode` of them decoded one at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentences: Option<usize>,
+    #[serde(default)]
+    pub tokens: usize,
+    #[serde(default)]
+    pub decode: usize,
 }
 
 impl Cell {
-    /// A stable identifier: `runtime/backend/precision/kernel-arith-workgroup/shape`.
+    /// A stable identifier: `runtime/backend/precision/kernel-arith-workgroup/shape`, and
+    /// `runtime/backend/precision/model/name` for a model cell.
     pub fn id(&self) -> String {
+        if self.model.is_some() {
+            return format!("{}/{}/{}/model/{}", self.runtime, self.backend, self.precision, self.shape);
+        }
         let wg = self.workgroup.map_or("tuned".to_string(), |w| w.to_string());
         let variant = match self.kernel {
             KernelKind::Gemv | KernelKind::GemvVec => format!("{}-{}-{wg}", self.kernel.name(), self.arith.name()),
@@ -79,12 +102,12 @@ impl Cell {
             layer: self.layer,
             memory_cap: self.memory_cap,
             plant: self.plant,
+            model: None,
         }
     }
 }
 
-/// A GEMV cell of `n x k` seeded weights with the scale search, for tests.
-#[cfg(test)]
+/// A GEMV cell of `n x k` seeded weights with the scale search (tests, and `webq faults`'s model cells).
 pub fn test_cell(runtime: Runtime, backend: CellBackend, precision: &str, n: usize, k: usize) -> Cell {
     Cell {
         runtime,
@@ -104,6 +127,7 @@ pub fn test_cell(runtime: Runtime, backend: CellBackend, precision: &str, n: usi
         layer: None,
         memory_cap: None,
         plant: None,
+        model: None,
     }
 }
 
@@ -167,14 +191,54 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
                                 layer: shape.layer,
                                 memory_cap: shape.memory_cap,
                                 plant: shape.plant,
+                                model: None,
                             });
                         }
                     }
                 }
             }
         }
+        cells.extend(model_cells(matrix, *runtime));
     }
     (cells, ruled_out)
+}
+
+/// The model cells of one runtime: each model x backend x precision.
+fn model_cells(matrix: &Matrix, runtime: Runtime) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for entry in matrix.models.iter().filter(|e| e.runtimes.as_ref().is_none_or(|r| r.contains(&runtime))) {
+        for &backend in &entry.backends {
+            for &precision in &entry.precisions {
+                cells.push(Cell {
+                    runtime,
+                    backend,
+                    precision,
+                    kernel: KernelKind::Gemm,
+                    arith: Arith::F32,
+                    workgroup: None,
+                    shape: entry.name.clone(),
+                    m: 0,
+                    n: 0,
+                    k: 0,
+                    seed: 0,
+                    quantizer: entry.quantizer.unwrap_or(matrix.quantizer),
+                    device: None,
+                    family: Some(entry.family),
+                    layer: None,
+                    memory_cap: None,
+                    plant: None,
+                    model: Some(ModelCell {
+                        family: entry.family,
+                        depth: entry.depth,
+                        sentences: entry.sentences,
+                        tokens: if entry.family == Family::Llm { entry.tokens } else { 0 },
+                        decode: if entry.family == Family::Llm { entry.decode } else { 0 },
+                    }),
+                });
+            }
+        }
+    }
+    cells
 }
 
 /// Each backend, with each WebNN device type for the WebNN ones.
@@ -224,5 +288,28 @@ mod tests {
         assert!(ids.contains(&"firefox/webgpu/int4-g128-sym/gemv-f32-vec-64x4/d".to_string()), "{ids:?}");
         assert!(ids.contains(&"firefox/webgpu/int4-g128-sym/gemv-f32-tuned/d".to_string()), "{ids:?}");
         assert!(ids.contains(&"firefox/wasm/int4-g128-sym/gemv-f32-tuned/d".to_string()), "{ids:?}");
+    }
+
+    #[test]
+    fn model_cells_multiply_by_runtime_and_precision_only() {
+        let text = "schema = 1\nname = \"t\"\nruntimes = [\"native\", \"firefox\"]\nprecisions = [\"int4\"]\n\n\
+                    [[models]]\nname = \"minilm\"\nfamily = \"text\"\nprecisions = [\"fp16\", \"mixed\"]\nsentences = 4\n\n\
+                    [[models]]\nname = \"lm\"\nfamily = \"llm\"\nruntimes = [\"firefox\"]\nprecisions = [\"int8-pc-sym\"]\ntokens = 9\ndecode = 3\n";
+        let m = Matrix::parse(Path::new("m.toml"), text).unwrap();
+        let cells = expand(&m).0;
+        let ids: Vec<String> = cells.iter().map(Cell::id).collect();
+        assert_eq!(
+            ids,
+            [
+                "native/wasm/fp16/model/minilm",
+                "native/wasm/mixed/model/minilm",
+                "firefox/wasm/fp16/model/minilm",
+                "firefox/wasm/mixed/model/minilm",
+                "firefox/wasm/int8-pc-sym/model/lm"
+            ]
+        );
+        let lm = cells.last().unwrap().model.clone().unwrap();
+        assert_eq!((lm.family, lm.tokens, lm.decode, lm.sentences), (Family::Llm, 9, 3, None));
+        assert_eq!(cells[0].model.as_ref().unwrap().sentences, Some(4));
     }
 }

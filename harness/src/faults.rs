@@ -17,6 +17,9 @@ pub struct FaultsArgs {
     /// Only this fault.
     #[arg(long)]
     only: Option<String>,
+    /// The model ops' faults on the per-op cells only, not on the model cells (no trained models needed).
+    #[arg(long)]
+    no_models: bool,
 }
 
 /// One case a fault is tried on.
@@ -197,9 +200,32 @@ pub fn run(args: &FaultsArgs) -> Result<(), Box<dyn std::error::Error>> {
     for f in &false_failures {
         println!("  FALSE FAILURE {f}");
     }
-    println!("caught {caught}/{} planted faults", outcomes.len());
-    if caught < outcomes.len() || !false_failures.is_empty() {
-        return Err("the suite missed a planted fault or failed a correct kernel".into());
+    println!("caught {caught}/{} planted kernel faults", outcomes.len());
+    let (ops, op_clean, op_false) = crate::op_faults::hunt_ops(!args.no_models, args.only.as_deref());
+    println!();
+    println!("{:<8} {:<22} {:>10} {:>22}  description", "verdict", "model-op fault", "op cells", "model cells (x tol)");
+    for o in &ops {
+        let models: Vec<String> = o.models.iter().map(|(_, r)| format!("{r:.1e}")).collect();
+        println!(
+            "{:<8} {:<22} {:>10} {:>22}  {}",
+            if o.caught() { "caught" } else { "MISSED" },
+            o.fault.id,
+            format!("{}/{}", o.op_failed.len(), o.op_cases),
+            models.join(" "),
+            o.fault.description
+        );
+        for e in &o.errors {
+            println!("         error: {e}");
+        }
+    }
+    let ops_caught = ops.iter().filter(|o| o.caught()).count();
+    println!("the correct CPU path on the same {op_clean} op and model cells: {} false failures", op_false.len());
+    for f in &op_false {
+        println!("  FALSE FAILURE {f}");
+    }
+    println!("caught {ops_caught}/{} planted model-op faults", ops.len());
+    if caught < outcomes.len() || !false_failures.is_empty() || ops_caught < ops.len() || !op_false.is_empty() {
+        return Err("the suite missed a planted fault or failed a correct kernel or op".into());
     }
     Ok(())
 }

@@ -5,14 +5,18 @@ mod browsers;
 mod cell;
 mod compare;
 mod doctor;
+mod eval;
 mod expect;
 mod faults;
 mod formats;
 mod matrix;
 mod messages;
+mod model_cells;
+mod model_verdict;
 mod models;
 mod native;
 mod onnx;
+mod op_faults;
 mod peer;
 mod report;
 mod results;
@@ -54,6 +58,8 @@ enum Command {
     Report(run::ReportArgs),
     /// Check that runs of the same matrix agree on every status and verdict.
     Compare(compare::CompareArgs),
+    /// Judge whole trained models (MiniLM, SmolLM2) at each precision against fp16, natively.
+    Eval(eval::EvalArgs),
     /// Fetch the trained models into the cache (WEBQ_CACHE, default ~/.cache/webq), checked by sha256.
     Models(models::ModelsArgs),
     /// Every weight format with its bits per weight and its error on seeded weights.
@@ -79,6 +85,7 @@ fn main() {
         Command::Report(args) => run::report(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Models(args) => models::run(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Formats(args) => formats::run(&args),
         Command::Faults(args) => faults::run(&args),
         Command::Doctor(args) => doctor::run(&args),

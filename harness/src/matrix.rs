@@ -28,6 +28,17 @@
 //! plant = "nan-output"            # test only: plant a defect in every output (nan-output,
 //!                                 # inf-output, truncate) that the verdicts must refuse
 //!
+//! [[models]]                      # whole trained models (harness/data/ holds their inputs)
+//! name = "minilm"                 # the cells' shape name
+//! family = "text"                 # text (all-MiniLM-L6-v2) or llm (SmolLM2-135M)
+//! precisions = ["int8-pc-sym", "mixed"]   # formats, or "mixed" (4-bit, attention and embeddings 8-bit)
+//! backends = ["wasm"]             # optional: the CPU path, the only model runtime so far
+//! runtimes = ["native", "firefox"]  # optional
+//! depth = 2                       # optional: layers (text) or blocks (llm) to run; all when absent
+//! sentences = 8                   # text: the first N sentences of harness/data/sentences.txt (all when absent)
+//! tokens = 24                     # llm: the first N tokens of harness/data/passage.txt
+//! decode = 8                      # llm: of which the last N are decoded one at a time (KV cache)
+//!
 //! [[expect]]                      # checked by `webq run --check`
 //! cells = "chrome-shell/webnn@cpu/*"
 //! status = "pass"
@@ -46,7 +57,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 use webq_engine::platform::selection::Family;
-use webq_engine::protocol::{CellBackend, Plant, Runtime, WebnnDevice};
+use webq_engine::protocol::{CellBackend, Plant, Precision, Runtime, WebnnDevice};
 use webq_engine::quant::{LayerKind, QuantFormat, Quantizer};
 use webq_engine::reference::Arith;
 use webq_engine::webgpu::GemvKernel;
@@ -88,9 +99,49 @@ struct RawMatrix {
     seed: u64,
     #[serde(default = "default_webnn_devices")]
     webnn_devices: Vec<Spanned<String>>,
+    #[serde(default)]
     shapes: Vec<RawShape>,
     #[serde(default)]
+    models: Vec<RawModel>,
+    #[serde(default)]
     expect: Vec<RawExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: String,
+    family: Spanned<String>,
+    precisions: Vec<Spanned<String>>,
+    #[serde(default)]
+    backends: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    runtimes: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    depth: Option<Spanned<usize>>,
+    #[serde(default)]
+    sentences: Option<Spanned<usize>>,
+    #[serde(default)]
+    tokens: Option<Spanned<usize>>,
+    #[serde(default)]
+    decode: Option<usize>,
+    #[serde(default)]
+    quantizer: Option<Spanned<String>>,
+}
+
+/// A trained model to run end to end (see the module's example).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelEntry {
+    pub name: String,
+    pub family: Family,
+    pub precisions: Vec<Precision>,
+    pub backends: Vec<CellBackend>,
+    pub runtimes: Option<Vec<Runtime>>,
+    pub depth: Option<usize>,
+    pub sentences: Option<usize>,
+    pub tokens: usize,
+    pub decode: usize,
+    pub quantizer: Option<Quantizer>,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +254,7 @@ pub struct Matrix {
     pub seed: u64,
     pub webnn_devices: Vec<WebnnDevice>,
     pub shapes: Vec<Shape>,
+    pub models: Vec<ModelEntry>,
     pub expect: Vec<Expect>,
 }
 
@@ -239,6 +291,7 @@ impl Matrix {
             seed: raw.seed,
             webnn_devices: src.names(&raw.webnn_devices, "webnn_devices")?,
             shapes: raw.shapes.iter().map(|s| src.shape(s)).collect::<Result<_, _>>()?,
+            models: raw.models.iter().map(|m| src.model(m)).collect::<Result<_, _>>()?,
             expect: raw.expect.iter().map(|e| src.expectation(e)).collect::<Result<_, _>>()?,
         })
     }
@@ -357,6 +410,64 @@ impl Source<'_> {
         })
     }
 
+    fn model(&self, m: &RawModel) -> Result<ModelEntry, MatrixError> {
+        let at = |f: &str| format!("models.{}.{f}", m.name);
+        let family: Family = self.one(&m.family, &at("family"))?;
+        if !matches!(family, Family::Text | Family::Llm) {
+            return Err(self.field(
+                &m.family,
+                &at("family"),
+                format!("`{}` has no model runtime yet (text, llm)", m.family.get_ref()),
+            ));
+        }
+        let backends: Vec<CellBackend> = match &m.backends {
+            None => vec![CellBackend::Wasm],
+            Some(list) => {
+                for b in list {
+                    if b.get_ref() != "wasm" {
+                        let why = format!("`{}`: models run on the wasm backend (the CPU path) only so far; their ops are not yet WGSL or WebNN graphs", b.get_ref());
+                        return Err(self.field(b, &at("backends"), why));
+                    }
+                }
+                self.names(list, &at("backends"))?
+            }
+        };
+        for (v, name) in [(&m.depth, "depth"), (&m.sentences, "sentences"), (&m.tokens, "tokens")] {
+            if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
+                return Err(self.field(v, &at(name), "must be at least 1".into()));
+            }
+        }
+        let tokens = m.tokens.as_ref().map_or(32, |t| *t.get_ref());
+        let decode = m.decode.unwrap_or(0);
+        if decode >= tokens {
+            let why = format!("decode {decode} must leave at least one of {tokens} tokens to prefill");
+            return Err(match &m.tokens {
+                Some(t) => self.field(t, &at("decode"), why),
+                None => self.field(&m.family, &at("decode"), why),
+            });
+        }
+        let precisions: Vec<Precision> = self.names(&m.precisions, &at("precisions"))?;
+        if let Some(i) = precisions.iter().position(|p| *p == Precision::Auto) {
+            return Err(self.field(
+                &m.precisions[i],
+                &at("precisions"),
+                "a model cell runs a named precision, not `auto`".into(),
+            ));
+        }
+        Ok(ModelEntry {
+            name: m.name.clone(),
+            family,
+            precisions,
+            backends,
+            runtimes: m.runtimes.as_deref().map(|r| self.names(r, &at("runtimes"))).transpose()?,
+            depth: m.depth.as_ref().map(|d| *d.get_ref()),
+            sentences: m.sentences.as_ref().map(|s| *s.get_ref()),
+            tokens,
+            decode,
+            quantizer: m.quantizer.as_ref().map(|q| self.quantizer(q, &at("quantizer"))).transpose()?,
+        })
+    }
+
     fn expectation(&self, e: &RawExpect) -> Result<Expect, MatrixError> {
         let status = Status::ALL.into_iter().find(|s| s.name() == e.status.get_ref()).ok_or_else(|| {
             let known: Vec<&str> = Status::ALL.iter().map(|s| s.name()).collect();
@@ -366,6 +477,13 @@ impl Source<'_> {
                 format!("unknown status `{}` (known: {})", e.status.get_ref(), known.join(", ")),
             )
         })?;
+        if status == Status::Fail && e.reason.is_none() {
+            return Err(self.field(
+                &e.status,
+                "expect.reason",
+                "a pinned failure must say its reason (`reason = ...`)".into(),
+            ));
+        }
         Ok(Expect { cells: e.cells.clone(), status, reason: e.reason.clone(), ran: e.ran.clone() })
     }
 }
@@ -422,5 +540,28 @@ mod tests {
         assert!(err.contains("field `shapes.s.family`") && err.contains("robotics"), "{err}");
         let err = parse(&text.replace("status = \"pass\"", "status = \"great\"")).unwrap_err().to_string();
         assert!(err.contains("field `expect.status`") && err.contains("great"), "{err}");
+    }
+
+    #[test]
+    fn model_entries_are_checked_and_named_where_wrong() {
+        let models = "\n[[models]]\nname = \"lm\"\nfamily = \"llm\"\nprecisions = [\"mixed\", \"int8-pc-sym\"]\ndepth = 2\ntokens = 24\ndecode = 8\nquantizer = \"rtn\"\n";
+        let m = parse(&(GOOD.to_string() + models)).unwrap();
+        let e = &m.models[0];
+        assert_eq!((e.family, e.depth, e.tokens, e.decode), (Family::Llm, Some(2), 24, 8));
+        assert_eq!(e.precisions, [Precision::Mixed, "int8-pc-sym".parse().unwrap()]);
+        assert_eq!((e.backends.as_slice(), e.quantizer), (&[CellBackend::Wasm][..], Some(Quantizer::RoundToNearest)));
+        let err = parse(&(GOOD.to_string() + &models.replace("depth = 2", "backends = [\"webgpu\"]")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `models.lm.backends`") && err.contains("wasm backend"), "{err}");
+        let err = parse(&(GOOD.to_string() + &models.replace("decode = 8", "decode = 24"))).unwrap_err().to_string();
+        assert!(err.starts_with("m.toml:17: field `models.lm.decode`"), "{err}");
+        let err = parse(&(GOOD.to_string() + &models.replace("\"mixed\"", "\"auto\""))).unwrap_err().to_string();
+        assert!(err.contains("not `auto`"), "{err}");
+        let err = parse(&(GOOD.to_string() + &models.replace("\"llm\"", "\"vision\""))).unwrap_err().to_string();
+        assert!(err.contains("no model runtime yet"), "{err}");
+        let pinned = "\n[[expect]]\ncells = \"*\"\nstatus = \"fail\"\n";
+        let err = parse(&(GOOD.to_string() + pinned)).unwrap_err().to_string();
+        assert!(err.contains("expect.reason") && err.contains("must say its reason"), "{err}");
     }
 }

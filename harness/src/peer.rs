@@ -141,6 +141,7 @@ pub fn run(args: &PeerArgs) -> Result<(), Box<dyn std::error::Error>> {
                 let m = match runner {
                     Runner::Webq(backend) => {
                         let spec = CellSpec {
+                            model: None,
                             backend,
                             device: None,
                             precision: Precision::Format(format),

@@ -23,7 +23,10 @@ pub fn build(records: &[CellRecord], info: Vec<(String, String)>, warnings: Vec<
         .collect();
     // Grid: rows backend (with its WebNN device) + precision, columns runtime + kernel + arith,
     // each in first-seen order.
-    let column = |r: &CellRecord| format!("{} {} {}", r.cell.runtime, r.cell.kernel.name(), r.cell.arith.name());
+    let column = |r: &CellRecord| match r.cell.model {
+        Some(_) => format!("{} model", r.cell.runtime),
+        None => format!("{} {} {}", r.cell.runtime, r.cell.kernel.name(), r.cell.arith.name()),
+    };
     let row = |r: &CellRecord| match &r.cell.device {
         Some(d) => format!("{}@{d} {}", r.cell.backend, r.cell.precision),
         None => format!("{} {}", r.cell.backend, r.cell.precision),
@@ -107,9 +110,35 @@ fn ran(r: &CellRecord) -> String {
     }
 }
 
+/// A model cell's measures against fp16 and what its weights cost, in words.
+fn model_summary(r: &CellRecord) -> Option<String> {
+    let m = r.model.as_ref()?;
+    let x = &m.measures;
+    let mut parts = Vec::new();
+    if let (Some(min), Some(mean), Some(nn)) = (x.cosine_min, x.cosine_mean, x.neighbour_agreement) {
+        parts.push(format!("cosine to fp16 min {min:.5} mean {mean:.5}, neighbours {nn:.3}"));
+    }
+    if let (Some(t), Some(p), Some(f)) = (x.top1_agreement, x.perplexity, x.fp16_perplexity) {
+        parts.push(format!("top-1 agreement {t:.3}, perplexity {} (fp16 {})", num(Some(p), 3), num(Some(f), 3)));
+    }
+    let s = &m.storage;
+    parts.push(format!(
+        "{:.2} bits/weight, {:.2}x fp16's bytes",
+        s.bits_per_weight,
+        s.bytes as f64 / s.fp16_bytes.max(1) as f64
+    ));
+    parts.push(match (m.budget, m.budget_pass) {
+        (Some(b), Some(ok)) => format!("budget ({}, {}) {}", b.0, b.1, if ok { "met" } else { "NOT met" }),
+        _ if !m.full_depth => "cut model: no budget".into(),
+        _ => "no budget".into(),
+    });
+    Some(parts.join("; "))
+}
+
 fn notes(r: &CellRecord) -> String {
-    let Some(d) = &r.detail else { return String::new() };
-    let mut parts = d.notes.clone();
+    let mut parts: Vec<String> = model_summary(r).into_iter().collect();
+    let Some(d) = &r.detail else { return parts.join("; ") };
+    parts.extend(d.notes.clone());
     if let Some(c) = d.choice.as_ref().and_then(|c| c["reasons"].as_array()) {
         parts.extend(c.iter().filter_map(|v| v.as_str().map(str::to_string)));
     }

@@ -12,8 +12,8 @@ use crate::cell::Cell;
 use webq_engine::protocol::ErrorClass;
 
 /// Version of the record layout. Readers accept every version up to this one; fields added later
-/// are optional, so older records still read.
-pub const RESULTS_SCHEMA: u32 = 2;
+/// are optional, so older records still read. 3: model cells (`cell.model`, `model`).
+pub const RESULTS_SCHEMA: u32 = 3;
 pub const RESULTS_FILE: &str = "results.jsonl";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -111,7 +111,44 @@ pub struct CellRecord {
     /// WebNN limits, the error's kind). Absent in records written before it existed.
     #[serde(default)]
     pub detail: Option<RunDetail>,
+    /// A model cell's measures against the fp16 model, its budget and what its weights cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelResult>,
     pub finished_at: u64,
+}
+
+/// A whole model's output judged against the fp16 model's (`webq eval` prints the same measures).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelResult {
+    /// Whether every layer ran: budgets apply only then (a cut model is judged by agreement).
+    pub full_depth: bool,
+    pub measures: ModelMeasures,
+    /// The precision's budget (text: minimum cosine, neighbour agreement; llm: top-1 agreement,
+    /// perplexity over fp16's) and whether it held; absent for cut models and int2.
+    #[serde(default)]
+    pub budget: Option<(f64, f64)>,
+    #[serde(default)]
+    pub budget_pass: Option<bool>,
+    /// `|output - fp16| / rms(fp16)`, in decades.
+    pub histogram: webq_engine::models::accuracy::ErrorHistogram,
+    /// The format of every tensor, bits per weight, bytes against fp16.
+    pub storage: webq_engine::models::linear::ModelStorage,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeasures {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub cosine_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub cosine_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub neighbour_agreement: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub top1_agreement: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub perplexity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub fp16_perplexity: Option<f64>,
 }
 
 /// What actually ran, when it is more than the cell says.

@@ -97,7 +97,7 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let latest = latest_run(all);
     let warnings = unreadable.iter().map(|u| format!("{u}: skipped")).collect();
     let index = report::write(&args.out, &report::build(&latest, info(&run_info), warnings))?;
-    let summary = Summary::of(&latest, &unreadable, &appended, cells.len());
+    let summary = Summary::of(&latest, &unreadable, &appended, cells.len(), &matrix.expect);
     eprintln!("webq: {} cells in {:.1} s: {}", latest.len(), started.elapsed().as_secs_f64(), summary.counts());
     eprintln!("webq: results {}, report {}", store.path().display(), index.display());
     let unmet = crate::expect::violations(&matrix.expect, &latest);
@@ -191,7 +191,8 @@ fn run_browsers(
 struct Summary {
     counts: Vec<(Status, usize)>,
     unreadable: usize,
-    /// Cells that failed, errored, crashed or timed out.
+    /// Cells that failed, errored, crashed or timed out, save failures an expectation pins (with
+    /// their reason: `expect::violations` holds them to it).
     bad: usize,
     problems: Vec<String>,
 }
@@ -202,14 +203,15 @@ impl Summary {
         unreadable: &[results::Unreadable],
         appended: &[(String, Status)],
         planned: usize,
+        expects: &[crate::matrix::Expect],
     ) -> Summary {
         let counts: Vec<(Status, usize)> =
             Status::ALL.iter().map(|s| (*s, latest.iter().filter(|r| r.status == *s).count())).collect();
-        let bad = counts
+        let bad = latest
             .iter()
-            .filter(|(s, _)| matches!(s, Status::Fail | Status::Error | Status::Crash | Status::Timeout))
-            .map(|(_, n)| n)
-            .sum();
+            .filter(|r| matches!(r.status, Status::Fail | Status::Error | Status::Crash | Status::Timeout))
+            .filter(|r| !crate::expect::pinned_failure(expects, r))
+            .count();
         let mut problems: Vec<String> = unreadable.iter().map(|u| format!("unreadable record {u}")).collect();
         let in_file: std::collections::HashMap<&str, Status> =
             latest.iter().map(|r| (r.id.as_str(), r.status)).collect();

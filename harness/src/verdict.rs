@@ -139,6 +139,7 @@ pub fn blank_record(cell: &Cell, run_id: &str, matrix: &str, environment: crate:
         accuracy: None,
         timings: None,
         detail: None,
+        model: None,
         finished_at: 0,
     }
 }

@@ -4,12 +4,29 @@
 //!   Q8_0 tensors dequantized to f32 (SmolLM2).
 //! - [`safetensors`]: safetensors files of F32, F16 and BF16 tensors (all-MiniLM-L6-v2).
 //! - [`ops`]: the CPU reference of the transformer ops (norms, softmax, GELU, SiLU, rotary, pooling).
+//! - [`attention`]: scaled-dot-product attention (padding and causal masks, grouped-query heads)
+//!   and the KV cache.
+//! - [`linear`]: weights stored per layer kind in a precision; [`exec`]: where their matmuls run.
+//! - [`bert`] (text) and [`llama`] (llm): the forward passes; [`accuracy`]: the measures that judge
+//!   a quantized model against the fp16 one; [`run`]: a model cell end to end.
+//! - [`op_cases`]: per-op cells with WPT-style tolerances; `faults` (tests and `webq faults`):
+//!   planted bugs in those ops.
 //!
 //! Readers work on bytes, natively and on wasm32; every error names the file and what is wrong
 //! where (offset, tensor, key), and a truncated or corrupt file is an error, never a panic.
 
+pub mod accuracy;
+pub mod attention;
+pub mod bert;
+pub mod exec;
+#[cfg(any(test, feature = "planted-faults"))]
+pub mod faults;
 pub mod gguf;
+pub mod linear;
+pub mod llama;
+pub mod op_cases;
 pub mod ops;
+pub mod run;
 pub mod safetensors;
 
 use thiserror::Error;
@@ -26,4 +43,6 @@ pub enum ModelError {
     NoTensor { file: String, tensor: String },
     #[error("{file}: metadata `{key}`: {why}")]
     Metadata { file: String, key: String, why: String },
+    #[error("model input: {why}")]
+    Input { why: String },
 }

@@ -62,7 +62,7 @@ pub const BACKEND_ORDER: &[(Browser, &[Backend])] = &[
     (Browser::Other, &[Backend::Webgpu, Backend::Wasm]),
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Text,

@@ -5,6 +5,7 @@
 //! the harness recomputes references from the same seed natively.
 
 mod auto;
+mod model_cell;
 mod timing;
 mod wasm_cell;
 mod webgpu_cell;
@@ -83,6 +84,9 @@ pub async fn run_cell(spec: String) -> String {
 async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     out.backend = Some(spec.backend.name().into());
     out.precision = Some(spec.precision.to_string());
+    if spec.model.is_some() {
+        return model_cell::run(spec, out);
+    }
     match spec.backend {
         CellBackend::Webgpu => webgpu_cell::run(spec, out).await,
         CellBackend::Webnn => webnn_cell::run(spec, webnn_cell::Mode::Standard, out).await,

@@ -1,0 +1,121 @@
+//! Where a model's ops run. The forward passes ([`super::bert`], [`super::llama`]) call a
+//! [`Backend`] for every op: the quantized matmuls, norms, attention (softmax and masks included),
+//! activations, rotary embeddings and the KV cache's writes. Every op but the matmul defaults to
+//! the CPU reference ([`super::ops`], [`super::attention`]); a backend overrides what it runs
+//! itself. The CPU path ([`CpuExec`], the `wasm` backend's code) overrides only the matmul.
+
+use super::attention::{attention, Heads, KvCache, Mask};
+use super::linear::{Linear, NormWeights};
+use super::ops::{gelu_erf, layer_norm, rms_norm, rope_adjacent, silu};
+use crate::cpu;
+use crate::reference::{emulate, Arith};
+
+/// The ops of a transformer, on rows of activations (row-major).
+pub trait Backend {
+    /// `x (m x l.k) * W^T + bias` for one stored matrix.
+    fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> Vec<f32>;
+
+    fn layer_norm(&mut self, x: &[f32], dim: usize, w: &NormWeights, eps: f64) -> Vec<f32> {
+        layer_norm(x, dim, &w.gamma, w.beta.as_deref().expect("a layer norm has a bias"), eps)
+    }
+
+    fn rms_norm(&mut self, x: &[f32], dim: usize, w: &NormWeights, eps: f64) -> Vec<f32> {
+        rms_norm(x, dim, &w.gamma, eps)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(&mut self, q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads, mask: Mask) -> Vec<f32> {
+        attention(q, k, v, tq, tk, h, mask)
+    }
+
+    fn gelu(&mut self, x: &mut [f32]) {
+        x.iter_mut().for_each(|v| *v = gelu_erf(*v));
+    }
+
+    /// SwiGLU's gating: `silu(gate) * up`.
+    fn swiglu(&mut self, gate: &[f32], up: &[f32]) -> Vec<f32> {
+        gate.iter().zip(up).map(|(&g, &u)| silu(g) * u).collect()
+    }
+
+    /// Rotary embeddings of rows of `width` values, row `s` at position `pos0 + s`.
+    fn rope(&mut self, x: &mut [f32], width: usize, head_dim: usize, pos0: usize, base: f64) {
+        for (s, row) in x.chunks_exact_mut(width).enumerate() {
+            rope_adjacent(row, head_dim, pos0 + s, base);
+        }
+    }
+
+    /// Writes `k`, `v` (the next positions) into `layer`'s cache; returns every cached key and value.
+    fn cache_append<'c>(
+        &mut self,
+        cache: &'c mut KvCache,
+        layer: usize,
+        k: &[f32],
+        v: &[f32],
+    ) -> (&'c [f32], &'c [f32]) {
+        cache.append(layer, k, v)
+    }
+}
+
+/// The CPU path: [`cpu::matmul`] (threaded natively), bias added in f32.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuExec {
+    pub threads: usize,
+}
+
+impl Default for CpuExec {
+    fn default() -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        #[cfg(target_arch = "wasm32")]
+        let threads = 1;
+        CpuExec { threads }
+    }
+}
+
+/// `x` with each row padded with zeros to the stored K (see [`super::linear`]).
+pub fn pad_rows(x: &[f32], m: usize, k: usize, stored_k: usize) -> std::borrow::Cow<'_, [f32]> {
+    assert_eq!(x.len(), m * k, "activations are m x k");
+    if k == stored_k {
+        return x.into();
+    }
+    let mut out = vec![0f32; m * stored_k];
+    for (dst, src) in out.chunks_exact_mut(stored_k).zip(x.chunks_exact(k)) {
+        dst[..k].copy_from_slice(src);
+    }
+    out.into()
+}
+
+/// Adds the bias to each row.
+pub fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        for row in y.chunks_exact_mut(b.len()) {
+            row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+        }
+    }
+}
+
+impl Backend for CpuExec {
+    fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> Vec<f32> {
+        let x = pad_rows(x, m, l.k, l.q.k);
+        #[cfg(not(target_arch = "wasm32"))]
+        let mut y = cpu::matmul_threaded(&x, m, &l.q, self.threads);
+        #[cfg(target_arch = "wasm32")]
+        let mut y = cpu::matmul(&x, m, &l.q);
+        add_bias(&mut y, l.bias.as_deref());
+        y
+    }
+}
+
+/// The yardstick: [`emulate`] (each weight dequantized as kernels do, products summed in order of
+/// K in f32), what every backend's model output is judged against.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmulateExec;
+
+impl Backend for EmulateExec {
+    fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> Vec<f32> {
+        let x = pad_rows(x, m, l.k, l.q.k);
+        let mut y = emulate(&x, m, &l.q, Arith::F32).y;
+        add_bias(&mut y, l.bias.as_deref());
+        y
+    }
+}

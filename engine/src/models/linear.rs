@@ -1,0 +1,208 @@
+//! A model's weights in the precision a [`MixedPolicy`] gives each layer kind.
+//!
+//! - Matrices (linear layers, embedding tables, the output head) are stored in the format of their
+//!   layer kind. Where a group size does not divide K (SmolLM2's 576 by 128), K is padded with zero
+//!   weights to whole groups, as onnxruntime's `MatMulNBits` pads its last block; activations are
+//!   padded with zeros to match, so the padding adds nothing to any output.
+//! - Vectors (norm weights, biases) are never integer-quantized: they are 0.1% of the bytes and
+//!   every runtime keeps them in floating point. They are stored as f16 in every precision (the
+//!   `norm` kind of the mixed policy, and what the fp16 reference uses too).
+
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+use super::ModelError;
+use crate::quant::{quantize, Group, LayerKind, MixedPolicy, QuantFormat, QuantizedMatrix, Quantizer};
+
+/// A weight matrix `n x k` in its stored form, with an optional bias.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub name: String,
+    pub kind: LayerKind,
+    pub q: QuantizedMatrix,
+    /// K before padding (the activations' width).
+    pub k: usize,
+    pub bias: Option<Vec<f32>>,
+}
+
+/// What one stored tensor costs, for the records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorRecord {
+    pub name: String,
+    pub kind: String,
+    pub format: String,
+    pub shape: [usize; 2],
+    pub bytes: usize,
+    pub fp16_bytes: usize,
+    /// A second stored copy of weights counted elsewhere (a tied output head): its weights are
+    /// not counted again, and its bytes only where its format differs from the first copy's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tied: bool,
+}
+
+/// Rounds a vector to f16 (how norm weights and biases are stored in every precision).
+pub fn f16_vector(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
+}
+
+/// The K a format stores a row of `k` weights in: whole groups.
+pub fn padded_k(format: QuantFormat, k: usize) -> usize {
+    match format {
+        QuantFormat::Int(f) => match f.group {
+            Group::Size(g) => k.div_ceil(g as usize) * g as usize,
+            Group::PerChannel => k,
+        },
+        QuantFormat::F16 => k,
+    }
+}
+
+/// How a model's weights are to be stored.
+#[derive(Clone, Debug)]
+pub struct ModelPrecision {
+    pub policy: MixedPolicy,
+    pub quantizer: Quantizer,
+}
+
+impl ModelPrecision {
+    pub fn fp16() -> ModelPrecision {
+        ModelPrecision { policy: MixedPolicy::uniform(QuantFormat::F16), quantizer: Quantizer::RoundToNearest }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.policy.name
+    }
+}
+
+impl Linear {
+    /// Stores `w` (`n x k`, row-major, output channels by input channels) in the format of `kind`.
+    pub fn new(
+        file: &str,
+        name: &str,
+        kind: LayerKind,
+        w: &[f32],
+        (n, k): (usize, usize),
+        bias: Option<&[f32]>,
+        precision: &ModelPrecision,
+    ) -> Result<Linear, ModelError> {
+        let bad = |why: String| ModelError::Tensor { file: file.into(), tensor: name.into(), why };
+        if w.len() != n * k || bias.is_some_and(|b| b.len() != n) {
+            return Err(bad(format!("{} weights and a bias of {:?} for {n}x{k}", w.len(), bias.map(|b| b.len()))));
+        }
+        let format = precision.policy.format_for(kind);
+        let kp = padded_k(format, k);
+        let padded;
+        let w = if kp == k {
+            w
+        } else {
+            padded = w
+                .chunks_exact(k)
+                .flat_map(|row| row.iter().copied().chain(std::iter::repeat_n(0.0, kp - k)))
+                .collect::<Vec<_>>();
+            &padded
+        };
+        let q = quantize(w, n, kp, format, precision.quantizer).map_err(|e| bad(e.to_string()))?;
+        Ok(Linear { name: name.into(), kind, q, k, bias: bias.map(f16_vector) })
+    }
+
+    pub fn n(&self) -> usize {
+        self.q.n
+    }
+
+    /// Row `r` of the stored matrix as f32 (an embedding lookup), without the padding.
+    pub fn row(&self, r: usize) -> Vec<f32> {
+        (0..self.k).map(|c| self.q.weight(r, c)).collect()
+    }
+
+    pub fn record(&self) -> TensorRecord {
+        let (n, k) = (self.q.n, self.k);
+        let bytes = self.q.format.storage_bytes(n, self.q.k).map(|b| b.total()).unwrap_or(0)
+            + self.bias.as_ref().map_or(0, |b| 2 * b.len());
+        TensorRecord {
+            name: self.name.clone(),
+            kind: self.kind.to_string(),
+            format: self.q.format.to_string(),
+            shape: [n, k],
+            bytes,
+            fp16_bytes: 2 * n * k + self.bias.as_ref().map_or(0, |b| 2 * b.len()),
+            tied: false,
+        }
+    }
+}
+
+/// A norm's weight (and bias, for layer norm), stored as f16.
+#[derive(Clone, Debug)]
+pub struct NormWeights {
+    pub name: String,
+    pub gamma: Vec<f32>,
+    pub beta: Option<Vec<f32>>,
+}
+
+impl NormWeights {
+    pub fn new(name: &str, gamma: &[f32], beta: Option<&[f32]>) -> NormWeights {
+        NormWeights { name: name.into(), gamma: f16_vector(gamma), beta: beta.map(f16_vector) }
+    }
+
+    pub fn record(&self) -> TensorRecord {
+        let len = self.gamma.len() + self.beta.as_ref().map_or(0, Vec::len);
+        TensorRecord {
+            name: self.name.clone(),
+            kind: LayerKind::Norm.to_string(),
+            format: QuantFormat::F16.to_string(),
+            shape: [1, len],
+            bytes: 2 * len,
+            fp16_bytes: 2 * len,
+            tied: false,
+        }
+    }
+}
+
+/// The records of a whole model, summed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelStorage {
+    pub precision: String,
+    pub tensors: Vec<TensorRecord>,
+    pub weights: usize,
+    pub bytes: usize,
+    pub fp16_bytes: usize,
+    pub bits_per_weight: f64,
+}
+
+impl ModelStorage {
+    pub fn new(precision: &str, tensors: Vec<TensorRecord>) -> ModelStorage {
+        let weights = tensors.iter().filter(|t| !t.tied).map(|t| t.shape[0] * t.shape[1]).sum::<usize>();
+        let bytes = tensors.iter().map(|t| t.bytes).sum::<usize>();
+        let fp16_bytes = tensors.iter().map(|t| t.fp16_bytes).sum();
+        ModelStorage {
+            precision: precision.into(),
+            tensors,
+            weights,
+            bytes,
+            fp16_bytes,
+            bits_per_weight: bytes as f64 * 8.0 / weights.max(1) as f64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_to_whole_groups_changes_no_weight() {
+        let (n, k) = (3, 40);
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+        let p = ModelPrecision {
+            policy: MixedPolicy::uniform("int4-g32-sym".parse().unwrap()),
+            quantizer: Quantizer::RoundToNearest,
+        };
+        let l = Linear::new("f", "w", LayerKind::Mlp, &w, (n, k), None, &p).unwrap();
+        assert_eq!((l.q.k, l.k), (64, 40));
+        for r in 0..n {
+            assert!((40..64).all(|c| l.q.weight(r, c) == 0.0), "padding decodes to zero");
+            let max = w[r * k..(r + 1) * k].iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(l.row(r).iter().zip(&w[r * k..]).all(|(a, b)| (a - b).abs() <= max / 7.0 * 0.51 + 1e-6));
+        }
+        let e = Linear::new("m.safetensors", "fc", LayerKind::Mlp, &w, (n, 41), None, &p).unwrap_err().to_string();
+        assert!(e.starts_with("m.safetensors: tensor `fc`"), "{e}");
+    }
+}

@@ -1,0 +1,241 @@
+//! Model cells: the weights file and inputs of each (tokenized here, natively: the page never
+//! tokenizes) and the two references every runtime's output is judged against, computed natively
+//! once per model, precision and inputs and shared by every runtime:
+//! - `exact`: the same quantized model through [`EmulateExec`] (the kernel verdict's yardstick);
+//! - `fp16`: the fp16 model through the same (the accuracy verdict's).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use webq_engine::models::exec::EmulateExec;
+use webq_engine::models::gguf::Gguf;
+use webq_engine::models::linear::ModelPrecision;
+use webq_engine::models::run::{run_model, ModelRun};
+use webq_engine::platform::selection::Family;
+use webq_engine::protocol::{ModelSpec, Precision};
+
+use crate::cell::{Cell, ModelCell};
+use crate::eval::{data_dir, data_lines};
+use crate::models::{cache_dir, ModelPackage, PACKAGES};
+use crate::tokenize::{LlmTokenizer, TextTokenizer};
+
+/// The package of a family's model.
+pub fn package(family: Family) -> Result<&'static ModelPackage, String> {
+    PACKAGES
+        .iter()
+        .find(|p| p.family == family_name(family))
+        .ok_or_else(|| format!("no trained model of the {family:?} family"))
+}
+
+fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::Text => "text",
+        Family::Vision => "vision",
+        Family::Audio => "audio",
+        Family::Llm => "llm",
+    }
+}
+
+/// The page server's path of a model file: `/models/PACKAGE-VERSION/FILE`.
+pub fn route(p: &ModelPackage, file: &str) -> String {
+    format!("/models/{}-{}/{file}", p.package, p.version)
+}
+
+/// The weights file (first of the package's files) and, for BERT, its config.json.
+struct Files {
+    weights: PathBuf,
+    weights_name: &'static str,
+    config: Option<String>,
+}
+
+fn files(family: Family) -> Result<Files, String> {
+    let p = package(family)?;
+    let cache = cache_dir();
+    let weights = p.path(&cache, p.files[0]).map_err(|e| e.to_string())?;
+    let config = match family {
+        Family::Text => {
+            let path = p.path(&cache, p.files[1]).map_err(|e| e.to_string())?;
+            Some(std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        _ => None,
+    };
+    Ok(Files { weights, weights_name: p.files[0], config })
+}
+
+/// The bytes of a weights file, read once per process.
+fn bytes(path: &PathBuf) -> Result<Arc<Vec<u8>>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<Vec<u8>>>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().expect("bytes cache");
+    if let Some(b) = cache.get(path) {
+        return Ok(b.clone());
+    }
+    let b = Arc::new(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?);
+    cache.insert(path.clone(), b.clone());
+    Ok(b)
+}
+
+/// Rows of token ids, and (text) their attention masks.
+type Ids = (Vec<Vec<u32>>, Vec<Vec<u32>>);
+
+/// Token ids of a model cell's inputs.
+fn inputs(m: &ModelCell, files: &Files) -> Result<Ids, String> {
+    match m.family {
+        Family::Text => {
+            let p = package(Family::Text)?;
+            let tok = p.path(&cache_dir(), p.files[2]).map_err(|e| e.to_string())?;
+            let mut sentences = data_lines(&data_dir().join("sentences.txt"))?;
+            sentences.truncate(m.sentences.unwrap_or(usize::MAX));
+            let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+            let b = TextTokenizer::load(&tok).map_err(|e| e.to_string())?.batch(&refs).map_err(|e| e.to_string())?;
+            Ok((b.ids, b.mask))
+        }
+        Family::Llm => {
+            let bytes = bytes(&files.weights)?;
+            let name = files.weights.display().to_string();
+            let g = Gguf::parse(&name, &bytes).map_err(|e| e.to_string())?;
+            let tok = LlmTokenizer::from_gguf(&name, &g).map_err(|e| e.to_string())?;
+            let passage = data_lines(&data_dir().join("passage.txt"))?.join("\n");
+            let mut ids = tok.encode(&passage).map_err(|e| e.to_string())?;
+            if ids.len() < m.tokens {
+                return Err(format!("the passage has {} tokens, the cell asks for {}", ids.len(), m.tokens));
+            }
+            ids.truncate(m.tokens);
+            Ok((vec![ids], Vec::new()))
+        }
+        other => Err(format!("the {other:?} family has no model runtime yet")),
+    }
+}
+
+/// Where the spec's weights file is: the page server's path, or natively the file itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileAt {
+    Page,
+    Native,
+}
+
+/// What the page (or the native runner) is asked to run for a model cell.
+pub fn spec(cell: &Cell, at: FileAt) -> Result<ModelSpec, String> {
+    let m = cell.model.as_ref().ok_or("not a model cell")?;
+    let f = files(m.family)?;
+    let (ids, mask) = inputs(m, &f)?;
+    let file = match at {
+        FileAt::Page => route(package(m.family)?, f.weights_name),
+        FileAt::Native => f.weights.display().to_string(),
+    };
+    Ok(ModelSpec { family: m.family, file, config: f.config, depth: m.depth, ids, mask, prefill: m.tokens - m.decode })
+}
+
+/// A model cell's weights file, read once per process (natively).
+pub fn weights(cell: &Cell) -> Result<Arc<Vec<u8>>, String> {
+    let m = cell.model.as_ref().ok_or("not a model cell")?;
+    bytes(&files(m.family)?.weights)
+}
+
+/// The weights as a model cell stores them.
+pub fn precision(cell: &Cell) -> Result<ModelPrecision, String> {
+    let policy = cell.precision.policy().ok_or("a model cell needs a named precision")?;
+    Ok(ModelPrecision { policy, quantizer: cell.quantizer })
+}
+
+/// Both references of a model cell.
+pub struct ModelRefs {
+    pub exact: ModelRun,
+    pub fp16: Arc<ModelRun>,
+    /// llm: the sequence (for perplexity).
+    pub ids: Vec<Vec<u32>>,
+}
+
+/// The references of `cell`, computed once per process and shared by every runtime.
+pub fn references(cell: &Cell) -> Result<Arc<ModelRefs>, String> {
+    type Cache<T> = OnceLock<Mutex<HashMap<String, Arc<T>>>>;
+    static EXACT: Cache<ModelRefs> = OnceLock::new();
+    static FP16: Cache<ModelRun> = OnceLock::new();
+    let m = cell.model.as_ref().ok_or("not a model cell")?;
+    let inputs_key = format!("{:?}", m);
+    let key = format!("{inputs_key}:{}:{:?}", cell.precision, cell.quantizer);
+    if let Some(r) = EXACT.get_or_init(Default::default).lock().expect("refs cache").get(&key) {
+        return Ok(r.clone());
+    }
+    let spec = spec(cell, FileAt::Native)?;
+    let bytes = weights(cell)?;
+    let fp16 = {
+        let cached = FP16.get_or_init(Default::default).lock().expect("fp16 cache").get(&inputs_key).cloned();
+        match cached {
+            Some(r) => r,
+            None => {
+                let r = Arc::new(
+                    run_model(&spec, &bytes, &ModelPrecision::fp16(), &mut EmulateExec).map_err(|e| e.to_string())?,
+                );
+                FP16.get_or_init(Default::default).lock().expect("fp16 cache").insert(inputs_key, r.clone());
+                r
+            }
+        }
+    };
+    let exact = if cell.precision == Precision::Format(webq_engine::quant::QuantFormat::F16) {
+        (*fp16).clone()
+    } else {
+        run_model(&spec, &bytes, &precision(cell)?, &mut EmulateExec).map_err(|e| e.to_string())?
+    };
+    let r = Arc::new(ModelRefs { exact, fp16, ids: spec.ids });
+    EXACT.get_or_init(Default::default).lock().expect("refs cache").insert(key, r.clone());
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webq_engine::models::exec::CpuExec;
+    use webq_engine::protocol::{CellBackend, Runtime};
+
+    fn model_cell(
+        family: Family,
+        depth: Option<usize>,
+        sentences: Option<usize>,
+        tokens: usize,
+        decode: usize,
+    ) -> Cell {
+        let mut c = crate::cell::test_cell(Runtime::Native, CellBackend::Wasm, "fp16", 0, 0);
+        c.model = Some(ModelCell { family, depth, sentences, tokens, decode });
+        c
+    }
+
+    /// The fp16 model, run end to end, finds each sentence's paraphrase (the sentences come in pairs).
+    #[test]
+    fn minilm_pairs_each_sentence_with_its_paraphrase() {
+        if crate::models::cached_file(&PACKAGES[0], 0).is_none() {
+            return;
+        }
+        let cell = model_cell(Family::Text, None, None, 0, 0);
+        let spec = spec(&cell, FileAt::Native).unwrap();
+        let run =
+            run_model(&spec, &weights(&cell).unwrap(), &precision(&cell).unwrap(), &mut CpuExec::default()).unwrap();
+        let rows: Vec<Vec<f32>> = run.y.chunks_exact(run.width).map(<[f32]>::to_vec).collect();
+        assert_eq!(rows.len(), 20);
+        let nn = webq_engine::models::accuracy::nearest_neighbours(&rows);
+        assert_eq!(nn, (0..20).map(|i| i ^ 1).collect::<Vec<_>>());
+        assert!(run.full_depth && run.storage.bits_per_weight > 15.9);
+    }
+
+    /// Decoding through the KV cache gives the logits a single prefill gives, and the cell's output
+    /// reaches the references.
+    #[test]
+    fn smollm2_decode_through_the_cache_matches_one_prefill() {
+        if crate::models::cached_file(&PACKAGES[1], 0).is_none() {
+            return;
+        }
+        let run = |decode| {
+            let cell = model_cell(Family::Llm, Some(2), None, 10, decode);
+            let spec = spec(&cell, FileAt::Native).unwrap();
+            run_model(&spec, &weights(&cell).unwrap(), &precision(&cell).unwrap(), &mut CpuExec::default()).unwrap()
+        };
+        let (whole, decoded) = (run(0), run(6));
+        assert_eq!(whole.y.len(), 10 * 49152);
+        let scale = webq_engine::models::accuracy::rms(&whole.y);
+        let worst = whole.y.iter().zip(&decoded.y).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
+        assert!(worst <= 1e-4 * scale, "decode differs from prefill by {worst} (rms {scale})");
+        assert!(!whole.full_depth);
+        let refs = references(&model_cell(Family::Llm, Some(2), None, 10, 6)).unwrap();
+        assert_eq!(refs.exact.y.len(), decoded.y.len());
+    }
+}

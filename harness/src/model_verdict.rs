@@ -1,0 +1,167 @@
+//! Judging a model cell: the kernel verdict (the backend's whole forward pass against the exact
+//! emulation of the same quantized model, [`KernelTolerance::model`]), the accuracy verdict (no
+//! further from the fp16 model than that emulation is) and, at full depth, the precision's budget
+//! on what users look at (cosine and neighbours of embeddings; top-1 agreement and perplexity).
+
+use webq_conformance::{AccuracyVerdict, KernelTolerance};
+use webq_engine::models::accuracy::{self, ErrorHistogram};
+use webq_engine::platform::selection::Family;
+use webq_engine::protocol::ErrorClass;
+
+use crate::cell::Cell;
+use crate::model_cells::ModelRefs;
+use crate::results::{CellRecord, CellTimings, KernelResult, ModelMeasures, ModelResult, Status};
+use crate::verdict::RawTimings;
+
+/// The measures of `y` against the fp16 model's outputs `fp16` (`width` values a row).
+pub fn measures(family: Family, y: &[f32], fp16: &[f32], width: usize, ids: &[Vec<u32>]) -> ModelMeasures {
+    match family {
+        Family::Llm => {
+            let tokens = ids.first().map_or(&[][..], Vec::as_slice);
+            ModelMeasures {
+                top1_agreement: Some(accuracy::top1_agreement(y, fp16, width)),
+                perplexity: Some(accuracy::perplexity(y, width, tokens)),
+                fp16_perplexity: Some(accuracy::perplexity(fp16, width, tokens)),
+                ..Default::default()
+            }
+        }
+        _ => {
+            let rows = |v: &[f32]| v.chunks_exact(width).map(<[f32]>::to_vec).collect::<Vec<_>>();
+            let (got, want) = (rows(y), rows(fp16));
+            let cos: Vec<f64> = got.iter().zip(&want).map(|(a, b)| accuracy::cosine(a, b)).collect();
+            let (nn, want_nn) = (accuracy::nearest_neighbours(&got), accuracy::nearest_neighbours(&want));
+            let agree = nn.iter().zip(&want_nn).filter(|(a, b)| a == b).count();
+            ModelMeasures {
+                cosine_min: Some(cos.iter().copied().fold(f64::INFINITY, f64::min)),
+                cosine_mean: Some(cos.iter().sum::<f64>() / cos.len().max(1) as f64),
+                neighbour_agreement: Some(agree as f64 / nn.len().max(1) as f64),
+                ..Default::default()
+            }
+        }
+    }
+}
+
+/// Whether the measures meet `budget` (text: min cosine, agreement; llm: top-1, perplexity ratio),
+/// and what fell short. The comparisons are written so that NaN never meets a budget.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+pub fn meets(m: &ModelMeasures, budget: (f64, f64)) -> Result<(), String> {
+    let mut short = Vec::new();
+    if let (Some(c), Some(a)) = (m.cosine_min, m.neighbour_agreement) {
+        if !(c >= budget.0) {
+            short.push(format!("cosine min {c:.5} < {}", budget.0));
+        }
+        if !(a >= budget.1) {
+            short.push(format!("neighbour agreement {a:.3} < {}", budget.1));
+        }
+    }
+    if let (Some(t), Some(p), Some(f)) = (m.top1_agreement, m.perplexity, m.fp16_perplexity) {
+        if !(t >= budget.0) {
+            short.push(format!("top-1 agreement {t:.3} < {}", budget.0));
+        }
+        if !(p / f <= budget.1) {
+            short.push(format!("perplexity {p:.3} is {:.3}x fp16's {f:.3} > {}x", p / f, budget.1));
+        }
+    }
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err(short.join(", "))
+    }
+}
+
+/// Fills in the verdicts, the status, the timings and the model result of `rec`.
+pub fn judge_model(cell: &Cell, refs: &ModelRefs, y: &[f32], t: RawTimings, rec: &mut CellRecord) {
+    let (exact, fp16) = (&refs.exact, &refs.fp16);
+    let bytes = exact.storage.bytes as u64;
+    rec.timings = Some(CellTimings {
+        compile_ms: None,
+        upload_ms: t.upload_ms,
+        dispatches: t.dispatches,
+        wall_us: t.wall_us,
+        gpu_us: None,
+        weight_bytes: bytes,
+        weight_gbps: bytes as f64 * t.dispatches as f64 / (t.wall_us * 1e3),
+    });
+    if y.len() != exact.y.len() {
+        rec.status = Status::Error;
+        rec.error_class = Some(ErrorClass::BadOutput);
+        rec.reason = Some(format!("{} outputs returned, {} expected", y.len(), exact.y.len()));
+        return;
+    }
+    let family = cell.model.as_ref().map_or(Family::Text, |m| m.family);
+    let tolerance = KernelTolerance::model(match family {
+        Family::Llm => "model:llm",
+        _ => "model:text",
+    });
+    let rms = accuracy::rms(&exact.y) as f32;
+    let verdict = tolerance.judge(y, &exact.y, &vec![rms; y.len()], 1);
+    let accuracy =
+        AccuracyVerdict::judge_model(y, &fp16.y, &exact.y, Some(exact.width)).expect("lengths checked above");
+    let measures = measures(family, y, &fp16.y, exact.width, &refs.ids);
+    let budget = crate::eval::budget(&cell.precision.to_string())
+        .and_then(|b| if family == Family::Llm { b.llm } else { b.text })
+        .filter(|_| exact.full_depth);
+    let met = budget.map(|b| meets(&measures, b));
+    let mut reasons = Vec::new();
+    if verdict.non_finite > 0 {
+        reasons.push(format!("{} of {} outputs are NaN or infinite", verdict.non_finite, y.len()));
+    }
+    if !verdict.pass {
+        reasons.push(format!(
+            "kernel: {} of {} outputs beyond {} x rms of the emulated model (worst {:.3e}x, max abs err {:.3e})",
+            verdict.failures,
+            y.len(),
+            tolerance.rel_rms,
+            verdict.worst_ratio,
+            verdict.max_abs_err
+        ));
+    }
+    if !accuracy.pass {
+        reasons.push(format!(
+            "accuracy: rel L2 to fp16 {:.3e}, the exact quantized model's {:.3e} (budget {:.3e})",
+            accuracy.metrics.rel_l2,
+            accuracy.exact_rel_l2.unwrap_or(f64::NAN),
+            accuracy.budget_rel_l2
+        ));
+    }
+    if let Some(Err(short)) = &met {
+        reasons.push(format!("budget: {short}"));
+    }
+    rec.status = if reasons.is_empty() { Status::Pass } else { Status::Fail };
+    rec.reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+    rec.kernel = Some(KernelResult { tolerance, verdict });
+    rec.accuracy = Some(accuracy);
+    rec.model = Some(ModelResult {
+        full_depth: exact.full_depth,
+        measures,
+        budget,
+        budget_pass: met.map(|m| m.is_ok()),
+        histogram: ErrorHistogram::of(y, &fp16.y, accuracy::rms(&fp16.y)),
+        storage: exact.storage.clone(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_and_budgets_of_known_outputs() {
+        // Two sentences of width 2: the first identical to fp16, the second turned by 90 degrees.
+        let fp16 = [1.0, 0.0, 0.0, 1.0];
+        let m = measures(Family::Text, &[1.0, 0.0, 1.0, 0.0], &fp16, 2, &[]);
+        assert_eq!((m.cosine_min, m.cosine_mean), (Some(0.0), Some(0.5)));
+        assert_eq!(m.neighbour_agreement, Some(1.0), "two sentences are each other's neighbour");
+        assert_eq!(meets(&m, (0.9, 1.0)).unwrap_err(), "cosine min 0.00000 < 0.9");
+        // Three positions of a 2-token vocabulary; the sequence is 0, 1, 1.
+        let (want, got) = ([0.0f32, 5.0, 0.0, 5.0, 5.0, 0.0], [0.0f32, 5.0, 5.0, 0.0, 5.0, 0.0]);
+        let m = measures(Family::Llm, &got, &want, 2, &[vec![0, 1, 1]]);
+        assert!((m.top1_agreement.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert!(m.perplexity.unwrap() > m.fp16_perplexity.unwrap());
+        let why = meets(&m, (0.9, 1.5)).unwrap_err();
+        assert!(why.starts_with("top-1 agreement 0.667 < 0.9, perplexity"), "{why}");
+        assert!(meets(&m, (0.5, 1e6)).is_ok());
+        let nan = ModelMeasures { cosine_min: Some(f64::NAN), neighbour_agreement: Some(1.0), ..Default::default() };
+        assert!(meets(&nan, (0.5, 0.5)).is_err(), "NaN never meets a budget");
+    }
+}
