@@ -216,6 +216,7 @@ fn judge_model_answer(cell: &Cell, answer: Value, refs: &ModelRefs, rec: &mut Ce
         Ok(o) => o,
         Err(e) => return malformed(rec, e.to_string()),
     };
+    rec.workgroup = out.workgroup.clone();
     rec.detail = Some(RunDetail::from_page(&out));
     match out.outcome(cell.precision, refs.exact.y.len()) {
         Err(why) => malformed(rec, why),

@@ -213,7 +213,7 @@ fn model_cells(matrix: &Matrix, runtime: Runtime) -> Vec<Cell> {
                     runtime,
                     backend,
                     precision,
-                    kernel: KernelKind::Gemm,
+                    kernel: KernelKind::Gemv,
                     arith: Arith::F32,
                     workgroup: None,
                     shape: entry.name.clone(),

@@ -237,7 +237,7 @@ pub fn eval_text(
     let t0 = Instant::now();
     let fp16 = Bert::load(&file, &st, config.clone(), &ModelPrecision::fp16(), depth)?;
     let full = fp16.depth() == config.num_hidden_layers;
-    let want = fp16.embed(&mut exec, &batch.ids, &batch.mask)?;
+    let want = pollster::block_on(fp16.embed(&mut exec, &batch.ids, &batch.mask))?;
     let want_nn = accuracy::nearest_neighbours(&want);
     println!(
         "text: {} ({} of {} layers), {} sentences of {} tokens (padded), fp16 {} in {:.1} s",
@@ -254,7 +254,7 @@ pub fn eval_text(
     for p in precisions {
         let t0 = Instant::now();
         let model = Bert::load(&file, &st, config.clone(), p, depth)?;
-        let got = model.embed(&mut exec, &batch.ids, &batch.mask)?;
+        let got = pollster::block_on(model.embed(&mut exec, &batch.ids, &batch.mask))?;
         let cos: Vec<f64> = got.iter().zip(&want).map(|(a, b)| accuracy::cosine(a, b)).collect();
         let (min, mean) =
             (cos.iter().copied().fold(f64::INFINITY, f64::min), cos.iter().sum::<f64>() / cos.len() as f64);
@@ -293,11 +293,11 @@ pub fn greedy(
 ) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
     let vocab = model.config.vocab;
     let mut cache = model.new_cache();
-    let logits = model.forward(exec, prompt, &mut cache)?;
+    let logits = pollster::block_on(model.forward(exec, prompt, &mut cache))?;
     let mut next = accuracy::argmax(&logits[logits.len() - vocab..]) as u32;
     let mut out = vec![next];
     while out.len() < n {
-        let logits = model.forward(exec, &[next], &mut cache)?;
+        let logits = pollster::block_on(model.forward(exec, &[next], &mut cache))?;
         next = accuracy::argmax(&logits) as u32;
         out.push(next);
     }
@@ -324,7 +324,7 @@ pub fn eval_llm(precisions: &[ModelPrecision], args: &EvalArgs) -> Result<Vec<Ev
     let fp16 = Llama::load(&file, &g, &ModelPrecision::fp16(), args.depth)?;
     let vocab = fp16.config.vocab;
     let full = fp16.depth() == fp16.config.blocks;
-    let want = fp16.forward(&mut exec, &ids, &mut fp16.new_cache())?;
+    let want = pollster::block_on(fp16.forward(&mut exec, &ids, &mut fp16.new_cache()))?;
     let want_ppl = accuracy::perplexity(&want, vocab, &ids);
     let want_cont = greedy(&fp16, &mut exec, prompt, args.continuation)?;
     println!(
@@ -340,7 +340,7 @@ pub fn eval_llm(precisions: &[ModelPrecision], args: &EvalArgs) -> Result<Vec<Ev
     for p in precisions {
         let t0 = Instant::now();
         let model = Llama::load(&file, &g, p, args.depth)?;
-        let got = model.forward(&mut exec, &ids, &mut model.new_cache())?;
+        let got = pollster::block_on(model.forward(&mut exec, &ids, &mut model.new_cache()))?;
         let top1 = accuracy::top1_agreement(&got, &want, vocab);
         let ppl = accuracy::perplexity(&got, vocab, &ids);
         let cont = greedy(&model, &mut exec, prompt, args.continuation)?;

@@ -32,7 +32,7 @@
 //! name = "minilm"                 # the cells' shape name
 //! family = "text"                 # text (all-MiniLM-L6-v2) or llm (SmolLM2-135M)
 //! precisions = ["int8-pc-sym", "mixed"]   # formats, or "mixed" (4-bit, attention and embeddings 8-bit)
-//! backends = ["wasm"]             # optional: the CPU path, the only model runtime so far
+//! backends = ["wasm", "webgpu"]   # optional (default wasm): the CPU path, and every op in WGSL
 //! runtimes = ["native", "firefox"]  # optional
 //! depth = 2                       # optional: layers (text) or blocks (llm) to run; all when absent
 //! sentences = 8                   # text: the first N sentences of harness/data/sentences.txt (all when absent)
@@ -424,8 +424,8 @@ impl Source<'_> {
             None => vec![CellBackend::Wasm],
             Some(list) => {
                 for b in list {
-                    if b.get_ref() != "wasm" {
-                        let why = format!("`{}`: models run on the wasm backend (the CPU path) only so far; their ops are not yet WGSL or WebNN graphs", b.get_ref());
+                    if !matches!(b.get_ref().as_str(), "wasm" | "webgpu") {
+                        let why = format!("`{}`: models run on the wasm (CPU path) and webgpu (WGSL) backends only so far; their ops are not yet WebNN graphs", b.get_ref());
                         return Err(self.field(b, &at("backends"), why));
                     }
                 }
@@ -550,10 +550,10 @@ mod tests {
         assert_eq!((e.family, e.depth, e.tokens, e.decode), (Family::Llm, Some(2), 24, 8));
         assert_eq!(e.precisions, [Precision::Mixed, "int8-pc-sym".parse().unwrap()]);
         assert_eq!((e.backends.as_slice(), e.quantizer), (&[CellBackend::Wasm][..], Some(Quantizer::RoundToNearest)));
-        let err = parse(&(GOOD.to_string() + &models.replace("depth = 2", "backends = [\"webgpu\"]")))
+        let err = parse(&(GOOD.to_string() + &models.replace("depth = 2", "backends = [\"webnn\"]")))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("field `models.lm.backends`") && err.contains("wasm backend"), "{err}");
+        assert!(err.contains("field `models.lm.backends`") && err.contains("not yet WebNN graphs"), "{err}");
         let err = parse(&(GOOD.to_string() + &models.replace("decode = 8", "decode = 24"))).unwrap_err().to_string();
         assert!(err.starts_with("m.toml:17: field `models.lm.decode`"), "{err}");
         let err = parse(&(GOOD.to_string() + &models.replace("\"mixed\"", "\"auto\""))).unwrap_err().to_string();

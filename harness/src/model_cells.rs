@@ -165,7 +165,8 @@ pub fn references(cell: &Cell) -> Result<Arc<ModelRefs>, String> {
             Some(r) => r,
             None => {
                 let r = Arc::new(
-                    run_model(&spec, &bytes, &ModelPrecision::fp16(), &mut EmulateExec).map_err(|e| e.to_string())?,
+                    pollster::block_on(run_model(&spec, &bytes, &ModelPrecision::fp16(), &mut EmulateExec))
+                        .map_err(|e| e.to_string())?,
                 );
                 FP16.get_or_init(Default::default).lock().expect("fp16 cache").insert(inputs_key, r.clone());
                 r
@@ -175,7 +176,7 @@ pub fn references(cell: &Cell) -> Result<Arc<ModelRefs>, String> {
     let exact = if cell.precision == Precision::Format(webq_engine::quant::QuantFormat::F16) {
         (*fp16).clone()
     } else {
-        run_model(&spec, &bytes, &precision(cell)?, &mut EmulateExec).map_err(|e| e.to_string())?
+        pollster::block_on(run_model(&spec, &bytes, &precision(cell)?, &mut EmulateExec)).map_err(|e| e.to_string())?
     };
     let r = Arc::new(ModelRefs { exact, fp16, ids: spec.ids });
     EXACT.get_or_init(Default::default).lock().expect("refs cache").insert(key, r.clone());
@@ -208,8 +209,13 @@ mod tests {
         }
         let cell = model_cell(Family::Text, None, None, 0, 0);
         let spec = spec(&cell, FileAt::Native).unwrap();
-        let run =
-            run_model(&spec, &weights(&cell).unwrap(), &precision(&cell).unwrap(), &mut CpuExec::default()).unwrap();
+        let run = pollster::block_on(run_model(
+            &spec,
+            &weights(&cell).unwrap(),
+            &precision(&cell).unwrap(),
+            &mut CpuExec::default(),
+        ))
+        .unwrap();
         let rows: Vec<Vec<f32>> = run.y.chunks_exact(run.width).map(<[f32]>::to_vec).collect();
         assert_eq!(rows.len(), 20);
         let nn = webq_engine::models::accuracy::nearest_neighbours(&rows);
@@ -227,7 +233,13 @@ mod tests {
         let run = |decode| {
             let cell = model_cell(Family::Llm, Some(2), None, 10, decode);
             let spec = spec(&cell, FileAt::Native).unwrap();
-            run_model(&spec, &weights(&cell).unwrap(), &precision(&cell).unwrap(), &mut CpuExec::default()).unwrap()
+            pollster::block_on(run_model(
+                &spec,
+                &weights(&cell).unwrap(),
+                &precision(&cell).unwrap(),
+                &mut CpuExec::default(),
+            ))
+            .unwrap()
         };
         let (whole, decoded) = (run(0), run(6));
         assert_eq!(whole.y.len(), 10 * 49152);

@@ -8,7 +8,7 @@ use webq_engine::platform::fallback::matmul_with_fallback;
 use webq_engine::protocol::{CellBackend, ErrorClass};
 use webq_engine::reference::Arith;
 use webq_engine::seeded;
-use webq_engine::webgpu::{Executor, ExecutorOptions, GemvKernel, GpuError, TuningTable};
+use webq_engine::webgpu::{Executor, ExecutorOptions, GemvKernel, GpuError, KernelKind, TuningTable};
 
 use crate::cell::Cell;
 use crate::model_cells::{self, FileAt};
@@ -17,7 +17,9 @@ use crate::results::{CellRecord, Environment, RunDetail, Status};
 use crate::runner::CellRunner;
 use crate::verdict::{judge, RawTimings, References};
 use webq_engine::models::exec::CpuExec;
+use webq_engine::models::gpu::GpuBackend;
 use webq_engine::models::run::run_model;
+use webq_engine::models::ModelError;
 
 /// The output with the cell's planted defect, if it has one.
 fn planted(cell: &Cell, mut y: Vec<f32>) -> Vec<f32> {
@@ -107,7 +109,7 @@ impl CellRunner for NativeRunner {
 impl NativeRunner {
     fn run_cell(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {
         if cell.model.is_some() {
-            return run_model_cell(cell, rec);
+            return self.run_model_cell(cell, rec);
         }
         match cell.backend {
             CellBackend::Webgpu if cell.memory_cap.is_some() => return self.run_capped(cell, prepared, rec),
@@ -271,36 +273,66 @@ impl NativeRunner {
     }
 }
 
-/// A model cell natively: the CPU path (the `wasm` backend's code, threaded), judged against the
-/// references (the emulated quantized model and the fp16 model).
-fn run_model_cell(cell: &Cell, mut rec: CellRecord) -> CellRecord {
-    let prepared = (|| {
-        let spec = model_cells::spec(cell, FileAt::Native)?;
-        let bytes = model_cells::weights(cell)?;
-        let precision = model_cells::precision(cell)?;
-        let refs = model_cells::references(cell)?;
-        Ok::<_, String>((spec, bytes, precision, refs))
-    })();
-    let (spec, bytes, precision, refs) = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            rec.error_class = Some(ErrorClass::BadInput);
-            rec.reason = Some(e);
-            return rec;
-        }
-    };
-    let run = match run_model(&spec, &bytes, &precision, &mut CpuExec::default()) {
-        Ok(r) => r,
-        Err(e) => {
-            rec.error_class = Some(ErrorClass::BadInput);
-            rec.reason = Some(e.to_string());
-            return rec;
-        }
-    };
-    let notes = vec![format!("load and quantize {:.1} ms; {}", run.load_us / 1e3, run.speed)];
-    rec.detail = Some(RunDetail { dot_path: Some(cpu::DOT_PATH.into()), notes, ..Default::default() });
-    let t =
-        RawTimings { compile_ms: None, upload_ms: run.load_us / 1e3, dispatches: 1, wall_us: run.run_us, gpu_us: None };
-    judge_model(cell, &refs, &planted(cell, run.y), t, &mut rec);
-    rec
+impl NativeRunner {
+    /// A model cell natively: the CPU path (the `wasm` backend's code, threaded) or every op in
+    /// WGSL on the adapter (`webgpu`), judged against the references (the emulated quantized model
+    /// and the fp16 model).
+    fn run_model_cell(&mut self, cell: &Cell, mut rec: CellRecord) -> CellRecord {
+        let prepared = (|| {
+            let spec = model_cells::spec(cell, FileAt::Native)?;
+            let bytes = model_cells::weights(cell)?;
+            let precision = model_cells::precision(cell)?;
+            let refs = model_cells::references(cell)?;
+            Ok::<_, String>((spec, bytes, precision, refs))
+        })();
+        let (spec, bytes, precision, refs) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                rec.error_class = Some(ErrorClass::BadInput);
+                rec.reason = Some(e);
+                return rec;
+            }
+        };
+        let mut detail = RunDetail::default();
+        let run = match cell.backend {
+            CellBackend::Webgpu => {
+                let Some(exec) = self.executor.as_ref() else {
+                    rec.status = Status::Unsupported;
+                    rec.reason = self.missing.clone();
+                    rec.error_class = Some(ErrorClass::NoAdapter);
+                    return rec;
+                };
+                let gemv = self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, None);
+                rec.workgroup = Some(gemv.to_string());
+                pollster::block_on(run_model(&spec, &bytes, &precision, &mut GpuBackend::new(exec, gemv)))
+            }
+            _ => {
+                detail.dot_path = Some(cpu::DOT_PATH.into());
+                pollster::block_on(run_model(&spec, &bytes, &precision, &mut CpuExec::default()))
+            }
+        };
+        let run = match run {
+            Ok(r) => r,
+            Err(e) => {
+                rec.error_class = Some(if matches!(e, ModelError::Backend { .. }) {
+                    ErrorClass::Dispatch
+                } else {
+                    ErrorClass::BadInput
+                });
+                rec.reason = Some(e.to_string());
+                return rec;
+            }
+        };
+        detail.notes.push(format!("load and quantize {:.1} ms; {}", run.load_us / 1e3, run.speed));
+        rec.detail = Some(detail);
+        let t = RawTimings {
+            compile_ms: None,
+            upload_ms: run.load_us / 1e3,
+            dispatches: 1,
+            wall_us: run.run_us,
+            gpu_us: None,
+        };
+        judge_model(cell, &refs, &planted(cell, run.y), t, &mut rec);
+        rec
+    }
 }

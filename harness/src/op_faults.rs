@@ -48,12 +48,12 @@ pub fn fault_cells() -> Vec<(&'static str, Cell)> {
 }
 
 /// Runs a model cell on `backend`: the worst ratio of its kernel verdict against the emulation.
-fn model_ratio(cell: &Cell, backend: &mut dyn Backend) -> Result<f64, String> {
+fn model_ratio<B: Backend>(cell: &Cell, backend: &mut B) -> Result<f64, String> {
     let spec = model_cells::spec(cell, FileAt::Native)?;
     let bytes = model_cells::weights(cell)?;
     let precision = model_cells::precision(cell)?;
-    let want = run_model(&spec, &bytes, &precision, &mut EmulateExec).map_err(|e| e.to_string())?;
-    let got = run_model(&spec, &bytes, &precision, backend).map_err(|e| e.to_string())?;
+    let want = pollster::block_on(run_model(&spec, &bytes, &precision, &mut EmulateExec)).map_err(|e| e.to_string())?;
+    let got = pollster::block_on(run_model(&spec, &bytes, &precision, backend)).map_err(|e| e.to_string())?;
     let rms = accuracy::rms(&want.y) as f32;
     let tol = KernelTolerance::model("model");
     Ok(tol.judge(&got.y, &want.y, &vec![rms; want.y.len()], 1).worst_ratio)
@@ -64,7 +64,7 @@ pub fn hunt_ops(with_models: bool, only: Option<&str>) -> (Vec<OpFaultOutcome>, 
     let cells = if with_models { fault_cells() } else { Vec::new() };
     let mut outcomes = Vec::new();
     for fault in OP_FAULTS.iter().filter(|f| only.is_none_or(|o| o == f.id)) {
-        let verdicts = run_op_cases(&mut Faulty::new(CpuExec::default(), fault));
+        let verdicts = pollster::block_on(run_op_cases(&mut Faulty::new(CpuExec::default(), fault)));
         let mut out = OpFaultOutcome {
             fault,
             op_failed: verdicts.iter().filter(|v| !v.verdict.pass).map(|v| v.case).collect(),
@@ -80,7 +80,7 @@ pub fn hunt_ops(with_models: bool, only: Option<&str>) -> (Vec<OpFaultOutcome>, 
         }
         outcomes.push(out);
     }
-    let clean_ops = run_op_cases(&mut CpuExec::default());
+    let clean_ops = pollster::block_on(run_op_cases(&mut CpuExec::default()));
     let mut false_failures: Vec<String> = clean_ops
         .iter()
         .filter(|v| !v.verdict.pass)

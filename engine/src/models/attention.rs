@@ -129,11 +129,16 @@ impl KvCache {
         vs[vl - v.len()..].copy_from_slice(v);
     }
 
-    /// Appends `k`, `v` (`t x kv_width`) to `layer`; returns every cached key and value of it.
-    pub fn append(&mut self, layer: usize, k: &[f32], v: &[f32]) -> (&[f32], &[f32]) {
+    /// Appends `k`, `v` (`t x kv_width`) to `layer`.
+    pub fn append(&mut self, layer: usize, k: &[f32], v: &[f32]) {
         let (ks, vs) = &mut self.layers[layer];
         ks.extend_from_slice(k);
         vs.extend_from_slice(v);
+    }
+
+    /// Every cached key and value of `layer`.
+    pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
+        let (ks, vs) = &self.layers[layer];
         (ks, vs)
     }
 }
@@ -172,8 +177,8 @@ mod tests {
         assert!(c.is_empty());
         c.append(0, &[1.0; 6], &[2.0; 6]);
         c.append(1, &[1.0; 6], &[2.0; 6]);
-        let (k, _) = c.append(0, &[3.0; 3], &[4.0; 3]);
-        assert_eq!(k.len(), 9);
+        c.append(0, &[3.0; 3], &[4.0; 3]);
+        assert_eq!(c.layer(0).0.len(), 9);
         assert_eq!(c.len(), 3);
     }
 }

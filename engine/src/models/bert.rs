@@ -129,6 +129,16 @@ impl Bert {
         })
     }
 
+    /// Hands every weight matrix to the backend before a run (see [`Backend::preload`]).
+    pub async fn preload<B: Backend>(&self, exec: &mut B) -> Result<(), ModelError> {
+        for l in &self.layers {
+            for m in [&l.q, &l.k, &l.v, &l.o, &l.up, &l.down] {
+                exec.preload(m).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn depth(&self) -> usize {
         self.layers.len()
     }
@@ -146,9 +156,9 @@ impl Bert {
 
     /// The last hidden states of a padded batch (`ids[b]` and `mask[b]` all of one length `t`),
     /// row-major `(b * t) x hidden`. Errors on an id outside the vocabulary.
-    pub fn hidden_states(
+    pub async fn hidden_states<B: Backend>(
         &self,
-        exec: &mut dyn Backend,
+        exec: &mut B,
         ids: &[Vec<u32>],
         mask: &[Vec<u32>],
     ) -> Result<Vec<f32>, ModelError> {
@@ -173,7 +183,7 @@ impl Bert {
             }
         }
         let (eps, hs) = (self.config.layer_norm_eps, h);
-        let mut x = exec.layer_norm(&x, hs, &self.emb_norm, eps);
+        let mut x = exec.layer_norm(&x, hs, &self.emb_norm, eps).await?;
         let heads = Heads {
             heads: self.config.num_attention_heads,
             kv_heads: self.config.num_attention_heads,
@@ -181,39 +191,34 @@ impl Bert {
         };
         let m = b * t;
         for l in &self.layers {
-            let (q, k, v) = (exec.linear(&x, m, &l.q), exec.linear(&x, m, &l.k), exec.linear(&x, m, &l.v));
+            let q = exec.linear(&x, m, &l.q).await?;
+            let k = exec.linear(&x, m, &l.k).await?;
+            let v = exec.linear(&x, m, &l.v).await?;
             let mut ctx = Vec::with_capacity(m * h);
             for (s, sm) in mask.iter().enumerate() {
                 let rows = s * t * h..(s + 1) * t * h;
-                ctx.extend(exec.attention(
-                    &q[rows.clone()],
-                    &k[rows.clone()],
-                    &v[rows],
-                    t,
-                    t,
-                    heads,
-                    Mask::Padding(sm),
-                ));
+                let (qs, ks, vs) = (&q[rows.clone()], &k[rows.clone()], &v[rows]);
+                ctx.extend(exec.attention(qs, ks, vs, t, t, heads, Mask::Padding(sm)).await?);
             }
-            let o = exec.linear(&ctx, m, &l.o);
-            let hid = exec.layer_norm(&add(&x, &o), hs, &l.attn_norm, eps);
-            let mut f = exec.linear(&hid, m, &l.up);
-            exec.gelu(&mut f);
-            let f = exec.linear(&f, m, &l.down);
-            x = exec.layer_norm(&add(&hid, &f), hs, &l.out_norm, eps);
+            let o = exec.linear(&ctx, m, &l.o).await?;
+            let hid = exec.layer_norm(&add(&x, &o), hs, &l.attn_norm, eps).await?;
+            let f = exec.linear(&hid, m, &l.up).await?;
+            let f = exec.gelu(&f).await?;
+            let f = exec.linear(&f, m, &l.down).await?;
+            x = exec.layer_norm(&add(&hid, &f), hs, &l.out_norm, eps).await?;
         }
         Ok(x)
     }
 
     /// Sentence embeddings (mean pooling over the mask, L2-normalized), one per row of the batch.
-    pub fn embed(
+    pub async fn embed<B: Backend>(
         &self,
-        exec: &mut dyn Backend,
+        exec: &mut B,
         ids: &[Vec<u32>],
         mask: &[Vec<u32>],
     ) -> Result<Vec<Vec<f32>>, ModelError> {
         let h = self.config.hidden_size;
-        let x = self.hidden_states(exec, ids, mask)?;
+        let x = self.hidden_states(exec, ids, mask).await?;
         let t = ids.first().map_or(0, Vec::len);
         Ok(mask.iter().enumerate().map(|(s, m)| mean_pool_normalized(&x[s * t * h..(s + 1) * t * h], h, m)).collect())
     }

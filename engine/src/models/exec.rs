@@ -7,52 +7,69 @@
 use super::attention::{attention, Heads, KvCache, Mask};
 use super::linear::{Linear, NormWeights};
 use super::ops::{gelu_erf, layer_norm, rms_norm, rope_adjacent, silu};
+use super::ModelError;
 use crate::cpu;
 use crate::reference::{emulate, Arith};
 
-/// The ops of a transformer, on rows of activations (row-major).
+/// An op that could not run on its backend (a GPU error, in words).
+pub type OpResult<T> = Result<T, ModelError>;
+
+/// The ops of a transformer, on rows of activations (row-major). Async: a GPU backend in a browser
+/// awaits its readbacks; the CPU path's futures are ready at once (natively, `pollster` drives them).
+#[allow(async_fn_in_trait)]
 pub trait Backend {
     /// `x (m x l.k) * W^T + bias` for one stored matrix.
-    fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> Vec<f32>;
+    async fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> OpResult<Vec<f32>>;
 
-    fn layer_norm(&mut self, x: &[f32], dim: usize, w: &NormWeights, eps: f64) -> Vec<f32> {
-        layer_norm(x, dim, &w.gamma, w.beta.as_deref().expect("a layer norm has a bias"), eps)
+    /// Makes `l` ready before the model runs (a GPU backend uploads it), so that a run's time is
+    /// the model's, not the upload's.
+    async fn preload(&mut self, _l: &Linear) -> OpResult<()> {
+        Ok(())
     }
 
-    fn rms_norm(&mut self, x: &[f32], dim: usize, w: &NormWeights, eps: f64) -> Vec<f32> {
-        rms_norm(x, dim, &w.gamma, eps)
+    async fn layer_norm(&mut self, x: &[f32], dim: usize, w: &NormWeights, eps: f64) -> OpResult<Vec<f32>> {
+        Ok(layer_norm(x, dim, &w.gamma, w.beta.as_deref().expect("a layer norm has a bias"), eps))
+    }
+
+    async fn rms_norm(&mut self, x: &[f32], dim: usize, w: &NormWeights, eps: f64) -> OpResult<Vec<f32>> {
+        Ok(rms_norm(x, dim, &w.gamma, eps))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn attention(&mut self, q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads, mask: Mask) -> Vec<f32> {
-        attention(q, k, v, tq, tk, h, mask)
+    async fn attention(
+        &mut self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        tq: usize,
+        tk: usize,
+        h: Heads,
+        mask: Mask<'_>,
+    ) -> OpResult<Vec<f32>> {
+        Ok(attention(q, k, v, tq, tk, h, mask))
     }
 
-    fn gelu(&mut self, x: &mut [f32]) {
-        x.iter_mut().for_each(|v| *v = gelu_erf(*v));
+    async fn gelu(&mut self, x: &[f32]) -> OpResult<Vec<f32>> {
+        Ok(x.iter().map(|&v| gelu_erf(v)).collect())
     }
 
     /// SwiGLU's gating: `silu(gate) * up`.
-    fn swiglu(&mut self, gate: &[f32], up: &[f32]) -> Vec<f32> {
-        gate.iter().zip(up).map(|(&g, &u)| silu(g) * u).collect()
+    async fn swiglu(&mut self, gate: &[f32], up: &[f32]) -> OpResult<Vec<f32>> {
+        Ok(gate.iter().zip(up).map(|(&g, &u)| silu(g) * u).collect())
     }
 
     /// Rotary embeddings of rows of `width` values, row `s` at position `pos0 + s`.
-    fn rope(&mut self, x: &mut [f32], width: usize, head_dim: usize, pos0: usize, base: f64) {
+    async fn rope(&mut self, x: &[f32], width: usize, head_dim: usize, pos0: usize, base: f64) -> OpResult<Vec<f32>> {
+        let mut x = x.to_vec();
         for (s, row) in x.chunks_exact_mut(width).enumerate() {
             rope_adjacent(row, head_dim, pos0 + s, base);
         }
+        Ok(x)
     }
 
-    /// Writes `k`, `v` (the next positions) into `layer`'s cache; returns every cached key and value.
-    fn cache_append<'c>(
-        &mut self,
-        cache: &'c mut KvCache,
-        layer: usize,
-        k: &[f32],
-        v: &[f32],
-    ) -> (&'c [f32], &'c [f32]) {
-        cache.append(layer, k, v)
+    /// Writes `k`, `v` (the next positions) into `layer`'s cache.
+    fn cache_append(&mut self, cache: &mut KvCache, layer: usize, k: &[f32], v: &[f32]) {
+        cache.append(layer, k, v);
     }
 }
 
@@ -95,14 +112,14 @@ pub fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
 }
 
 impl Backend for CpuExec {
-    fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> Vec<f32> {
+    async fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> OpResult<Vec<f32>> {
         let x = pad_rows(x, m, l.k, l.q.k);
         #[cfg(not(target_arch = "wasm32"))]
         let mut y = cpu::matmul_threaded(&x, m, &l.q, self.threads);
         #[cfg(target_arch = "wasm32")]
         let mut y = cpu::matmul(&x, m, &l.q);
         add_bias(&mut y, l.bias.as_deref());
-        y
+        Ok(y)
     }
 }
 
@@ -112,10 +129,10 @@ impl Backend for CpuExec {
 pub struct EmulateExec;
 
 impl Backend for EmulateExec {
-    fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> Vec<f32> {
+    async fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> OpResult<Vec<f32>> {
         let x = pad_rows(x, m, l.k, l.q.k);
         let mut y = emulate(&x, m, &l.q, Arith::F32).y;
         add_bias(&mut y, l.bias.as_deref());
-        y
+        Ok(y)
     }
 }

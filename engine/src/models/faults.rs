@@ -3,7 +3,7 @@
 //! cells' kernel verdict catch every one, and that the correct backend fails none.
 
 use super::attention::{attention_with, Heads, KvCache, Mask};
-use super::exec::Backend;
+use super::exec::{Backend, OpResult};
 use super::linear::{Linear, NormWeights};
 
 /// A fault: which op it breaks and how.
@@ -91,13 +91,17 @@ fn attention_no_max(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: He
 }
 
 impl<B: Backend> Backend for Faulty<B> {
-    fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> Vec<f32> {
-        self.inner.linear(x, m, l)
+    async fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> OpResult<Vec<f32>> {
+        self.inner.linear(x, m, l).await
     }
 
-    fn layer_norm(&mut self, x: &[f32], dim: usize, w: &NormWeights, eps: f64) -> Vec<f32> {
+    async fn preload(&mut self, l: &Linear) -> OpResult<()> {
+        self.inner.preload(l).await
+    }
+
+    async fn layer_norm(&mut self, x: &[f32], dim: usize, w: &NormWeights, eps: f64) -> OpResult<Vec<f32>> {
         if !self.is("layer-norm-unbiased") {
-            return self.inner.layer_norm(x, dim, w, eps);
+            return self.inner.layer_norm(x, dim, w, eps).await;
         }
         let beta = w.beta.as_deref().expect("a layer norm has a bias");
         let mut out = Vec::with_capacity(x.len());
@@ -105,60 +109,68 @@ impl<B: Backend> Backend for Faulty<B> {
             let mean = row.iter().map(|&v| v as f64).sum::<f64>() / dim as f64;
             let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (dim - 1) as f64;
             let inv = 1.0 / (var + eps).sqrt();
-            out.extend(
-                row.iter()
-                    .enumerate()
-                    .map(|(c, &v)| ((v as f64 - mean) * inv * w.gamma[c] as f64 + beta[c] as f64) as f32),
-            );
+            let norm = |(c, &v): (usize, &f32)| ((v as f64 - mean) * inv * w.gamma[c] as f64 + beta[c] as f64) as f32;
+            out.extend(row.iter().enumerate().map(norm));
         }
-        out
+        Ok(out)
     }
 
-    fn attention(&mut self, q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads, mask: Mask) -> Vec<f32> {
+    async fn rms_norm(&mut self, x: &[f32], dim: usize, w: &NormWeights, eps: f64) -> OpResult<Vec<f32>> {
+        self.inner.rms_norm(x, dim, w, eps).await
+    }
+
+    async fn attention(
+        &mut self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        tq: usize,
+        tk: usize,
+        h: Heads,
+        mask: Mask<'_>,
+    ) -> OpResult<Vec<f32>> {
         let group = h.heads / h.kv_heads;
-        match self.fault.id {
+        let at = (tq, tk);
+        Ok(match self.fault.id {
             "softmax-no-max" => attention_no_max(q, k, v, tq, tk, h, mask),
             "causal-off-by-one" => {
                 let mask = match mask {
                     Mask::Causal { offset } => Mask::Causal { offset: offset + 1 },
                     other => other,
                 };
-                attention_with(q, k, v, (tq, tk), h, |i, j| mask.allows(i, j), |head| head / group)
+                attention_with(q, k, v, at, h, |i, j| mask.allows(i, j), |head| head / group)
             }
-            "padding-mask-ignored" => attention_with(
-                q,
-                k,
-                v,
-                (tq, tk),
-                h,
-                |i, j| match mask {
-                    Mask::Padding(_) => true,
-                    m => m.allows(i, j),
-                },
-                |head| head / group,
-            ),
-            "gqa-wrong-group" => {
-                attention_with(q, k, v, (tq, tk), h, |i, j| mask.allows(i, j), |head| head % h.kv_heads)
+            "padding-mask-ignored" => {
+                let sees = |i, j| matches!(mask, Mask::Padding(_)) || mask.allows(i, j);
+                attention_with(q, k, v, at, h, sees, |head| head / group)
             }
-            _ => self.inner.attention(q, k, v, tq, tk, h, mask),
-        }
+            "gqa-wrong-group" => attention_with(q, k, v, at, h, |i, j| mask.allows(i, j), |head| head % h.kv_heads),
+            _ => return self.inner.attention(q, k, v, tq, tk, h, mask).await,
+        })
     }
 
-    fn gelu(&mut self, x: &mut [f32]) {
+    async fn gelu(&mut self, x: &[f32]) -> OpResult<Vec<f32>> {
         if !self.is("gelu-tanh") {
-            return self.inner.gelu(x);
+            return self.inner.gelu(x).await;
         }
         let c = (2.0 / std::f64::consts::PI).sqrt();
-        for v in x.iter_mut() {
-            let y = *v as f64;
-            *v = (0.5 * y * (1.0 + (c * (y + 0.044715 * y * y * y)).tanh())) as f32;
-        }
+        Ok(x.iter()
+            .map(|&v| {
+                let y = v as f64;
+                (0.5 * y * (1.0 + (c * (y + 0.044715 * y * y * y)).tanh())) as f32
+            })
+            .collect())
     }
 
-    fn rope(&mut self, x: &mut [f32], width: usize, head_dim: usize, pos0: usize, base: f64) {
+    async fn swiglu(&mut self, gate: &[f32], up: &[f32]) -> OpResult<Vec<f32>> {
+        self.inner.swiglu(gate, up).await
+    }
+
+    async fn rope(&mut self, x: &[f32], width: usize, head_dim: usize, pos0: usize, base: f64) -> OpResult<Vec<f32>> {
         if !self.is("rope-reversed") {
-            return self.inner.rope(x, width, head_dim, pos0, base);
+            return self.inner.rope(x, width, head_dim, pos0, base).await;
         }
+        let mut x = x.to_vec();
         for (s, row) in x.chunks_exact_mut(width).enumerate() {
             for head in row.chunks_exact_mut(head_dim) {
                 for i in 0..head_dim / 2 {
@@ -170,15 +182,10 @@ impl<B: Backend> Backend for Faulty<B> {
                 }
             }
         }
+        Ok(x)
     }
 
-    fn cache_append<'c>(
-        &mut self,
-        cache: &'c mut KvCache,
-        layer: usize,
-        k: &[f32],
-        v: &[f32],
-    ) -> (&'c [f32], &'c [f32]) {
+    fn cache_append(&mut self, cache: &mut KvCache, layer: usize, k: &[f32], v: &[f32]) {
         let decoding = !cache.is_empty() && k.len() == cache.width();
         if self.is("kv-cache-wrong-slot") && decoding {
             cache.overwrite_last(layer, k, v);
@@ -187,7 +194,7 @@ impl<B: Backend> Backend for Faulty<B> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use crate::models::exec::CpuExec;
@@ -196,7 +203,7 @@ mod tests {
     #[test]
     fn every_planted_op_fault_fails_a_per_op_cell() {
         for fault in OP_FAULTS {
-            let verdicts = run_op_cases(&mut Faulty::new(CpuExec::default(), fault));
+            let verdicts = pollster::block_on(run_op_cases(&mut Faulty::new(CpuExec::default(), fault)));
             let failed: Vec<&str> = verdicts.iter().filter(|v| !v.verdict.pass).map(|v| v.case).collect();
             assert!(!failed.is_empty(), "{} was not caught", fault.id);
         }

@@ -171,6 +171,16 @@ impl Llama {
         })
     }
 
+    /// Hands every weight matrix to the backend before a run (see [`Backend::preload`]).
+    pub async fn preload<B: Backend>(&self, exec: &mut B) -> Result<(), ModelError> {
+        for b in &self.blocks {
+            for m in [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down] {
+                exec.preload(m).await?;
+            }
+        }
+        exec.preload(&self.head).await
+    }
+
     pub fn depth(&self) -> usize {
         self.blocks.len()
     }
@@ -203,7 +213,12 @@ impl Llama {
     /// Runs `tokens` at the positions after those in `cache` (a prefill when it is empty, a decode
     /// step for one token), appends their keys and values, and returns their logits
     /// (`tokens.len() x vocab`).
-    pub fn forward(&self, exec: &mut dyn Backend, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, ModelError> {
+    pub async fn forward<B: Backend>(
+        &self,
+        exec: &mut B,
+        tokens: &[u32],
+        cache: &mut KvCache,
+    ) -> Result<Vec<f32>, ModelError> {
         let (dim, t, pos0, eps) = (self.config.dim, tokens.len(), cache.len(), self.config.eps);
         let h = self.config.heads;
         let mut x = Vec::with_capacity(t * dim);
@@ -216,19 +231,21 @@ impl Llama {
             x.extend(self.embed.row(id as usize));
         }
         for (i, b) in self.blocks.iter().enumerate() {
-            let n = exec.rms_norm(&x, dim, &b.attn_norm, eps);
-            let (mut q, mut k, v) = (exec.linear(&n, t, &b.q), exec.linear(&n, t, &b.k), exec.linear(&n, t, &b.v));
-            exec.rope(&mut q, h.q_width(), h.head_dim, pos0, self.config.rope_base);
-            exec.rope(&mut k, h.kv_width(), h.head_dim, pos0, self.config.rope_base);
-            let (ks, vs) = exec.cache_append(cache, i, &k, &v);
-            let a = exec.attention(&q, ks, vs, t, pos0 + t, h, Mask::Causal { offset: pos0 });
-            x = add(&x, &exec.linear(&a, t, &b.o));
-            let n = exec.rms_norm(&x, dim, &b.ffn_norm, eps);
-            let (gate, up) = (exec.linear(&n, t, &b.gate), exec.linear(&n, t, &b.up));
-            let s = exec.swiglu(&gate, &up);
-            x = add(&x, &exec.linear(&s, t, &b.down));
+            let n = exec.rms_norm(&x, dim, &b.attn_norm, eps).await?;
+            let (q, k, v) =
+                (exec.linear(&n, t, &b.q).await?, exec.linear(&n, t, &b.k).await?, exec.linear(&n, t, &b.v).await?);
+            let q = exec.rope(&q, h.q_width(), h.head_dim, pos0, self.config.rope_base).await?;
+            let k = exec.rope(&k, h.kv_width(), h.head_dim, pos0, self.config.rope_base).await?;
+            exec.cache_append(cache, i, &k, &v);
+            let (ks, vs) = cache.layer(i);
+            let a = exec.attention(&q, ks, vs, t, pos0 + t, h, Mask::Causal { offset: pos0 }).await?;
+            x = add(&x, &exec.linear(&a, t, &b.o).await?);
+            let n = exec.rms_norm(&x, dim, &b.ffn_norm, eps).await?;
+            let (gate, up) = (exec.linear(&n, t, &b.gate).await?, exec.linear(&n, t, &b.up).await?);
+            let s = exec.swiglu(&gate, &up).await?;
+            x = add(&x, &exec.linear(&s, t, &b.down).await?);
         }
-        let n = exec.rms_norm(&x, dim, &self.out_norm, eps);
-        Ok(exec.linear(&n, t, &self.head))
+        let n = exec.rms_norm(&x, dim, &self.out_norm, eps).await?;
+        exec.linear(&n, t, &self.head).await
     }
 }

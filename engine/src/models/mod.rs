@@ -6,7 +6,8 @@
 //! - [`ops`]: the CPU reference of the transformer ops (norms, softmax, GELU, SiLU, rotary, pooling).
 //! - [`attention`]: scaled-dot-product attention (padding and causal masks, grouped-query heads)
 //!   and the KV cache.
-//! - [`linear`]: weights stored per layer kind in a precision; [`exec`]: where their matmuls run.
+//! - [`linear`]: weights stored per layer kind in a precision; [`exec`]: the ops' backend trait and
+//!   the CPU path; [`gpu`]: the `webgpu` backend (every op in WGSL).
 //! - [`bert`] (text) and [`llama`] (llm): the forward passes; [`accuracy`]: the measures that judge
 //!   a quantized model against the fp16 one; [`run`]: a model cell end to end.
 //! - [`op_cases`]: per-op cells with WPT-style tolerances; `faults` (tests and `webq faults`):
@@ -22,6 +23,7 @@ pub mod exec;
 #[cfg(any(test, feature = "planted-faults"))]
 pub mod faults;
 pub mod gguf;
+pub mod gpu;
 pub mod linear;
 pub mod llama;
 pub mod op_cases;
@@ -45,4 +47,6 @@ pub enum ModelError {
     Metadata { file: String, key: String, why: String },
     #[error("model input: {why}")]
     Input { why: String },
+    #[error("{op} on {backend}: {why}")]
+    Backend { backend: String, op: String, why: String },
 }

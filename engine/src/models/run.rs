@@ -33,11 +33,11 @@ pub struct ModelRun {
 }
 
 /// Runs `spec` on `bytes` (its weights file) with weights stored in `precision`.
-pub fn run_model(
+pub async fn run_model<B: Backend>(
     spec: &ModelSpec,
     bytes: &[u8],
     precision: &ModelPrecision,
-    exec: &mut dyn Backend,
+    exec: &mut B,
 ) -> Result<ModelRun, ModelError> {
     let start = Instant::now();
     let us = |t: Instant| t.elapsed().as_secs_f64() * 1e6;
@@ -50,8 +50,9 @@ pub fn run_model(
                 .ok_or_else(|| ModelError::Input { why: "a text model cell needs the model's config.json".into() })?;
             let config = BertConfig::parse(&format!("{} (config.json)", spec.file), config)?;
             let model = Bert::load(&spec.file, &st, config, precision, spec.depth)?;
+            model.preload(exec).await?;
             let (load_us, ran) = (us(start), Instant::now());
-            let y = model.embed(exec, &spec.ids, &spec.mask)?.concat();
+            let y = model.embed(exec, &spec.ids, &spec.mask).await?.concat();
             let (full_depth, run_us, n) = (model.depth() == model.config.num_hidden_layers, us(ran), spec.ids.len());
             let speed =
                 format!("{n} sentences in {:.1} ms: {:.1} sentences/s", run_us / 1e3, n as f64 / (run_us / 1e6));
@@ -76,12 +77,13 @@ pub fn run_model(
             if spec.prefill == 0 || spec.prefill > ids.len() {
                 return Err(ModelError::Input { why: format!("prefill {} of {} tokens", spec.prefill, ids.len()) });
             }
+            model.preload(exec).await?;
             let (load_us, ran) = (us(start), Instant::now());
             let mut cache = model.new_cache();
-            let mut y = model.forward(exec, &ids[..spec.prefill], &mut cache)?;
+            let mut y = model.forward(exec, &ids[..spec.prefill], &mut cache).await?;
             let (prefill_us, decoding) = (us(ran), Instant::now());
             for &id in &ids[spec.prefill..] {
-                y.extend(model.forward(exec, &[id], &mut cache)?);
+                y.extend(model.forward(exec, &[id], &mut cache).await?);
             }
             let (decode_us, decoded, p) = (us(decoding), ids.len() - spec.prefill, spec.prefill);
             let mut speed = format!(

@@ -22,7 +22,7 @@ pub(super) async fn shared_executor() -> Result<Rc<Executor>, GpuError> {
     Ok(e)
 }
 
-fn gpu(e: GpuError) -> Failure {
+pub(super) fn gpu(e: GpuError) -> Failure {
     // A lost device stays lost: the next cell opens a new one.
     if matches!(e, GpuError::DeviceLost(_)) {
         EXECUTOR.with(|c| *c.borrow_mut() = None);

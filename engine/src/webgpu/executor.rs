@@ -52,9 +52,11 @@ pub struct Executor {
     pub(super) device: wgpu::Device,
     pub(super) queue: wgpu::Queue,
     pub(super) summary: AdapterSummary,
-    bind_layout: wgpu::BindGroupLayout,
-    pipeline_layout: wgpu::PipelineLayout,
+    pub(super) bind_layout: wgpu::BindGroupLayout,
+    pub(super) pipeline_layout: wgpu::PipelineLayout,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    /// The model ops' pipelines (`model_ops.wgsl`), by entry point.
+    pub(super) op_pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
 }
 
 /// Timings of repeated dispatches.
@@ -90,7 +92,15 @@ impl Executor {
         let (device, queue, features) = request_device(&adapter, opts).await?;
         let summary = summarize(&adapter.get_info(), features, &device.limits());
         let (bind_layout, pipeline_layout) = matmul_layouts(&device);
-        Ok(Executor { device, queue, summary, bind_layout, pipeline_layout, pipelines: Mutex::new(HashMap::new()) })
+        Ok(Executor {
+            device,
+            queue,
+            summary,
+            bind_layout,
+            pipeline_layout,
+            pipelines: Mutex::new(HashMap::new()),
+            op_pipelines: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
@@ -104,7 +114,7 @@ impl Executor {
 
     /// The pipeline of a kernel, compiled on first use (shader precompilation: callers may warm the
     /// cache before timing). Returns the compile time when this call compiled it.
-    async fn pipeline(
+    pub(super) async fn pipeline(
         &self,
         variant: KernelVariant,
         format: QuantFormat,
@@ -148,7 +158,7 @@ impl Executor {
         Ok((pipeline, Some(ms)))
     }
 
-    fn check_size(&self, what: &'static str, bytes: usize) -> Result<(), GpuError> {
+    pub(super) fn check_size(&self, what: &'static str, bytes: usize) -> Result<(), GpuError> {
         let limit = self.summary.max_storage_buffer_binding_size.min(self.summary.max_buffer_size);
         if bytes as u64 > limit {
             return Err(GpuError::TooLarge { what, bytes: bytes as u64, limit });

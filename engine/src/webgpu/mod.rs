@@ -15,6 +15,7 @@ pub mod faults;
 pub mod bench;
 mod error;
 mod executor;
+mod model_ops;
 mod timing;
 
 pub use kernel::{gemv_vec_tile, pipeline_constants, shader_source, GemvKernel, KernelKind, KernelVariant, Workgroup};
@@ -22,6 +23,7 @@ pub use tuning::{TuningKey, TuningTable};
 
 pub use error::GpuError;
 pub use executor::{AdapterSummary, Executor, ExecutorOptions, MatmulRun, Prepared, Timings};
+pub use model_ops::{ModelOp, OpParams, ResidentMatrix};
 
 /// Set to `1` on a machine that has no GPU adapter at all: GPU tests then skip, saying so. Without
 /// it a missing adapter fails them: a vanished Vulkan driver must not turn a test run green.
