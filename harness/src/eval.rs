@@ -83,11 +83,22 @@ pub fn budget(precision: &str) -> Option<&'static Budget> {
 }
 
 /// The precision a name gives: `mixed`, `fp16` or any catalogued format.
+/// `mixed`, a format, or either with per-kind overrides: `int4-g128-sym+lm_head=int8-pc-sym`
+/// (an experiment's policy; only the plain names have budgets).
 pub fn precision(name: &str, quantizer: Quantizer) -> Result<ModelPrecision, String> {
-    let policy = match name {
-        "mixed" => MixedPolicy { name: "mixed".into(), ..MixedPolicy::webq_default() },
-        _ => MixedPolicy::uniform(name.parse::<QuantFormat>().map_err(|e| format!("precision `{name}`: {e}"))?),
+    let mut parts = name.split('+');
+    let base = parts.next().unwrap_or_default();
+    let format = |f: &str| f.parse::<QuantFormat>().map_err(|e| format!("precision `{name}`: {e}"));
+    let mut policy = match base {
+        "mixed" => MixedPolicy::webq_default(),
+        _ => MixedPolicy::uniform(format(base)?),
     };
+    for part in parts {
+        let (kind, f) =
+            part.split_once('=').ok_or_else(|| format!("precision `{name}`: `{part}` is not KIND=FORMAT"))?;
+        policy.overrides.insert(kind.parse().map_err(|e| format!("precision `{name}`: {e}"))?, format(f)?);
+    }
+    policy.name = name.into();
     Ok(ModelPrecision { policy, quantizer })
 }
 
@@ -380,4 +391,26 @@ pub fn eval_llm(precisions: &[ModelPrecision], args: &EvalArgs) -> Result<Vec<Ev
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webq_engine::quant::LayerKind;
+
+    #[test]
+    fn precisions_name_formats_mixed_and_overrides() {
+        let p =
+            precision("int4-g128-sym+lm_head=int8-pc-sym+embedding=int8-pc-sym", Quantizer::RoundToNearest).unwrap();
+        assert_eq!(p.policy.format_for(LayerKind::Mlp).to_string(), "int4-g128-sym");
+        assert_eq!(p.policy.format_for(LayerKind::LmHead).to_string(), "int8-pc-sym");
+        assert_eq!(p.name(), "int4-g128-sym+lm_head=int8-pc-sym+embedding=int8-pc-sym");
+        assert!(budget(p.name()).is_none(), "an experiment has no budget");
+        let m = precision("mixed", Quantizer::ScaleSearch).unwrap();
+        assert_eq!((m.name(), m.policy.format_for(LayerKind::Attention).to_string()), ("mixed", "int8-pc-sym".into()));
+        assert!(budget("mixed").is_some());
+        for bad in ["int5", "int4+lm_head", "int4+wings=int8", "int4+lm_head=int9"] {
+            assert!(precision(bad, Quantizer::ScaleSearch).unwrap_err().contains(bad), "{bad}");
+        }
+    }
 }
