@@ -19,8 +19,11 @@ use webq_engine::models::gguf::Gguf;
 use webq_engine::models::linear::{ModelPrecision, ModelStorage};
 use webq_engine::models::llama::Llama;
 use webq_engine::models::safetensors::Safetensors;
-use webq_engine::quant::{MixedPolicy, QuantFormat, Quantizer};
+use webq_engine::platform::selection::Family;
+use webq_engine::protocol::Precision;
+use webq_engine::quant::{QuantFormat, Quantizer};
 
+use crate::model_verdict::{measures, meets};
 use crate::models::{cache_dir, PACKAGES};
 use crate::tokenize::{LlmTokenizer, TextTokenizer};
 
@@ -89,10 +92,11 @@ pub fn precision(name: &str, quantizer: Quantizer) -> Result<ModelPrecision, Str
     let mut parts = name.split('+');
     let base = parts.next().unwrap_or_default();
     let format = |f: &str| f.parse::<QuantFormat>().map_err(|e| format!("precision `{name}`: {e}"));
-    let mut policy = match base {
-        "mixed" => MixedPolicy::webq_default(),
-        _ => MixedPolicy::uniform(format(base)?),
-    };
+    let mut policy = base
+        .parse::<Precision>()
+        .ok()
+        .and_then(Precision::policy)
+        .ok_or_else(|| format!("precision `{name}`: `{base}` is neither a format nor `mixed`"))?;
     for part in parts {
         let (kind, f) =
             part.split_once('=').ok_or_else(|| format!("precision `{name}`: `{part}` is not KIND=FORMAT"))?;
@@ -248,8 +252,7 @@ pub fn eval_text(
     let t0 = Instant::now();
     let fp16 = Bert::load(&file, &st, config.clone(), &ModelPrecision::fp16(), depth)?;
     let full = fp16.depth() == config.num_hidden_layers;
-    let want = pollster::block_on(fp16.embed(&mut exec, &batch.ids, &batch.mask))?;
-    let want_nn = accuracy::nearest_neighbours(&want);
+    let want = pollster::block_on(fp16.embed(&mut exec, &batch.ids, &batch.mask))?.concat();
     println!(
         "text: {} ({} of {} layers), {} sentences of {} tokens (padded), fp16 {} in {:.1} s",
         pkg.model,
@@ -265,22 +268,22 @@ pub fn eval_text(
     for p in precisions {
         let t0 = Instant::now();
         let model = Bert::load(&file, &st, config.clone(), p, depth)?;
-        let got = pollster::block_on(model.embed(&mut exec, &batch.ids, &batch.mask))?;
-        let cos: Vec<f64> = got.iter().zip(&want).map(|(a, b)| accuracy::cosine(a, b)).collect();
-        let (min, mean) =
-            (cos.iter().copied().fold(f64::INFINITY, f64::min), cos.iter().sum::<f64>() / cos.len() as f64);
-        let nn = accuracy::nearest_neighbours(&got);
-        let agree = nn.iter().zip(&want_nn).filter(|(a, b)| a == b).count() as f64 / nn.len() as f64;
+        let got = pollster::block_on(model.embed(&mut exec, &batch.ids, &batch.mask))?.concat();
+        let m = measures(Family::Text, &got, &want, config.hidden_size, &[]);
+        let (min, mean, agree) = (
+            m.cosine_min.unwrap_or(f64::NAN),
+            m.cosine_mean.unwrap_or(f64::NAN),
+            m.neighbour_agreement.unwrap_or(f64::NAN),
+        );
         let b = budget(p.name()).and_then(|b| b.text);
-        let v = verdict(full, b, |(c, n)| min >= c && agree >= n);
-        let (flat_got, flat_want): (Vec<f32>, Vec<f32>) = (got.concat(), want.concat());
+        let v = verdict(full, b, |b| meets(&m, b).is_ok());
         let storage = model.storage();
         println!("{:<16} {:>10.5} {:>10.5} {:>9.3} {:>8}  {}", p.name(), min, mean, agree, v, storage_line(&storage));
         out.push(EvalRecord {
             schema: EVAL_SCHEMA,
             what: Evaluated::new("text", pkg.model, p, model.depth(), full),
             storage,
-            histogram: ErrorHistogram::of(&flat_got, &flat_want, accuracy::rms(&flat_want)),
+            histogram: ErrorHistogram::of(&got, &want, accuracy::rms(&want)),
             measures: Measures::Text {
                 sentences: refs.len(),
                 cosine_min: min,
@@ -352,13 +355,13 @@ pub fn eval_llm(precisions: &[ModelPrecision], args: &EvalArgs) -> Result<Vec<Ev
         let t0 = Instant::now();
         let model = Llama::load(&file, &g, p, args.depth)?;
         let got = pollster::block_on(model.forward(&mut exec, &ids, &mut model.new_cache()))?;
-        let top1 = accuracy::top1_agreement(&got, &want, vocab);
-        let ppl = accuracy::perplexity(&got, vocab, &ids);
+        let m = measures(Family::Llm, &got, &want, vocab, std::slice::from_ref(&ids));
+        let (top1, ppl) = (m.top1_agreement.unwrap_or(f64::NAN), m.perplexity.unwrap_or(f64::NAN));
         let cont = greedy(&model, &mut exec, prompt, args.continuation)?;
         let div = accuracy::first_divergence(&cont, &want_cont);
         let b = budget(p.name()).and_then(|b| b.llm);
         let ratio = ppl / want_ppl;
-        let v = verdict(full, b, |(t, r)| top1 >= t && ratio <= r);
+        let v = verdict(full, b, |b| meets(&m, b).is_ok());
         let storage = model.storage();
         let div_s = div.map_or("never".to_string(), |d| d.to_string());
         println!(

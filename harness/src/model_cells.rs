@@ -24,17 +24,8 @@ use crate::tokenize::{LlmTokenizer, TextTokenizer};
 pub fn package(family: Family) -> Result<&'static ModelPackage, String> {
     PACKAGES
         .iter()
-        .find(|p| p.family == family_name(family))
+        .find(|p| p.family == family.name())
         .ok_or_else(|| format!("no trained model of the {family:?} family"))
-}
-
-fn family_name(f: Family) -> &'static str {
-    match f {
-        Family::Text => "text",
-        Family::Vision => "vision",
-        Family::Audio => "audio",
-        Family::Llm => "llm",
-    }
 }
 
 /// The page server's path of a model file: `/models/PACKAGE-VERSION/FILE`.
@@ -78,8 +69,19 @@ fn bytes(path: &PathBuf) -> Result<Arc<Vec<u8>>, String> {
 /// Rows of token ids, and (text) their attention masks.
 type Ids = (Vec<Vec<u32>>, Vec<Vec<u32>>);
 
-/// Token ids of a model cell's inputs.
-fn inputs(m: &ModelCell, files: &Files) -> Result<Ids, String> {
+/// Token ids of a model cell's inputs, tokenized once per process (the references and every
+/// runtime's cell ask for the same ones).
+fn inputs(m: &ModelCell, files: &Files) -> Result<Arc<Ids>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<ModelCell, Arc<Ids>>>> = OnceLock::new();
+    if let Some(ids) = CACHE.get_or_init(Default::default).lock().expect("inputs cache").get(m) {
+        return Ok(ids.clone());
+    }
+    let ids = Arc::new(tokenize(m, files)?);
+    CACHE.get_or_init(Default::default).lock().expect("inputs cache").insert(m.clone(), ids.clone());
+    Ok(ids)
+}
+
+fn tokenize(m: &ModelCell, files: &Files) -> Result<Ids, String> {
     match m.family {
         Family::Text => {
             let p = package(Family::Text)?;
@@ -118,7 +120,7 @@ pub enum FileAt {
 pub fn spec(cell: &Cell, at: FileAt) -> Result<ModelSpec, String> {
     let m = cell.model.as_ref().ok_or("not a model cell")?;
     let f = files(m.family)?;
-    let (ids, mask) = inputs(m, &f)?;
+    let (ids, mask) = (*inputs(m, &f)?).clone();
     let file = match at {
         FileAt::Page => route(package(m.family)?, f.weights_name),
         FileAt::Native => f.weights.display().to_string(),

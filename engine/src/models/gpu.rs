@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::attention::{Heads, KvCache, Mask};
+use super::attention::{Heads, Mask};
 use super::exec::{add_bias, pad_rows, Backend, OpResult};
 use super::linear::{Linear, NormWeights};
 use super::ModelError;
@@ -123,10 +123,6 @@ impl Backend for GpuBackend<'_> {
         }
         let p = [rows as u32, width as u32, head_dim as u32];
         self.op(ModelOp::Rope, &p, &[x, &table], x.len(), rows * width / 2).await
-    }
-
-    fn cache_append(&mut self, cache: &mut KvCache, layer: usize, k: &[f32], v: &[f32]) {
-        cache.append(layer, k, v);
     }
 }
 

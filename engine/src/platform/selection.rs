@@ -71,6 +71,17 @@ pub enum Family {
     Llm,
 }
 
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Text => "text",
+            Family::Vision => "vision",
+            Family::Audio => "audio",
+            Family::Llm => "llm",
+        }
+    }
+}
+
 impl std::str::FromStr for Family {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -158,6 +158,25 @@ impl Executor {
         Ok((pipeline, Some(ms)))
     }
 
+    /// A storage buffer holding `bytes`. Zero-length bindings are invalid (an unused buffer,
+    /// symmetric zero points, gets zeros), and kernels that read vec4s need whole 16-byte elements:
+    /// padded to a multiple of 16 bytes (a copy only where padding is needed; weights usually need none).
+    pub(super) fn storage_buffer(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        let padded = bytes.len().max(1).next_multiple_of(16);
+        let contents: std::borrow::Cow<[u8]> = if bytes.len() == padded {
+            bytes.into()
+        } else {
+            let mut v = bytes.to_vec();
+            v.resize(padded, 0);
+            v.into()
+        };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
     pub(super) fn check_size(&self, what: &'static str, bytes: usize) -> Result<(), GpuError> {
         let limit = self.summary.max_storage_buffer_binding_size.min(self.summary.max_buffer_size);
         if bytes as u64 > limit {
@@ -221,24 +240,7 @@ impl Executor {
         self.check_size("output", y_bytes as usize)?;
         let scope_oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let scope_val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let storage = |label: &str, bytes: &[u8]| {
-            // Zero-length bindings are invalid (an unused buffer, symmetric zero points, gets zeros), and
-            // kernels that read vec4s need whole 16-byte elements: pad to a multiple of 16 bytes (a copy
-            // only where padding is needed; weights usually need none).
-            let padded = bytes.len().max(1).next_multiple_of(16);
-            let contents: std::borrow::Cow<[u8]> = if bytes.len() == padded {
-                bytes.into()
-            } else {
-                let mut v = bytes.to_vec();
-                v.resize(padded, 0);
-                v.into()
-            };
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: &contents,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            })
-        };
+        let storage = |label: &str, bytes: &[u8]| self.storage_buffer(label, bytes);
         let groups_per_row = if q.format == QuantFormat::F16 { 1 } else { q.groups_per_row() };
         let params: [u32; 8] =
             [m as u32, q.n as u32, q.k as u32, (q.row_stride / 4) as u32, groups_per_row as u32, 0, 0, 0];

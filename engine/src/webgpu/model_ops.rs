@@ -54,19 +54,6 @@ pub struct ResidentMatrix {
 pub type OpParams = [u32; 16];
 
 impl Executor {
-    /// A storage buffer of `bytes`, padded to whole 16-byte elements (never empty: a binding
-    /// cannot be).
-    fn storage_buffer(&self, label: &str, bytes: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
-        let padded = bytes.len().max(1).next_multiple_of(16);
-        let mut contents = bytes.to_vec();
-        contents.resize(padded, 0);
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: &contents,
-            usage: wgpu::BufferUsages::STORAGE | extra,
-        })
-    }
-
     /// Uploads a stored matrix to keep.
     pub async fn upload_matrix(&self, q: &QuantizedMatrix) -> Result<ResidentMatrix, GpuError> {
         let (scales, zeros) = (q.scale_bytes(), q.zero_bytes());
@@ -74,11 +61,10 @@ impl Executor {
             self.check_size(what, len)?;
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let none = wgpu::BufferUsages::empty();
         let m = ResidentMatrix {
-            codes: self.storage_buffer("resident codes", &q.codes, none),
-            scales: self.storage_buffer("resident scales", &scales, none),
-            zeros: self.storage_buffer("resident zeros", &zeros, none),
+            codes: self.storage_buffer("resident codes", &q.codes),
+            scales: self.storage_buffer("resident scales", &scales),
+            zeros: self.storage_buffer("resident zeros", &zeros),
             format: q.format,
             n: q.n,
             k: q.k,
@@ -113,7 +99,7 @@ impl Executor {
             contents: bytemuck::cast_slice(&params),
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let xb = self.storage_buffer("x", bytemuck::cast_slice(x), wgpu::BufferUsages::empty());
+        let xb = self.storage_buffer("x", bytemuck::cast_slice(x));
         let wg = variant.workgroup;
         let groups = match variant.kind {
             KernelKind::Gemv | KernelKind::GemvVec => (w.n.div_ceil(wg.y as usize) as u32, m as u32, 1),
@@ -145,7 +131,7 @@ impl Executor {
         let buffers: Vec<wgpu::Buffer> = (0..4)
             .map(|i| {
                 let data: &[f32] = inputs.get(i).copied().unwrap_or(&[]);
-                self.storage_buffer("op input", bytemuck::cast_slice(data), wgpu::BufferUsages::empty())
+                self.storage_buffer("op input", bytemuck::cast_slice(data))
             })
             .collect();
         let groups = threads.div_ceil(64).max(1);
