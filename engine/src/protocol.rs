@@ -485,3 +485,60 @@ mod tests {
         assert!(matches!(failed.outcome(Precision::Auto, 1), Ok(Outcome::Failed { .. })));
     }
 }
+
+/// What `webq ops` asks a page: the per-op cells ([`crate::models::op_cases`]) on one backend.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpCasesSpec {
+    pub backend: CellBackend,
+    #[serde(default)]
+    pub device: Option<WebnnDevice>,
+}
+
+/// The page's answer: each case's output (f32 bytes, base64) or the backend's words, in the order
+/// of [`crate::models::op_cases::op_cases`]; the harness judges them. `error`: no backend at all.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpCasesAnswer {
+    #[serde(default)]
+    pub cases: Vec<OpCaseOutput>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpCaseOutput {
+    pub case: String,
+    #[serde(default)]
+    pub y_b64: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl OpCaseOutput {
+    pub fn new(case: &str, y: Result<Vec<f32>, String>) -> OpCaseOutput {
+        let b64 = |y: Vec<f32>| base64::engine::general_purpose::STANDARD.encode(bytemuck::cast_slice(&y));
+        match y {
+            Ok(y) => OpCaseOutput { case: case.into(), y_b64: Some(b64(y)), error: None },
+            Err(e) => OpCaseOutput { case: case.into(), y_b64: None, error: Some(e) },
+        }
+    }
+
+    /// The output, or why there is none (the backend's words, or a malformed answer).
+    pub fn output(&self) -> Result<Vec<f32>, String> {
+        match (&self.y_b64, &self.error) {
+            (_, Some(e)) => Err(e.clone()),
+            (None, None) => Err("the answer has neither an output nor an error".into()),
+            (Some(b), None) => {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| format!("`y_b64`: {e}"))?;
+                if bytes.len() % 4 != 0 {
+                    return Err(format!("`y_b64` holds {} bytes, not whole f32 values", bytes.len()));
+                }
+                Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("chunks of 4"))).collect())
+            }
+        }
+    }
+}

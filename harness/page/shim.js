@@ -1,9 +1,10 @@
 // The thin JS shim between the harness (over WebDriver) and the engine (wasm).
 // window.webq.environment(): what this browser offers (WebGPU adapter, features, limits; WebNN contexts).
 // window.webq.runCell(spec): runs one cell in the engine; its output comes back as bytes (base64).
+// window.webq.runOpCases(spec): the per-op cells on one backend, outputs only (webq ops judges them).
 // A model cell's weights file is streamed from the page server into wasm memory first (chunk by
 // chunk: the page never holds the file twice), and kept for the next cell of the same model.
-import init, { runCell, seedChecksum, modelBegin, modelChunk } from './webq_engine.js';
+import init, { runCell, runOpCases, seedChecksum, modelBegin, modelChunk } from './webq_engine.js';
 import { provokeErrors } from './provoke.js';
 
 const LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupSizeX',
@@ -85,6 +86,7 @@ async function runOne(spec) {
 window.webq = {
   environment,
   runCell: runOne,
+  runOpCases: async (spec) => JSON.parse(await runOpCases(JSON.stringify(spec))),
   seedChecksum: (seed, n, k) => seedChecksum(BigInt(seed), n, k),
   provokeErrors,
 };

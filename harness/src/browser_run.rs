@@ -221,6 +221,11 @@ fn judge_model_answer(cell: &Cell, answer: Value, refs: &ModelRefs, rec: &mut Ce
     match out.outcome(cell.precision, refs.exact.y.len()) {
         Err(why) => malformed(rec, why),
         Ok(Outcome::Failed { class, message, kind }) => failed(rec, class, message, kind),
+        // The references are of the precision the harness expects to run: a page that ran
+        // another cannot be judged against them.
+        Ok(Outcome::Ran { precision, .. }) if Some(precision) != model_cells::precision(cell).ok().map(|p| p.1) => {
+            malformed(rec, format!("`precision`: the page ran `{precision}`, the references are of another"))
+        }
         Ok(Outcome::Ran { y, timings, .. }) => judge_model(cell, refs, &y, timings, rec),
     }
 }

@@ -61,19 +61,19 @@ pub struct ModelCell {
 
 impl Cell {
     /// A stable identifier: `runtime/backend/precision/kernel-arith-workgroup/shape`, and
-    /// `runtime/backend/precision/model/name` for a model cell.
+    /// `runtime/backend/precision/model/name` for a model cell (`backend@device` on WebNN).
     pub fn id(&self) -> String {
+        let backend = match &self.device {
+            Some(d) => format!("{}@{d}", self.backend),
+            None => self.backend.to_string(),
+        };
         if self.model.is_some() {
-            return format!("{}/{}/{}/model/{}", self.runtime, self.backend, self.precision, self.shape);
+            return format!("{}/{backend}/{}/model/{}", self.runtime, self.precision, self.shape);
         }
         let wg = self.workgroup.map_or("tuned".to_string(), |w| w.to_string());
         let variant = match self.kernel {
             KernelKind::Gemv | KernelKind::GemvVec => format!("{}-{}-{wg}", self.kernel.name(), self.arith.name()),
             KernelKind::Gemm => format!("gemm-{}", self.arith.name()),
-        };
-        let backend = match &self.device {
-            Some(d) => format!("{}@{d}", self.backend),
-            None => self.backend.to_string(),
         };
         let plant = self.plant.map_or(String::new(), |p| format!("/planted-{p}"));
         format!("{}/{backend}/{}/{variant}/{}{plant}", self.runtime, self.precision, self.shape)
@@ -203,11 +203,19 @@ pub fn expand(matrix: &Matrix) -> (Vec<Cell>, Vec<String>) {
     (cells, ruled_out)
 }
 
-/// The model cells of one runtime: each model x backend x precision.
+/// The model cells of one runtime: each model x backend (x WebNN device type) x precision.
 fn model_cells(matrix: &Matrix, runtime: Runtime) -> Vec<Cell> {
     let mut cells = Vec::new();
     for entry in matrix.models.iter().filter(|e| e.runtimes.as_ref().is_none_or(|r| r.contains(&runtime))) {
-        for &backend in &entry.backends {
+        let devices = |b: CellBackend| -> Vec<Option<WebnnDevice>> {
+            if b.is_webnn() {
+                entry.webnn_devices.as_ref().unwrap_or(&matrix.webnn_devices).iter().copied().map(Some).collect()
+            } else {
+                vec![None]
+            }
+        };
+        let backends = entry.backends.iter().flat_map(|&b| devices(b).into_iter().map(move |d| (b, d)));
+        for (backend, device) in backends {
             for &precision in &entry.precisions {
                 cells.push(Cell {
                     runtime,
@@ -222,7 +230,7 @@ fn model_cells(matrix: &Matrix, runtime: Runtime) -> Vec<Cell> {
                     k: 0,
                     seed: 0,
                     quantizer: entry.quantizer.unwrap_or(matrix.quantizer),
-                    device: None,
+                    device,
                     family: Some(entry.family),
                     layer: None,
                     memory_cap: None,
@@ -311,5 +319,23 @@ mod tests {
         let lm = cells.last().unwrap().model.clone().unwrap();
         assert_eq!((lm.family, lm.tokens, lm.decode, lm.sentences), (Family::Llm, 9, 3, None));
         assert_eq!(cells[0].model.as_ref().unwrap().sentences, Some(4));
+    }
+
+    #[test]
+    fn webnn_model_cells_multiply_by_their_device_types() {
+        let text = "schema = 1\nname = \"t\"\nruntimes = [\"chrome-shell\"]\nprecisions = [\"int4\"]\nwebnn_devices = [\"cpu\", \"npu\"]\n\n\
+                    [[models]]\nname = \"minilm\"\nfamily = \"text\"\nbackends = [\"webnn\", \"wasm\"]\nprecisions = [\"mixed\"]\n\n\
+                    [[models]]\nname = \"lm\"\nfamily = \"llm\"\nbackends = [\"webnn-experimental\"]\nwebnn_devices = [\"gpu\"]\nprecisions = [\"int8-pc-sym\"]\n";
+        let m = Matrix::parse(Path::new("m.toml"), text).unwrap();
+        let ids: Vec<String> = expand(&m).0.iter().map(Cell::id).collect();
+        assert_eq!(
+            ids,
+            [
+                "chrome-shell/webnn@cpu/mixed/model/minilm",
+                "chrome-shell/webnn@npu/mixed/model/minilm",
+                "chrome-shell/wasm/mixed/model/minilm",
+                "chrome-shell/webnn-experimental@gpu/int8-pc-sym/model/lm"
+            ]
+        );
     }
 }

@@ -17,6 +17,7 @@ mod models;
 mod native;
 mod onnx;
 mod op_faults;
+mod ops;
 mod peer;
 mod report;
 mod results;
@@ -72,6 +73,8 @@ enum Command {
     Messages(messages::MessagesArgs),
     /// webq's GEMV against onnxruntime-web's MatMulNBits in the same browser, same weights, same verdict.
     Peer(peer::PeerArgs),
+    /// The per-op cells (norms, GELU, SwiGLU, rotary, attention, KV cache) on each backend of each browser.
+    Ops(ops::OpsArgs),
 }
 
 fn main() {
@@ -91,6 +94,7 @@ fn main() {
         Command::Doctor(args) => doctor::run(&args),
         Command::Messages(args) => messages::run(&args),
         Command::Peer(args) => peer::run(&args),
+        Command::Ops(args) => ops::run(&args),
     };
     if let Err(e) = result {
         eprintln!("webq: {e}");

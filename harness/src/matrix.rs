@@ -32,8 +32,11 @@
 //! name = "minilm"                 # the cells' shape name
 //! family = "text"                 # text (all-MiniLM-L6-v2) or llm (SmolLM2-135M)
 //! precisions = ["int8-pc-sym", "mixed"]   # formats, or "mixed" (4-bit, attention and embeddings 8-bit)
-//! backends = ["wasm", "webgpu"]   # optional (default wasm): the CPU path, and every op in WGSL
+//! backends = ["wasm", "webgpu"]   # optional (default wasm): the CPU path, every op in WGSL, or
+//!                                 # every op a WebNN graph (webnn: 8-bit; webnn-experimental), on
+//!                                 # each of the matrix's webnn_devices
 //! runtimes = ["native", "firefox"]  # optional
+//! webnn_devices = ["cpu"]         # optional: the WebNN cells' device types (default: the matrix's)
 //! depth = 2                       # optional: layers (text) or blocks (llm) to run; all when absent
 //! sentences = 8                   # text: the first N sentences of harness/data/sentences.txt (all when absent)
 //! tokens = 24                     # llm: the first N tokens of harness/data/passage.txt
@@ -118,6 +121,8 @@ struct RawModel {
     #[serde(default)]
     runtimes: Option<Vec<Spanned<String>>>,
     #[serde(default)]
+    webnn_devices: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
     depth: Option<Spanned<usize>>,
     #[serde(default)]
     sentences: Option<Spanned<usize>>,
@@ -137,6 +142,8 @@ pub struct ModelEntry {
     pub precisions: Vec<Precision>,
     pub backends: Vec<CellBackend>,
     pub runtimes: Option<Vec<Runtime>>,
+    /// WebNN device types for this model's WebNN cells (the matrix's when `None`).
+    pub webnn_devices: Option<Vec<WebnnDevice>>,
     pub depth: Option<usize>,
     pub sentences: Option<usize>,
     pub tokens: usize,
@@ -423,11 +430,9 @@ impl Source<'_> {
         let backends: Vec<CellBackend> = match &m.backends {
             None => vec![CellBackend::Wasm],
             Some(list) => {
-                for b in list {
-                    if !matches!(b.get_ref().as_str(), "wasm" | "webgpu") {
-                        let why = format!("`{}`: models run on the wasm (CPU path) and webgpu (WGSL) backends only so far; their ops are not yet WebNN graphs", b.get_ref());
-                        return Err(self.field(b, &at("backends"), why));
-                    }
+                if let Some(b) = list.iter().find(|b| b.get_ref() == "auto") {
+                    let why = "a model cell runs a named backend (wasm, webgpu, webnn, webnn-experimental), not `auto`";
+                    return Err(self.field(b, &at("backends"), why.into()));
                 }
                 self.names(list, &at("backends"))?
             }
@@ -460,6 +465,7 @@ impl Source<'_> {
             precisions,
             backends,
             runtimes: m.runtimes.as_deref().map(|r| self.names(r, &at("runtimes"))).transpose()?,
+            webnn_devices: m.webnn_devices.as_deref().map(|d| self.names(d, &at("webnn_devices"))).transpose()?,
             depth: m.depth.as_ref().map(|d| *d.get_ref()),
             sentences: m.sentences.as_ref().map(|s| *s.get_ref()),
             tokens,
@@ -550,10 +556,9 @@ mod tests {
         assert_eq!((e.family, e.depth, e.tokens, e.decode), (Family::Llm, Some(2), 24, 8));
         assert_eq!(e.precisions, [Precision::Mixed, "int8-pc-sym".parse().unwrap()]);
         assert_eq!((e.backends.as_slice(), e.quantizer), (&[CellBackend::Wasm][..], Some(Quantizer::RoundToNearest)));
-        let err = parse(&(GOOD.to_string() + &models.replace("depth = 2", "backends = [\"webnn\"]")))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("field `models.lm.backends`") && err.contains("not yet WebNN graphs"), "{err}");
+        let err =
+            parse(&(GOOD.to_string() + &models.replace("depth = 2", "backends = [\"auto\"]"))).unwrap_err().to_string();
+        assert!(err.contains("field `models.lm.backends`") && err.contains("not `auto`"), "{err}");
         let err = parse(&(GOOD.to_string() + &models.replace("decode = 8", "decode = 24"))).unwrap_err().to_string();
         assert!(err.starts_with("m.toml:17: field `models.lm.decode`"), "{err}");
         let err = parse(&(GOOD.to_string() + &models.replace("\"mixed\"", "\"auto\""))).unwrap_err().to_string();

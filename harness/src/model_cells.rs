@@ -134,10 +134,12 @@ pub fn weights(cell: &Cell) -> Result<Arc<Vec<u8>>, String> {
     bytes(&files(m.family)?.weights)
 }
 
-/// The weights as a model cell stores them.
-pub fn precision(cell: &Cell) -> Result<ModelPrecision, String> {
-    let policy = cell.precision.policy().ok_or("a model cell needs a named precision")?;
-    Ok(ModelPrecision { policy, quantizer: cell.quantizer })
+/// The weights as a model cell stores them on its backend, and the precision that then runs
+/// (WebNN's standard mode stores 8-bit: [`ModelPrecision::on_backend`], which the page calls too).
+pub fn precision(cell: &Cell) -> Result<(ModelPrecision, Precision), String> {
+    let (p, ran, _) = ModelPrecision::on_backend(cell.precision, cell.quantizer, cell.backend)
+        .ok_or("a model cell needs a named precision")?;
+    Ok((p, ran))
 }
 
 /// Both references of a model cell.
@@ -155,7 +157,8 @@ pub fn references(cell: &Cell) -> Result<Arc<ModelRefs>, String> {
     static FP16: Cache<ModelRun> = OnceLock::new();
     let m = cell.model.as_ref().ok_or("not a model cell")?;
     let inputs_key = format!("{:?}", m);
-    let key = format!("{inputs_key}:{}:{:?}", cell.precision, cell.quantizer);
+    let (stored, _) = precision(cell)?;
+    let key = format!("{inputs_key}:{:?}", stored);
     if let Some(r) = EXACT.get_or_init(Default::default).lock().expect("refs cache").get(&key) {
         return Ok(r.clone());
     }
@@ -178,7 +181,7 @@ pub fn references(cell: &Cell) -> Result<Arc<ModelRefs>, String> {
     let exact = if cell.precision == Precision::Format(webq_engine::quant::QuantFormat::F16) {
         (*fp16).clone()
     } else {
-        pollster::block_on(run_model(&spec, &bytes, &precision(cell)?, &mut EmulateExec)).map_err(|e| e.to_string())?
+        pollster::block_on(run_model(&spec, &bytes, &stored, &mut EmulateExec)).map_err(|e| e.to_string())?
     };
     let r = Arc::new(ModelRefs { exact, fp16, ids: spec.ids });
     EXACT.get_or_init(Default::default).lock().expect("refs cache").insert(key, r.clone());
@@ -214,7 +217,7 @@ mod tests {
         let run = pollster::block_on(run_model(
             &spec,
             &weights(&cell).unwrap(),
-            &precision(&cell).unwrap(),
+            &precision(&cell).unwrap().0,
             &mut CpuExec::default(),
         ))
         .unwrap();
@@ -238,7 +241,7 @@ mod tests {
             pollster::block_on(run_model(
                 &spec,
                 &weights(&cell).unwrap(),
-                &precision(&cell).unwrap(),
+                &precision(&cell).unwrap().0,
                 &mut CpuExec::default(),
             ))
             .unwrap()

@@ -281,7 +281,7 @@ impl NativeRunner {
         let prepared = (|| {
             let spec = model_cells::spec(cell, FileAt::Native)?;
             let bytes = model_cells::weights(cell)?;
-            let precision = model_cells::precision(cell)?;
+            let (precision, _) = model_cells::precision(cell)?;
             let refs = model_cells::references(cell)?;
             Ok::<_, String>((spec, bytes, precision, refs))
         })();
@@ -293,6 +293,12 @@ impl NativeRunner {
                 return rec;
             }
         };
+        if cell.backend.is_webnn() {
+            rec.status = Status::Unsupported;
+            rec.error_class = Some(ErrorClass::Unsupported);
+            rec.reason = Some(format!("`{}` runs in browser pages only", cell.backend));
+            return rec;
+        }
         let mut detail = RunDetail::default();
         let run = match cell.backend {
             CellBackend::Webgpu => {

@@ -51,7 +51,7 @@ pub fn fault_cells() -> Vec<(&'static str, Cell)> {
 fn model_ratio<B: Backend>(cell: &Cell, backend: &mut B) -> Result<f64, String> {
     let spec = model_cells::spec(cell, FileAt::Native)?;
     let bytes = model_cells::weights(cell)?;
-    let precision = model_cells::precision(cell)?;
+    let (precision, _) = model_cells::precision(cell)?;
     let want = pollster::block_on(run_model(&spec, &bytes, &precision, &mut EmulateExec)).map_err(|e| e.to_string())?;
     let got = pollster::block_on(run_model(&spec, &bytes, &precision, backend)).map_err(|e| e.to_string())?;
     let rms = accuracy::rms(&want.y) as f32;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use super::attention::{Heads, Mask};
 use super::exec::{add_bias, pad_rows, Backend, OpResult};
 use super::linear::{Linear, NormWeights};
+use super::ops::rope_table;
 use super::ModelError;
 use crate::reference::Arith;
 use crate::webgpu::{Executor, GemvKernel, GpuError, ModelOp, OpParams, ResidentMatrix};
@@ -112,15 +113,7 @@ impl Backend for GpuBackend<'_> {
 
     async fn rope(&mut self, x: &[f32], width: usize, head_dim: usize, pos0: usize, base: f64) -> OpResult<Vec<f32>> {
         let rows = x.len() / width;
-        let half = head_dim / 2;
-        // Cosines and sines in f64 on the host, as llama.cpp and onnxruntime precompute them.
-        let mut table = Vec::with_capacity(rows * half * 2);
-        for r in 0..rows {
-            for i in 0..half {
-                let theta = (pos0 + r) as f64 * base.powf(-2.0 * i as f64 / head_dim as f64);
-                table.extend([theta.cos() as f32, theta.sin() as f32]);
-            }
-        }
+        let table: Vec<f32> = rope_table(rows, head_dim, pos0, base).concat();
         let p = [rows as u32, width as u32, head_dim as u32];
         self.op(ModelOp::Rope, &p, &[x, &table], x.len(), rows * width / 2).await
     }

@@ -12,6 +12,8 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
+use crate::platform::selection::{precision_for, Backend};
+use crate::protocol::{CellBackend, Precision};
 use crate::quant::{quantize, Group, LayerKind, MixedPolicy, QuantFormat, QuantizedMatrix, Quantizer};
 
 /// A weight matrix `n x k` in its stored form, with an optional bias.
@@ -70,6 +72,41 @@ impl ModelPrecision {
 
     pub fn name(&self) -> &str {
         &self.policy.name
+    }
+
+    /// What a model cell of `precision` stores on `backend`, the precision that then ran (what the
+    /// page reports and `ran` expectations match), and a note per upgrade. WebNN's standard mode
+    /// runs 8-bit: each narrower integer format is upgraded with the same grouping and scheme, as
+    /// for a matmul cell ([`precision_for`]). The page and the harness both call this, so the
+    /// harness judges against the model the page really ran. `None` for `auto`.
+    pub fn on_backend(
+        precision: Precision,
+        quantizer: Quantizer,
+        backend: CellBackend,
+    ) -> Option<(ModelPrecision, Precision, Vec<String>)> {
+        let mut policy = precision.policy()?;
+        let mut notes = Vec::new();
+        if backend == CellBackend::Webnn {
+            let mut up = |f: &mut QuantFormat| {
+                let (to, note) = precision_for(Backend::Webnn, *f);
+                if let Some(n) = note.filter(|n| !notes.contains(n)) {
+                    notes.push(n);
+                }
+                *f = to;
+            };
+            up(&mut policy.default);
+            policy.overrides.values_mut().for_each(&mut up);
+        }
+        let ran = match precision {
+            Precision::Format(_) => Precision::Format(policy.default),
+            other => other,
+        };
+        if let Precision::Format(f) = ran {
+            policy.name = f.to_string();
+        } else if !notes.is_empty() {
+            policy.name = format!("{} (8-bit on WebNN)", policy.name);
+        }
+        Some((ModelPrecision { policy, quantizer }, ran, notes))
     }
 }
 
@@ -186,6 +223,25 @@ impl ModelStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webnn_standard_mode_stores_every_narrow_format_at_8_bits() {
+        let rtn = Quantizer::RoundToNearest;
+        let (p, ran, notes) = ModelPrecision::on_backend(Precision::Mixed, rtn, CellBackend::Webnn).unwrap();
+        assert_eq!(p.policy.format_for(LayerKind::Mlp).to_string(), "int8-g128-sym");
+        assert_eq!(p.policy.format_for(LayerKind::Attention).to_string(), "int8-pc-sym");
+        assert_eq!(p.policy.format_for(LayerKind::Norm), QuantFormat::F16);
+        assert_eq!((ran, notes.len()), (Precision::Mixed, 1));
+        assert_eq!(p.name(), "mixed (8-bit on WebNN)");
+        let int4: Precision = "int4-g128-sym".parse().unwrap();
+        let (p, ran, _) = ModelPrecision::on_backend(int4, rtn, CellBackend::Webnn).unwrap();
+        assert_eq!((ran.to_string(), p.name()), ("int8-g128-sym".to_string(), "int8-g128-sym"));
+        for b in [CellBackend::WebnnExperimental, CellBackend::Wasm, CellBackend::Webgpu] {
+            let (p, ran, notes) = ModelPrecision::on_backend(int4, rtn, b).unwrap();
+            assert_eq!((ran, p.name(), notes.len()), (int4, "int4-g128-sym", 0), "{b}");
+        }
+        assert!(ModelPrecision::on_backend(Precision::Auto, rtn, CellBackend::Webnn).is_none());
+    }
 
     #[test]
     fn padding_to_whole_groups_changes_no_weight() {

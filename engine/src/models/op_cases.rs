@@ -38,55 +38,83 @@ pub struct OpVerdict {
     pub error: Option<String>,
 }
 
+/// One op's call with its inputs.
+#[derive(Clone, Debug)]
+pub enum OpCall {
+    LayerNorm {
+        x: Vec<f32>,
+        dim: usize,
+        w: NormWeights,
+        eps: f64,
+    },
+    RmsNorm {
+        x: Vec<f32>,
+        dim: usize,
+        w: NormWeights,
+        eps: f64,
+    },
+    Gelu {
+        x: Vec<f32>,
+    },
+    Swiglu {
+        gate: Vec<f32>,
+        up: Vec<f32>,
+    },
+    Rope {
+        x: Vec<f32>,
+        width: usize,
+        head_dim: usize,
+        pos0: usize,
+        base: f64,
+    },
+    Attention {
+        q: Vec<f32>,
+        k: Vec<f32>,
+        v: Vec<f32>,
+        tq: usize,
+        tk: usize,
+        h: Heads,
+        mask: OwnedMask,
+    },
+    /// A prefill of `prefill` positions, then the rest one at a time.
+    KvCache {
+        k: Vec<f32>,
+        v: Vec<f32>,
+        width: usize,
+        prefill: usize,
+    },
+}
+
+/// [`Mask`] with its padding owned, so a case can hold it.
+#[derive(Clone, Debug)]
+pub enum OwnedMask {
+    Padding(Vec<u32>),
+    Causal { offset: usize },
+}
+
+impl OwnedMask {
+    fn as_mask(&self) -> Mask<'_> {
+        match self {
+            OwnedMask::Padding(m) => Mask::Padding(m),
+            OwnedMask::Causal { offset } => Mask::Causal { offset: *offset },
+        }
+    }
+}
+
+/// One per-op cell: the call, its tolerance in ULP (of `max(|expected|, rms of its row)`, rows of
+/// `row` outputs), and for attention the score bound where it is larger.
+#[derive(Clone, Debug)]
+pub struct OpCase {
+    pub name: &'static str,
+    pub op: &'static str,
+    pub ulps: f64,
+    pub row: usize,
+    pub call: OpCall,
+}
+
 fn seeded(label: &str, n: usize, scale: f32) -> Vec<f32> {
     let mut rng = Rng::stream(7, label);
     (0..n).map(|_| rng.normal() * scale).collect()
-}
-
-/// `ulps` ULP of `max(|want|, rms of the row)`.
-fn judge(case: &'static str, op: &str, ulps: f64, got: OpResult<Vec<f32>>, want: &[f32], row: usize) -> OpVerdict {
-    judge_with(case, op, ulps, got, want, row, &[])
-}
-
-/// As [`judge`], output `i` allowed `extra[i]` where that is larger.
-fn judge_with(
-    case: &'static str,
-    op: &str,
-    ulps: f64,
-    got: OpResult<Vec<f32>>,
-    want: &[f32],
-    row: usize,
-    extra: &[f64],
-) -> OpVerdict {
-    let tolerance = KernelTolerance {
-        op: op.into(),
-        ulp_per_k: ulps,
-        acc_units_per_k: 0.0,
-        f16_product_units: 0.0,
-        rel_rms: ulps / (1u64 << 24) as f64,
-    };
-    let scale: Vec<f32> = want
-        .chunks(row.max(1))
-        .flat_map(|r| {
-            let rms = (r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / r.len() as f64).sqrt() as f32;
-            std::iter::repeat_n(rms, r.len())
-        })
-        .collect();
-    let allowed = |i: usize| tolerance.allowed(want[i], scale[i], 1).max(extra.get(i).copied().unwrap_or(0.0));
-    match got {
-        Ok(got) => OpVerdict { case, verdict: KernelVerdict::within(&got, want, allowed), tolerance, error: None },
-        Err(e) => {
-            let verdict = KernelVerdict {
-                pass: false,
-                worst_ratio: f64::INFINITY,
-                worst_index: 0,
-                max_abs_err: f64::NAN,
-                failures: want.len(),
-                non_finite: 0,
-            };
-            OpVerdict { case, tolerance, verdict, error: Some(e.to_string()) }
-        }
-    }
 }
 
 /// Per output of attention: `4 max|v| d u max_j sum_e |q_ie k_je| scale` (see the module's notes).
@@ -111,49 +139,34 @@ fn score_bound(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads) 
     out
 }
 
-/// Runs every per-op cell on `b`.
-pub async fn run_op_cases<B: Backend>(b: &mut B) -> Vec<OpVerdict> {
+/// Every per-op cell, on seeded inputs (the same on every platform: the page and the harness
+/// build the same cases).
+pub fn op_cases() -> Vec<OpCase> {
     let mut out = Vec::new();
+    let case = |name, op, ulps: usize, row, call| OpCase { name, op, ulps: ulps as f64, row, call };
 
     let dim = 384;
     let x = seeded("ln-x", 4 * dim, 2.0);
     let w = NormWeights::new("ln", &seeded("ln-g", dim, 1.0), Some(&seeded("ln-b", dim, 0.5)));
-    let want = layer_norm(&x, dim, &w.gamma, w.beta.as_deref().unwrap_or_default(), 1e-12);
-    out.push(judge(
-        "layer-norm 4x384",
-        "layer_norm",
-        (2 * dim + 12) as f64,
-        b.layer_norm(&x, dim, &w, 1e-12).await,
-        &want,
-        dim,
-    ));
+    out.push(case("layer-norm 4x384", "layer_norm", 2 * dim + 12, dim, OpCall::LayerNorm { x, dim, w, eps: 1e-12 }));
 
     let dim = 576;
     let x = seeded("rms-x", 4 * dim, 1.5);
     let w = NormWeights::new("rms", &seeded("rms-g", dim, 1.0), None);
-    let want = rms_norm(&x, dim, &w.gamma, 1e-5);
-    out.push(judge("rms-norm 4x576", "rms_norm", (dim + 8) as f64, b.rms_norm(&x, dim, &w, 1e-5).await, &want, dim));
+    out.push(case("rms-norm 4x576", "rms_norm", dim + 8, dim, OpCall::RmsNorm { x, dim, w, eps: 1e-5 }));
 
-    let x = seeded("gelu", 1024, 2.5);
-    let want: Vec<f32> = x.iter().map(|&v| gelu_erf(v)).collect();
-    out.push(judge("gelu 1024", "gelu", 18.0, b.gelu(&x).await, &want, 64));
-
+    out.push(case("gelu 1024", "gelu", 18, 64, OpCall::Gelu { x: seeded("gelu", 1024, 2.5) }));
     let (gate, up) = (seeded("swiglu-g", 1024, 2.5), seeded("swiglu-u", 1024, 1.0));
-    let want: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect();
-    out.push(judge("swiglu 1024", "swiglu", 36.0, b.swiglu(&gate, &up).await, &want, 64));
+    out.push(case("swiglu 1024", "swiglu", 36, 64, OpCall::Swiglu { gate, up }));
 
-    let (width, hd) = (3 * 64, 64);
+    let (width, head_dim) = (3 * 64, 64);
     let x = seeded("rope", 5 * width, 1.0);
-    let got = b.rope(&x, width, hd, 7, 1e5).await;
-    let mut want = x.clone();
-    for (s, row) in want.chunks_exact_mut(width).enumerate() {
-        rope_adjacent(row, hd, 7 + s, 1e5);
-    }
-    out.push(judge("rope 5x3x64 from position 7", "rope", 8.0, got, &want, width));
+    let rope = OpCall::Rope { x, width, head_dim, pos0: 7, base: 1e5 };
+    out.push(case("rope 5x3x64 from position 7", "rope", 8, width, rope));
 
-    let attn_tol = |d: usize, n: usize| (2 * d + 3 * n + 3 + 2 * n) as f64;
+    let attn_tol = |d: usize, n: usize| 2 * d + 3 * n + 3 + 2 * n;
     let gqa = Heads { heads: 4, kv_heads: 2, head_dim: 16 };
-    for (case, scale, tq, tk, offset) in [
+    for (name, scale, tq, tk, offset) in [
         ("attention causal GQA 4/2 heads, 9 tokens", 1.0, 9, 9, 0),
         ("attention causal, logits in the hundreds", 12.0, 9, 9, 0),
         ("attention decode: 1 query after 6 cached", 1.0, 1, 7, 6),
@@ -161,43 +174,113 @@ pub async fn run_op_cases<B: Backend>(b: &mut B) -> Vec<OpVerdict> {
         let q = seeded("attn-q", tq * gqa.q_width(), scale);
         let k = seeded("attn-k", tk * gqa.kv_width(), scale);
         let v = seeded("attn-v", tk * gqa.kv_width(), 1.0);
-        let mask = Mask::Causal { offset };
-        let want = attention(&q, &k, &v, tq, tk, gqa, mask);
-        let bound = score_bound(&q, &k, &v, tq, tk, gqa);
-        out.push(judge_with(
-            case,
-            "attention",
-            attn_tol(16, tk),
-            b.attention(&q, &k, &v, tq, tk, gqa, mask).await,
-            &want,
-            gqa.q_width(),
-            &bound,
-        ));
+        let call = OpCall::Attention { q, k, v, tq, tk, h: gqa, mask: OwnedMask::Causal { offset } };
+        out.push(case(name, "attention", attn_tol(16, tk), gqa.q_width(), call));
     }
     let h = Heads { heads: 2, kv_heads: 2, head_dim: 8 };
     let (q, k, v) = (seeded("pad-q", 6 * 16, 1.0), seeded("pad-k", 6 * 16, 1.0), seeded("pad-v", 6 * 16, 1.0));
-    let pad = [1, 1, 1, 1, 0, 0];
-    let want = attention(&q, &k, &v, 6, 6, h, Mask::Padding(&pad));
-    let got = b.attention(&q, &k, &v, 6, 6, h, Mask::Padding(&pad)).await;
-    let bound = score_bound(&q, &k, &v, 6, 6, h);
-    out.push(judge_with(
-        "attention with 2 padded keys of 6",
-        "attention",
-        attn_tol(8, 6),
-        got,
-        &want,
-        h.q_width(),
-        &bound,
-    ));
+    let call = OpCall::Attention { q, k, v, tq: 6, tk: 6, h, mask: OwnedMask::Padding(vec![1, 1, 1, 1, 0, 0]) };
+    out.push(case("attention with 2 padded keys of 6", "attention", attn_tol(8, 6), h.q_width(), call));
 
     // The cache after a prefill of 3 positions and one decode step holds all 4, in order.
-    let kw = 8;
-    let (k, v) = (seeded("kv-k", 4 * kw, 1.0), seeded("kv-v", 4 * kw, 1.0));
-    let mut cache = KvCache::new(1, kw);
-    b.cache_append(&mut cache, 0, &k[..3 * kw], &v[..3 * kw]);
-    b.cache_append(&mut cache, 0, &k[3 * kw..], &v[3 * kw..]);
-    let (ks, vs) = cache.layer(0);
-    out.push(judge("kv cache: prefill 3, decode 1", "kv_cache", 0.0, Ok([ks, vs].concat()), &[k, v].concat(), kw));
+    let width = 8;
+    let (k, v) = (seeded("kv-k", 4 * width, 1.0), seeded("kv-v", 4 * width, 1.0));
+    out.push(case("kv cache: prefill 3, decode 1", "kv_cache", 0, width, OpCall::KvCache { k, v, width, prefill: 3 }));
+    out
+}
+
+impl OpCall {
+    /// The op on backend `b`.
+    pub async fn run<B: Backend>(&self, b: &mut B) -> OpResult<Vec<f32>> {
+        match self {
+            OpCall::LayerNorm { x, dim, w, eps } => b.layer_norm(x, *dim, w, *eps).await,
+            OpCall::RmsNorm { x, dim, w, eps } => b.rms_norm(x, *dim, w, *eps).await,
+            OpCall::Gelu { x } => b.gelu(x).await,
+            OpCall::Swiglu { gate, up } => b.swiglu(gate, up).await,
+            OpCall::Rope { x, width, head_dim, pos0, base } => b.rope(x, *width, *head_dim, *pos0, *base).await,
+            OpCall::Attention { q, k, v, tq, tk, h, mask } => b.attention(q, k, v, *tq, *tk, *h, mask.as_mask()).await,
+            OpCall::KvCache { k, v, width, prefill } => {
+                let mut cache = KvCache::new(1, *width);
+                b.cache_append(&mut cache, 0, &k[..prefill * width], &v[..prefill * width]);
+                for (kr, vr) in k.chunks_exact(*width).zip(v.chunks_exact(*width)).skip(*prefill) {
+                    b.cache_append(&mut cache, 0, kr, vr);
+                }
+                let (ks, vs) = cache.layer(0);
+                Ok([ks, vs].concat())
+            }
+        }
+    }
+
+    /// The CPU reference's output ([`super::ops`], [`super::attention`]; f64 inside).
+    pub fn reference(&self) -> Vec<f32> {
+        match self {
+            OpCall::LayerNorm { x, dim, w, eps } => {
+                layer_norm(x, *dim, &w.gamma, w.beta.as_deref().unwrap_or_default(), *eps)
+            }
+            OpCall::RmsNorm { x, dim, w, eps } => rms_norm(x, *dim, &w.gamma, *eps),
+            OpCall::Gelu { x } => x.iter().map(|&v| gelu_erf(v)).collect(),
+            OpCall::Swiglu { gate, up } => gate.iter().zip(up).map(|(&g, &u)| silu(g) * u).collect(),
+            OpCall::Rope { x, width, head_dim, pos0, base } => {
+                let mut want = x.clone();
+                for (s, row) in want.chunks_exact_mut(*width).enumerate() {
+                    rope_adjacent(row, *head_dim, pos0 + s, *base);
+                }
+                want
+            }
+            OpCall::Attention { q, k, v, tq, tk, h, mask } => attention(q, k, v, *tq, *tk, *h, mask.as_mask()),
+            OpCall::KvCache { k, v, .. } => [&k[..], &v[..]].concat(),
+        }
+    }
+}
+
+impl OpCase {
+    /// Judges `got` (the backend's output, or why it did not run) against the reference.
+    pub fn judge(&self, got: OpResult<Vec<f32>>) -> OpVerdict {
+        let want = self.call.reference();
+        let extra = match &self.call {
+            OpCall::Attention { q, k, v, tq, tk, h, .. } => score_bound(q, k, v, *tq, *tk, *h),
+            _ => Vec::new(),
+        };
+        let tolerance = KernelTolerance {
+            op: self.op.into(),
+            ulp_per_k: self.ulps,
+            acc_units_per_k: 0.0,
+            f16_product_units: 0.0,
+            rel_rms: self.ulps / (1u64 << 24) as f64,
+        };
+        let scale: Vec<f32> = want
+            .chunks(self.row.max(1))
+            .flat_map(|r| {
+                let rms = (r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / r.len() as f64).sqrt() as f32;
+                std::iter::repeat_n(rms, r.len())
+            })
+            .collect();
+        let allowed = |i: usize| tolerance.allowed(want[i], scale[i], 1).max(extra.get(i).copied().unwrap_or(0.0));
+        let case = self.name;
+        match got {
+            Ok(got) => OpVerdict { case, verdict: KernelVerdict::within(&got, &want, allowed), tolerance, error: None },
+            Err(e) => {
+                let verdict = KernelVerdict {
+                    pass: false,
+                    worst_ratio: f64::INFINITY,
+                    worst_index: 0,
+                    max_abs_err: f64::NAN,
+                    failures: want.len(),
+                    non_finite: 0,
+                };
+                OpVerdict { case, tolerance, verdict, error: Some(e.to_string()) }
+            }
+        }
+    }
+}
+
+/// Runs every per-op cell on `b` and judges it.
+pub async fn run_op_cases<B: Backend>(b: &mut B) -> Vec<OpVerdict> {
+    let mut out = Vec::new();
+    for case in op_cases() {
+        let got = case.call.run(b).await;
+        out.push(case.judge(got));
+    }
     out
 }
 

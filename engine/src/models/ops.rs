@@ -80,6 +80,21 @@ pub fn rope_adjacent(x: &mut [f32], head_dim: usize, pos: usize, base: f64) {
     }
 }
 
+/// The cosine and sine of every rotary angle of `rows` positions from `pos0` (`head_dim / 2`
+/// a row), in f64 and then rounded, as llama.cpp and onnxruntime precompute them: the backends
+/// that rotate on the device take these rather than their own `sin`/`cos` (WGSL's promise 2^-11).
+pub fn rope_table(rows: usize, head_dim: usize, pos0: usize, base: f64) -> Vec<[f32; 2]> {
+    let half = head_dim / 2;
+    let mut table = Vec::with_capacity(rows * half);
+    for r in 0..rows {
+        for i in 0..half {
+            let theta = (pos0 + r) as f64 * base.powf(-2.0 * i as f64 / head_dim as f64);
+            table.push([theta.cos() as f32, theta.sin() as f32]);
+        }
+    }
+    table
+}
+
 /// Mean of the rows whose mask is 1 (sentence-transformers' mean pooling), then L2-normalized.
 pub fn mean_pool_normalized(x: &[f32], dim: usize, mask: &[u32]) -> Vec<f32> {
     assert!(x.len() == mask.len() * dim, "mean_pool: shapes");

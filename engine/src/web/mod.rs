@@ -6,11 +6,13 @@
 
 mod auto;
 mod model_cell;
+mod op_cell;
 mod timing;
 mod wasm_cell;
 mod webgpu_cell;
 mod webnn_api;
 mod webnn_cell;
+mod webnn_model;
 
 use wasm_bindgen::prelude::*;
 

@@ -1,20 +1,23 @@
 //! A model cell in the page: the weights file streamed in by the shim ([`model_begin`],
 //! [`model_chunk`]: chunk by chunk into wasm memory, so the page never holds the file twice), then
-//! the whole model run on the `wasm` backend (the CPU path, simd128) or the `webgpu` backend (every
-//! op in WGSL on the page's shared device).
+//! the whole model run on the `wasm` backend (the CPU path, simd128), the `webgpu` backend (every
+//! op in WGSL on the page's shared device) or the `webnn` backends (every op a WebNN graph on a
+//! context of the cell's device type; standard mode stores 8-bit, see `ModelPrecision::on_backend`).
 
 use std::cell::RefCell;
 
 use wasm_bindgen::prelude::*;
 
 use super::webgpu_cell::{gpu, shared_executor};
+use super::webnn_cell;
+use super::webnn_model::{WebnnBackend, COMPOSED};
 use super::{CellOutput, CellSpec, Failure};
 use crate::models::exec::CpuExec;
 use crate::models::gpu::GpuBackend;
 use crate::models::linear::ModelPrecision;
-use crate::models::run::run_model;
+use crate::models::run::{run_model, ModelRun};
 use crate::models::ModelError;
-use crate::protocol::{CellBackend, ErrorClass};
+use crate::protocol::{CellBackend, ErrorClass, ModelSpec};
 
 thread_local! {
     /// The weights file the page holds: its path on the page server and its bytes.
@@ -42,14 +45,13 @@ pub fn model_chunk(chunk: &[u8]) {
 
 pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     let model = spec.model.as_ref().ok_or_else(|| Failure::bad_spec("not a model cell"))?;
-    if !matches!(spec.backend, CellBackend::Wasm | CellBackend::Webgpu) {
-        return Err(Failure::unsupported(format!(
-            "models run on the wasm and webgpu backends only so far, not `{}`",
-            spec.backend
-        )));
+    if spec.backend == CellBackend::Auto {
+        return Err(Failure::unsupported("a model cell runs a named backend, not `auto`"));
     }
-    let policy = spec.precision.policy().ok_or_else(|| Failure::bad_spec("a model cell needs a named precision"))?;
-    let precision = ModelPrecision { policy, quantizer: spec.quantizer };
+    let (precision, ran, notes) = ModelPrecision::on_backend(spec.precision, spec.quantizer, spec.backend)
+        .ok_or_else(|| Failure::bad_spec("a model cell needs a named precision"))?;
+    out.precision = Some(ran.to_string());
+    out.notes.extend(notes);
     // The bytes are taken out while the model runs (an await point) and put back after.
     let held = WEIGHTS.with(|w| w.borrow_mut().take());
     let (file, bytes) = match held {
@@ -59,22 +61,9 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
             return Err(Failure::new(ErrorClass::BadInput, format!("the page holds no copy of {}", model.file)));
         }
     };
-    let run = match spec.backend {
-        CellBackend::Webgpu => match shared_executor().await {
-            Ok(exec) => {
-                out.adapter = Some(exec.adapter().clone());
-                out.workgroup = Some(spec.gemv.to_string());
-                run_model(model, &bytes, &precision, &mut GpuBackend::new(&exec, spec.gemv)).await
-            }
-            Err(e) => {
-                WEIGHTS.with(|w| *w.borrow_mut() = Some((file, bytes)));
-                return Err(gpu(e));
-            }
-        },
-        _ => run_model(model, &bytes, &precision, &mut CpuExec::default()).await,
-    };
+    let run = run_on(spec, model, &bytes, &precision, out).await;
     WEIGHTS.with(|w| *w.borrow_mut() = Some((file, bytes)));
-    let run = run.map_err(|e| match e {
+    let run = run?.map_err(|e| match e {
         ModelError::Backend { .. } => Failure::classified(ErrorClass::Dispatch, e.to_string()),
         other => Failure::new(ErrorClass::BadInput, other.to_string()),
     })?;
@@ -87,4 +76,35 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     out.notes.push(format!("load and quantize {:.1} ms; {}", run.load_us / 1e3, run.speed));
     out.set_output(&run.y);
     Ok(())
+}
+
+/// The model on the cell's backend: `Err` when the backend could not be had at all, `Ok(Err)`
+/// when the model failed on it.
+async fn run_on(
+    spec: &CellSpec,
+    model: &ModelSpec,
+    bytes: &[u8],
+    precision: &ModelPrecision,
+    out: &mut CellOutput,
+) -> Result<Result<ModelRun, ModelError>, Failure> {
+    Ok(match spec.backend {
+        CellBackend::Webgpu => {
+            let exec = shared_executor().await.map_err(gpu)?;
+            out.adapter = Some(exec.adapter().clone());
+            out.workgroup = Some(spec.gemv.to_string());
+            run_model(model, bytes, precision, &mut GpuBackend::new(&exec, spec.gemv)).await
+        }
+        CellBackend::Webnn | CellBackend::WebnnExperimental => {
+            let ctx = webnn_cell::context(spec, out).await?;
+            let mut exec = WebnnBackend::new(&ctx);
+            let run = run_model(model, bytes, precision, &mut exec).await;
+            out.notes.append(&mut exec.notes);
+            out.notes.push(format!("WebNN composes what it has no operator for: {}", COMPOSED.join("; ")));
+            out.notes.push(format!("{} graphs built in {:.1} ms (part of the run)", exec.built, exec.build_ms));
+            exec.release();
+            ctx.destroy();
+            run
+        }
+        _ => run_model(model, bytes, precision, &mut CpuExec::default()).await,
+    })
 }

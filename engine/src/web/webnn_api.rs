@@ -106,6 +106,16 @@ impl MLContext {
 }
 
 impl MLGraphBuilder {
+    /// `builder[op](...args)`: the element-wise, reduction and shape ops a model composes
+    /// (`add`, `softmax`, `reshape`, ...). A browser without `op` says so in the error.
+    pub fn call(&self, op: &str, args: &[JsValue]) -> Result<MLOperand, JsValue> {
+        let f = Reflect::get(self, &op.into())?;
+        let f: js_sys::Function =
+            f.dyn_into().map_err(|_| JsValue::from_str(&format!("MLGraphBuilder has no operation `{op}`")))?;
+        let args: js_sys::Array = args.iter().collect();
+        f.apply(self, &args).map(JsCast::unchecked_into)
+    }
+
     pub async fn build_graph(&self, outputs: &Object) -> Result<MLGraph, String> {
         settle(self.build(outputs)).await
     }
@@ -116,7 +126,7 @@ pub fn descriptor(data_type: &str, shape: &[usize]) -> JsValue {
     object(&[("dataType", data_type.into()), ("shape", shape_array(shape))]).into()
 }
 
-fn shape_array(shape: &[usize]) -> JsValue {
+pub fn shape_array(shape: &[usize]) -> JsValue {
     shape.iter().map(|&d| JsValue::from(d as u32)).collect::<js_sys::Array>().into()
 }
 

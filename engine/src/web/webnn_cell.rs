@@ -24,10 +24,16 @@ pub enum Mode {
     Experimental,
 }
 
-/// The parts of `opSupportLimits()` a quantized matmul depends on.
+/// The parts of `opSupportLimits()` a quantized matmul and the model ops depend on.
 const LIMIT_KEYS: &[&str] = &[
     "dequantizeLinear",
     "matmul",
+    "layerNormalization",
+    "gelu",
+    "softmax",
+    "sigmoid",
+    "reduceMean",
+    "expand",
     "transpose",
     "cast",
     "input",
@@ -37,7 +43,9 @@ const LIMIT_KEYS: &[&str] = &[
     "preferredInputLayout",
 ];
 
-pub async fn run(spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<(), Failure> {
+/// A context of the cell's device type, its `opSupportLimits()` recorded; `unsupported` with the
+/// browser's words when there is none.
+pub(super) async fn context(spec: &CellSpec, out: &mut CellOutput) -> Result<MLContext, Failure> {
     let device = spec.device.map_or("cpu", |d| d.name());
     let ml = navigator_ml().map_err(Failure::unsupported)?;
     let ctx = ml
@@ -45,6 +53,11 @@ pub async fn run(spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<()
         .await
         .map_err(|e| Failure::unsupported(format!("createContext({{deviceType: '{device}'}}): {e}")))?;
     out.op_support_limits = Some(limits_json(&ctx));
+    Ok(ctx)
+}
+
+pub async fn run(spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<(), Failure> {
+    let ctx = context(spec, out).await?;
     let result = run_on(&ctx, spec, mode, out).await;
     ctx.destroy();
     result
@@ -131,7 +144,7 @@ fn limits_json(ctx: &MLContext) -> serde_json::Value {
 /// The weight operand, transposed to `k x n` (what `matmul(x, w)` takes), in float (`float_type`).
 /// Quantized weights are stored transposed, so the groups run down the columns: scales and zero
 /// points are `k/group x n` (per-channel: `1 x n`), blockwise over the `k x n` codes.
-fn weight_operand(
+pub(super) fn weight_operand(
     b: &MLGraphBuilder,
     q: &QuantizedMatrix,
     float_type: &str,
