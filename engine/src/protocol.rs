@@ -382,14 +382,7 @@ impl CellOutput {
             (None, None) => return Err("the answer has neither an output (`y_b64`) nor an error".into()),
             (None, Some(_)) => {}
         }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(self.y_b64.as_deref().unwrap_or_default())
-            .map_err(|e| format!("`y_b64` is not base64: {e}"))?;
-        if bytes.len() % 4 != 0 {
-            return Err(format!("`y_b64` holds {} bytes, not a whole number of f32 values", bytes.len()));
-        }
-        let y: Vec<f32> =
-            bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("chunks of 4"))).collect();
+        let y = decode_f32s(self.y_b64.as_deref().unwrap_or_default())?;
         if y.len() != expected_len {
             return Err(format!("the page returned {} outputs, {expected_len} expected", y.len()));
         }
@@ -532,13 +525,17 @@ impl OpCaseOutput {
         match (&self.y_b64, &self.error) {
             (_, Some(e)) => Err(e.clone()),
             (None, None) => Err("the answer has neither an output nor an error".into()),
-            (Some(b), None) => {
-                let bytes = base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| format!("`y_b64`: {e}"))?;
-                if bytes.len() % 4 != 0 {
-                    return Err(format!("`y_b64` holds {} bytes, not whole f32 values", bytes.len()));
-                }
-                Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("chunks of 4"))).collect())
-            }
+            (Some(b), None) => decode_f32s(b),
         }
     }
+}
+
+/// An output's f32 values from their little-endian bytes in base64 (`y_b64`).
+fn decode_f32s(b64: &str) -> Result<Vec<f32>, String> {
+    let bytes =
+        base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("`y_b64` is not base64: {e}"))?;
+    if bytes.len() % 4 != 0 {
+        return Err(format!("`y_b64` holds {} bytes, not a whole number of f32 values", bytes.len()));
+    }
+    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("chunks of 4"))).collect())
 }

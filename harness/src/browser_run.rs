@@ -2,11 +2,12 @@
 //! cell per script call. A crashed or hung browser marks its cell (`crash`, `timeout`) and the next
 //! cell gets a new session.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use webq_engine::platform::classify::ErrorKind;
-use webq_engine::protocol::{CellBackend, CellOutput, ErrorClass, Outcome};
+use webq_engine::protocol::{CellBackend, CellOutput, ErrorClass, Outcome, Precision};
 use webq_engine::webgpu::TuningTable;
 
 use crate::browsers::{BrowserKind, Located, Session};
@@ -175,7 +176,12 @@ async fn run_cell(
     let mut spec = cell.spec(gemv, reps);
     let mut model_refs = None;
     if cell.model.is_some() {
-        let prepared = model_cells::spec(cell, FileAt::Page).and_then(|s| Ok((s, model_cells::references(cell)?)));
+        // An `auto` cell's references are those of what it chose: known from its answer.
+        let refs = |c: &Cell| match c.backend {
+            CellBackend::Auto => Ok(None),
+            _ => model_cells::references(c).map(Some),
+        };
+        let prepared = model_cells::spec(cell, FileAt::Page).and_then(|s| Ok((s, refs(cell)?)));
         match prepared {
             Ok((s, r)) => {
                 spec.model = Some(s);
@@ -204,30 +210,56 @@ async fn run_cell(
         Ok(Ok(v)) => v,
     };
     match model_refs {
-        Some(r) => judge_model_answer(cell, answer, &r, rec),
+        Some(r) => judge_model_answer(cell, answer, r, rec),
         None => judge_answer(cell, answer, refs, rec),
     }
     Ok(())
 }
 
-/// The page's answer to a model cell, judged as [`judge_answer`] judges a matmul's.
-fn judge_model_answer(cell: &Cell, answer: Value, refs: &ModelRefs, rec: &mut CellRecord) {
+/// The page's answer to a model cell, judged as [`judge_answer`] judges a matmul's; `refs` is
+/// `None` for an `auto` cell, judged against the references of the backend and precision it ran.
+fn judge_model_answer(cell: &Cell, answer: Value, refs: Option<Arc<ModelRefs>>, rec: &mut CellRecord) {
     let out: CellOutput = match serde_json::from_value(answer) {
         Ok(o) => o,
         Err(e) => return malformed(rec, e.to_string()),
     };
     rec.workgroup = out.workgroup.clone();
     rec.detail = Some(RunDetail::from_page(&out));
-    match out.outcome(cell.precision, refs.exact.y.len()) {
+    let (judged, refs) = match refs {
+        Some(r) => (cell.clone(), r),
+        // A failure needs no references.
+        None if out.error.is_some() => {
+            return match out.outcome(cell.precision, 0) {
+                Ok(Outcome::Failed { class, message, kind }) => failed(rec, class, message, kind),
+                Ok(Outcome::Ran { .. }) => malformed(rec, "an error and an output".into()),
+                Err(why) => malformed(rec, why),
+            }
+        }
+        None => match chosen(cell, &out).and_then(|c| Ok((model_cells::references(&c)?, c))) {
+            Ok((r, c)) => (c, r),
+            Err(why) => return malformed(rec, why),
+        },
+    };
+    match out.outcome(judged.precision, refs.exact.y.len()) {
         Err(why) => malformed(rec, why),
         Ok(Outcome::Failed { class, message, kind }) => failed(rec, class, message, kind),
         // The references are of the precision the harness expects to run: a page that ran
         // another cannot be judged against them.
-        Ok(Outcome::Ran { precision, .. }) if Some(precision) != model_cells::precision(cell).ok().map(|p| p.1) => {
+        Ok(Outcome::Ran { precision, .. }) if Some(precision) != model_cells::precision(&judged).ok().map(|p| p.1) => {
             malformed(rec, format!("`precision`: the page ran `{precision}`, the references are of another"))
         }
-        Ok(Outcome::Ran { y, timings, .. }) => judge_model(cell, refs, &y, timings, rec),
+        Ok(Outcome::Ran { y, timings, .. }) => judge_model(&judged, &refs, &y, timings, rec),
     }
+}
+
+/// The cell an `auto` model cell's answer says it ran: its backend and precision.
+fn chosen(cell: &Cell, out: &CellOutput) -> Result<Cell, String> {
+    let backend: CellBackend = out.backend.as_deref().ok_or("`backend`: missing for an `auto` cell")?.parse()?;
+    let precision: Precision = out.precision.as_deref().ok_or("`precision`: missing for an `auto` cell")?.parse()?;
+    if backend == CellBackend::Auto || precision == Precision::Auto {
+        return Err(format!("`auto` answered that it ran `{backend}` at `{precision}`"));
+    }
+    Ok(Cell { backend, precision, ..cell.clone() })
 }
 
 fn malformed(rec: &mut CellRecord, why: String) {
@@ -285,6 +317,23 @@ mod tests {
     use crate::server::PageServer;
     use std::path::Path;
     use webq_engine::protocol::Runtime;
+
+    /// An `auto` model cell is judged as what its answer says ran; an answer that names no backend,
+    /// or `auto` itself, is refused.
+    #[test]
+    fn an_auto_model_cell_is_judged_as_what_it_chose() {
+        let cell = crate::cell::test_cell(Runtime::Firefox, CellBackend::Auto, "auto", 0, 0);
+        let out = |backend: Option<&str>, precision: Option<&str>| CellOutput {
+            backend: backend.map(str::to_string),
+            precision: precision.map(str::to_string),
+            ..Default::default()
+        };
+        let c = chosen(&cell, &out(Some("webnn"), Some("mixed"))).unwrap();
+        assert_eq!((c.backend, c.precision, c.runtime), (CellBackend::Webnn, Precision::Mixed, Runtime::Firefox));
+        assert!(chosen(&cell, &out(None, Some("mixed"))).unwrap_err().contains("`backend`: missing"));
+        assert!(chosen(&cell, &out(Some("wasm"), Some("auto"))).is_err());
+        assert!(chosen(&cell, &out(Some("wasm"), Some("int9"))).is_err());
+    }
 
     /// `kill -9` of the browser in the middle of a run costs the cell it was running, and only it:
     /// the next cell gets a new session, and no process of the killed session is left.

@@ -429,13 +429,7 @@ impl Source<'_> {
         }
         let backends: Vec<CellBackend> = match &m.backends {
             None => vec![CellBackend::Wasm],
-            Some(list) => {
-                if let Some(b) = list.iter().find(|b| b.get_ref() == "auto") {
-                    let why = "a model cell runs a named backend (wasm, webgpu, webnn, webnn-experimental), not `auto`";
-                    return Err(self.field(b, &at("backends"), why.into()));
-                }
-                self.names(list, &at("backends"))?
-            }
+            Some(list) => self.names(list, &at("backends"))?,
         };
         for (v, name) in [(&m.depth, "depth"), (&m.sentences, "sentences"), (&m.tokens, "tokens")] {
             if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
@@ -452,7 +446,17 @@ impl Source<'_> {
             });
         }
         let precisions: Vec<Precision> = self.names(&m.precisions, &at("precisions"))?;
-        if let Some(i) = precisions.iter().position(|p| *p == Precision::Auto) {
+        // `auto` chooses the precision with the backend, and a named backend needs a named precision.
+        let auto_backend = backends.contains(&CellBackend::Auto);
+        let auto_span = m.backends.iter().flatten().find(|b| b.get_ref() == "auto");
+        if let Some(span) = auto_span.filter(|_| backends.len() > 1 || precisions != [Precision::Auto]) {
+            return Err(self.field(
+                span,
+                &at("backends"),
+                "the `auto` backend goes alone, with `precisions = [\"auto\"]` (it picks both)".into(),
+            ));
+        }
+        if let Some(i) = precisions.iter().position(|p| *p == Precision::Auto).filter(|_| !auto_backend) {
             return Err(self.field(
                 &m.precisions[i],
                 &at("precisions"),
@@ -558,7 +562,10 @@ mod tests {
         assert_eq!((e.backends.as_slice(), e.quantizer), (&[CellBackend::Wasm][..], Some(Quantizer::RoundToNearest)));
         let err =
             parse(&(GOOD.to_string() + &models.replace("depth = 2", "backends = [\"auto\"]"))).unwrap_err().to_string();
-        assert!(err.contains("field `models.lm.backends`") && err.contains("not `auto`"), "{err}");
+        assert!(err.contains("field `models.lm.backends`") && err.contains("goes alone"), "{err}");
+        let auto =
+            models.replace("depth = 2", "backends = [\"auto\"]").replace("[\"mixed\", \"int8-pc-sym\"]", "[\"auto\"]");
+        assert_eq!(parse(&(GOOD.to_string() + &auto)).unwrap().models[0].precisions, [Precision::Auto]);
         let err = parse(&(GOOD.to_string() + &models.replace("decode = 8", "decode = 24"))).unwrap_err().to_string();
         assert!(err.starts_with("m.toml:17: field `models.lm.decode`"), "{err}");
         let err = parse(&(GOOD.to_string() + &models.replace("\"mixed\"", "\"auto\""))).unwrap_err().to_string();

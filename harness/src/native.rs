@@ -293,7 +293,7 @@ impl NativeRunner {
                 return rec;
             }
         };
-        if cell.backend.is_webnn() {
+        if cell.backend.is_webnn() || cell.backend == CellBackend::Auto {
             rec.status = Status::Unsupported;
             rec.error_class = Some(ErrorClass::Unsupported);
             rec.reason = Some(format!("`{}` runs in browser pages only", cell.backend));

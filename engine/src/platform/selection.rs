@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::Precision;
 use crate::quant::{IntBits, IntFormat, LayerKind, MixedPolicy, QuantFormat};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +217,24 @@ pub fn precision_for(backend: Backend, format: QuantFormat) -> (QuantFormat, Opt
     }
 }
 
+/// Selects a backend and precision for a whole model of `family`: the choice (for `llm`, as for its
+/// MLP layers) and the model's precision, `mixed` where the family's rule says so.
+pub fn select_model(caps: &Capabilities, family: Family) -> (Choice, Precision) {
+    let choice = select(caps, family, LayerKind::Mlp);
+    let precision = match rule_for(family, caps.browser).precision {
+        RulePrecision::Mixed => Precision::Mixed,
+        RulePrecision::Format(_) => Precision::Format(choice.wanted.parse().expect("select names known formats")),
+    };
+    (choice, precision)
+}
+
+fn rule_for(family: Family, browser: Browser) -> &'static FamilyRule {
+    FAMILY_RULES
+        .iter()
+        .find(|r| r.family == family && (r.browsers.is_empty() || r.browsers.contains(&browser)))
+        .expect("every family has a catch-all rule")
+}
+
 /// Selects a backend and precision for a model family (and, for `llm`, the layer being run).
 pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
     let order = BACKEND_ORDER.iter().find(|(b, _)| *b == caps.browser).map_or(&[][..], |(_, o)| o);
@@ -224,10 +243,7 @@ pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
         caps.browser,
         order.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     )];
-    let rule = FAMILY_RULES
-        .iter()
-        .find(|r| r.family == family && (r.browsers.is_empty() || r.browsers.contains(&caps.browser)))
-        .expect("every family has a catch-all rule");
+    let rule = rule_for(family, caps.browser);
     reasons.push(rule.why.to_string());
     // The family's backend first when this browser offers it, then the browser's order.
     let mut candidates: Vec<Backend> = Vec::new();
@@ -284,6 +300,19 @@ mod tests {
         assert_eq!(Browser::from_user_agent(chromium), Browser::Chrome);
         assert_eq!(Browser::from_user_agent(webkit), Browser::Safari);
         assert_eq!(Browser::from_user_agent(edge), Browser::Edge);
+    }
+
+    #[test]
+    fn a_whole_model_runs_its_family_rule() {
+        let (c, p) = select_model(&caps(Browser::Firefox, true, false), Family::Llm);
+        assert_eq!((c.backend, p), (Backend::Webgpu, Precision::Mixed));
+        let (c, p) = select_model(&caps(Browser::Safari, false, false), Family::Text);
+        assert_eq!((c.backend, p.to_string().as_str()), (Backend::Wasm, "int8-pc-sym"));
+        let (c, p) = select_model(&caps(Browser::Chrome, true, true), Family::Text);
+        assert_eq!(
+            (c.backend, p.to_string().as_str(), &c.fallbacks[..]),
+            (Backend::Webgpu, "int4-g128-sym", &[Backend::Webnn, Backend::Wasm][..])
+        );
     }
 
     #[test]

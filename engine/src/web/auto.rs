@@ -5,8 +5,8 @@
 use js_sys::Reflect;
 
 use super::webnn_api::navigator_ml;
-use super::{webgpu_cell, webnn_cell, Attempt, CellOutput, CellSpec, Failure};
-use crate::platform::selection::{precision_for, select, Backend, Browser, Capabilities, Family};
+use super::{model_cell, webgpu_cell, webnn_cell, Attempt, CellOutput, CellSpec, Failure};
+use crate::platform::selection::{precision_for, select, select_model, Backend, Browser, Capabilities, Family};
 use crate::protocol::{CellBackend, Precision, WebnnDevice};
 use crate::quant::{LayerKind, QuantFormat};
 use crate::webgpu::GemvKernel;
@@ -42,6 +42,38 @@ async fn detect(device: WebnnDevice) -> Capabilities {
         webnn_int4,
         wasm_simd: cfg!(target_feature = "simd128"),
     }
+}
+
+/// A whole model of the cell's family: the family's rule picks the backend and the model's
+/// precision (`mixed` for llm), and on failure the next backend runs it (WebNN in standard mode,
+/// so 8-bit). What ran is recorded: the harness judges against that model's references.
+pub async fn run_model(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
+    let family = spec.model.as_ref().map(|m| m.family).ok_or_else(|| Failure::bad_spec("not a model cell"))?;
+    let device = spec.device.unwrap_or(WebnnDevice::Cpu);
+    let caps = detect(device).await;
+    let (choice, precision) = select_model(&caps, family);
+    out.capabilities = Some(caps);
+    let gemv = match &choice.workgroup {
+        None => spec.gemv,
+        Some(w) => GemvKernel::parse(w).ok_or_else(|| Failure::bad_spec(format!("the policy's workgroup `{w}`")))?,
+    };
+    let plan: Vec<Backend> = std::iter::once(choice.backend).chain(choice.fallbacks.iter().copied()).collect();
+    out.choice = Some(choice);
+    let mut last = Failure::unsupported("no backend to try");
+    for backend in plan {
+        let sub =
+            CellSpec { backend: CellBackend::from(backend), precision, gemv, device: Some(device), ..spec.clone() };
+        out.backend = Some(backend.name().into());
+        let result = model_cell::run(&sub, out).await;
+        let ran = out.precision.clone().unwrap_or_else(|| precision.to_string());
+        let error = result.as_ref().err().map(|f| format!("{}: {}", f.class, f.message));
+        out.attempts.push(Attempt { backend: backend.name().into(), precision: ran, ok: error.is_none(), error });
+        match result {
+            Ok(()) => return Ok(()),
+            Err(f) => last = f,
+        }
+    }
+    Err(last)
 }
 
 pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {

@@ -87,7 +87,10 @@ async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     out.backend = Some(spec.backend.name().into());
     out.precision = Some(spec.precision.to_string());
     if spec.model.is_some() {
-        return model_cell::run(spec, out).await;
+        return match spec.backend {
+            CellBackend::Auto => auto::run_model(spec, out).await,
+            _ => model_cell::run(spec, out).await,
+        };
     }
     match spec.backend {
         CellBackend::Webgpu => webgpu_cell::run(spec, out).await,
