@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use super::webgpu_cell::{gpu, shared_executor};
 use super::webnn_cell;
-use super::webnn_model::{WebnnBackend, COMPOSED};
+use super::webnn_model::WebnnBackend;
 use super::{CellOutput, CellSpec, Failure};
 use crate::models::exec::CpuExec;
 use crate::models::gpu::GpuBackend;
@@ -98,10 +98,7 @@ async fn run_on(
             let ctx = webnn_cell::context(spec, out).await?;
             let mut exec = WebnnBackend::new(&ctx);
             let run = run_model(model, bytes, precision, &mut exec).await;
-            out.notes.append(&mut exec.notes);
-            out.notes.push(format!("WebNN composes what it has no operator for: {}", COMPOSED.join("; ")));
-            out.notes.push(format!("{} graphs built in {:.1} ms (part of the run)", exec.built, exec.build_ms));
-            exec.release();
+            out.notes.extend(exec.finish());
             ctx.destroy();
             run
         }

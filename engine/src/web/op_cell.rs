@@ -5,8 +5,8 @@
 use wasm_bindgen::prelude::*;
 
 use super::webgpu_cell::shared_executor;
-use super::webnn_api::navigator_ml;
-use super::webnn_model::{WebnnBackend, COMPOSED};
+use super::webnn_cell::create_context;
+use super::webnn_model::WebnnBackend;
 use crate::models::exec::{Backend, CpuExec};
 use crate::models::gpu::GpuBackend;
 use crate::models::op_cases::op_cases;
@@ -31,13 +31,10 @@ async fn answer(spec: &OpCasesSpec) -> Result<OpCasesAnswer, String> {
             a.cases = outputs(&mut GpuBackend::new(&exec, GemvKernel::PORTABLE)).await;
         }
         CellBackend::Webnn | CellBackend::WebnnExperimental => {
-            let device = spec.device.map_or("cpu", |d| d.name());
-            let ctx = navigator_ml()?.create_context(device).await?;
+            let ctx = create_context(spec.device).await?;
             let mut b = WebnnBackend::new(&ctx);
             a.cases = outputs(&mut b).await;
-            a.notes.append(&mut b.notes);
-            a.notes.extend(COMPOSED.iter().map(|c| format!("composed: {c}")));
-            b.release();
+            a.notes.extend(b.finish());
             ctx.destroy();
         }
         CellBackend::Auto => return Err("per-op cells run on a named backend, not `auto`".into()),

@@ -15,6 +15,7 @@ use web_time::Instant;
 use super::webnn_api::{descriptor, navigator_ml, object, MLContext, MLGraphBuilder, MLOperand};
 use super::{CellOutput, CellSpec, ErrorClass, Failure, SpecInputs};
 use crate::platform::selection::{precision_for, Backend};
+use crate::protocol::WebnnDevice;
 use crate::quant::{QuantFormat, QuantizedMatrix, Scheme};
 use crate::reference::Arith;
 
@@ -46,14 +47,16 @@ const LIMIT_KEYS: &[&str] = &[
 /// A context of the cell's device type, its `opSupportLimits()` recorded; `unsupported` with the
 /// browser's words when there is none.
 pub(super) async fn context(spec: &CellSpec, out: &mut CellOutput) -> Result<MLContext, Failure> {
-    let device = spec.device.map_or("cpu", |d| d.name());
-    let ml = navigator_ml().map_err(Failure::unsupported)?;
-    let ctx = ml
-        .create_context(device)
-        .await
-        .map_err(|e| Failure::unsupported(format!("createContext({{deviceType: '{device}'}}): {e}")))?;
+    let ctx = create_context(spec.device).await.map_err(Failure::unsupported)?;
     out.op_support_limits = Some(limits_json(&ctx));
     Ok(ctx)
+}
+
+/// A context of `device` (cpu when none is named), or the browser's words on why there is none.
+pub(super) async fn create_context(device: Option<WebnnDevice>) -> Result<MLContext, String> {
+    let device = device.map_or("cpu", |d| d.name());
+    let ml = navigator_ml()?;
+    ml.create_context(device).await.map_err(|e| format!("createContext({{deviceType: '{device}'}}): {e}"))
 }
 
 pub async fn run(spec: &CellSpec, mode: Mode, out: &mut CellOutput) -> Result<(), Failure> {

@@ -25,7 +25,7 @@ use crate::models::ops::rope_table;
 use crate::models::ModelError;
 
 /// How the ops WebNN has no operator for are composed (said in every model cell's notes).
-pub const COMPOSED: &[&str] = &[
+const COMPOSED: &[&str] = &[
     "rms norm: mul, reduceMean, add, sqrt, div, mul",
     "SwiGLU: sigmoid, mul, mul",
     "rotary: reshape, slice, mul, sub, add, concat (host cosines and sines)",
@@ -145,6 +145,16 @@ impl<'c> WebnnBackend<'c> {
             c.inputs.iter().for_each(|(_, t)| t.destroy());
             c.output.destroy();
         }
+    }
+
+    /// Releases every graph's tensors and gives the notes a cell records: what building noted,
+    /// what was composed, and how many graphs were built in how long.
+    pub fn finish(mut self) -> Vec<String> {
+        self.release();
+        let mut notes = std::mem::take(&mut self.notes);
+        notes.push(format!("WebNN composes what it has no operator for: {}", COMPOSED.join("; ")));
+        notes.push(format!("{} graphs built in {:.1} ms (part of the run)", self.built, self.build_ms));
+        notes
     }
 }
 
