@@ -13,4 +13,4 @@ pub mod tolerance;
 
 pub use budget::{accuracy_budget, AccuracyVerdict, BudgetKey};
 pub use metrics::{LengthMismatch, Metrics};
-pub use tolerance::{KernelTolerance, KernelVerdict};
+pub use tolerance::{KernelTolerance, KernelVerdict, WorstOutput};

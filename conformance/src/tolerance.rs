@@ -83,6 +83,7 @@ impl KernelVerdict {
             max_abs_err: 0.0,
             failures: 0,
             non_finite: 0,
+            worst: None,
         };
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
             let err = (g as f64 - w as f64).abs();
@@ -94,6 +95,7 @@ impl KernelVerdict {
             if ratio > v.worst_ratio || i == 0 {
                 v.worst_ratio = ratio;
                 v.worst_index = i;
+                v.worst = Some(WorstOutput { expected: w as f64, got: g as f64, allowed: allowed(i) });
             }
             if !g.is_finite() {
                 v.non_finite += 1;
@@ -127,6 +129,20 @@ pub struct KernelVerdict {
     /// How many outputs were NaN or infinite (each one also a failure).
     #[serde(default)]
     pub non_finite: usize,
+    /// The output at `worst_index`: what the emulation gave, what the backend gave, the error
+    /// allowed there (absent in records written before it was kept, and when nothing was output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst: Option<WorstOutput>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorstOutput {
+    #[serde(with = "crate::number")]
+    pub expected: f64,
+    #[serde(with = "crate::number")]
+    pub got: f64,
+    #[serde(with = "crate::number")]
+    pub allowed: f64,
 }
 
 #[cfg(test)]

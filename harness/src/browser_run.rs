@@ -90,11 +90,19 @@ pub struct BrowserRunner<'a> {
     session: Option<(Session, Value)>,
     refs: Option<References>,
     ctx: &'a RunContext<'a>,
+    /// What the page reported when a session last opened (the run's census of this browser).
+    census: Option<Value>,
 }
 
 impl<'a> BrowserRunner<'a> {
     pub fn new(kind: BrowserKind, ctx: &'a RunContext<'a>) -> Self {
-        BrowserRunner { kind, located: kind.locate(), tuning: TuningTable::seed(), session: None, refs: None, ctx }
+        let located = kind.locate();
+        BrowserRunner { kind, located, tuning: TuningTable::seed(), session: None, refs: None, ctx, census: None }
+    }
+
+    /// The page's environment report from the latest session, for the run's `census.json`.
+    pub fn census(&self) -> Option<&Value> {
+        self.census.as_ref()
     }
 }
 
@@ -114,7 +122,10 @@ impl CellRunner for BrowserRunner<'_> {
         };
         if self.session.is_none() {
             match open(self.kind, located, self.ctx.page_url).await {
-                Ok(s) => self.session = Some(s),
+                Ok(s) => {
+                    self.census = Some(s.1.clone());
+                    self.session = Some(s);
+                }
                 Err(e) => {
                     rec.error_class = Some(ErrorClass::Session);
                     rec.reason = Some(e);

@@ -141,59 +141,76 @@ fn print_text(report: &Value) {
             println!("  ERROR: {e}");
             continue;
         }
-        let env = &b["environment"];
-        println!("  user agent: {}", env["userAgent"].as_str().unwrap_or(""));
-        println!("  cross-origin isolated (fine timers): {}", env["crossOriginIsolated"]);
-        println!("  wasm: {}", env["wasm"]);
-        let gpu = &env["webgpu"];
-        if gpu["available"] == json!(true) {
-            let a = &gpu["adapter"];
-            println!(
-                "  WebGPU: yes: vendor {:?}, architecture {:?}, description {:?}, fallback {}",
+        for (k, v) in facts(&b["environment"]) {
+            println!("  {k}: {v}");
+        }
+    }
+}
+
+/// What a browser's page reported, as lines of (what, value): the census `webq doctor` prints and
+/// each run's `browsers.html` shows.
+pub fn facts(env: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: String| out.push((k.to_string(), v));
+    put("user agent", env["userAgent"].as_str().unwrap_or("").into());
+    put("cross-origin isolated (fine timers)", env["crossOriginIsolated"].to_string());
+    put("wasm SIMD", env["wasm"].to_string());
+    let gpu = &env["webgpu"];
+    if gpu["available"] == json!(true) {
+        let a = &gpu["adapter"];
+        put(
+            "WebGPU",
+            format!(
+                "yes: vendor {:?}, architecture {:?}, description {:?}, fallback {}",
                 a["vendor"].as_str().unwrap_or(""),
                 a["architecture"].as_str().unwrap_or(""),
                 a["description"].as_str().unwrap_or(""),
                 a["isFallbackAdapter"]
-            );
-            println!("    shader-f16: {}", if gpu["shaderF16"] == json!(true) { "yes" } else { "no" });
-            let feats: Vec<&str> = gpu["features"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            println!("    features: {}", feats.join(", "));
-            println!("    limits: {}", gpu["limits"]);
-        } else {
-            println!("  WebGPU: no: {}", gpu["reason"].as_str().unwrap_or(""));
-        }
-        let nn = &env["webnn"];
-        match nn["contexts"].as_object() {
-            None => println!("  WebNN: no: {}", nn["reason"].as_str().unwrap_or("")),
-            Some(ctxs) => {
-                for (device, c) in ctxs {
-                    if c["ok"] == json!(true) {
-                        println!(
-                            "  WebNN {device}: yes: dequantizeLinear input [{}] scale [{}] zeroPoint [{}] output [{}]; quantizeLinear output [{}]; matmul input [{}]",
-                            dtypes(&c["dequantizeLinear"], "input"),
-                            dtypes(&c["dequantizeLinear"], "scale"),
-                            dtypes(&c["dequantizeLinear"], "zeroPoint"),
-                            dtypes(&c["dequantizeLinear"], "output"),
-                            dtypes(&c["quantizeLinear"], "output"),
-                            dtypes(&c["matmul"], "a"),
-                        );
-                    } else {
-                        println!("  WebNN {device}: no: {}", c["error"].as_str().unwrap_or(""));
-                    }
-                }
+            ),
+        );
+        put("shader-f16", if gpu["shaderF16"] == json!(true) { "yes" } else { "no" }.into());
+        let feats: Vec<&str> = gpu["features"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        put("WebGPU features", feats.join(", "));
+        put("WebGPU limits", gpu["limits"].to_string());
+    } else {
+        put("WebGPU", format!("no: {}", gpu["reason"].as_str().unwrap_or("")));
+    }
+    let nn = &env["webnn"];
+    match nn["contexts"].as_object() {
+        None => put("WebNN", format!("no: {}", nn["reason"].as_str().unwrap_or(""))),
+        Some(ctxs) => {
+            for (device, c) in ctxs {
+                let v = if c["ok"] == json!(true) {
+                    format!(
+                        "yes: dequantizeLinear input [{}] scale [{}] zeroPoint [{}] output [{}]; quantizeLinear output [{}]; matmul input [{}]",
+                        dtypes(&c["dequantizeLinear"], "input"),
+                        dtypes(&c["dequantizeLinear"], "scale"),
+                        dtypes(&c["dequantizeLinear"], "zeroPoint"),
+                        dtypes(&c["dequantizeLinear"], "output"),
+                        dtypes(&c["quantizeLinear"], "output"),
+                        dtypes(&c["matmul"], "a"),
+                    )
+                } else {
+                    format!("no: {}", c["error"].as_str().unwrap_or(""))
+                };
+                put(&format!("WebNN {device}"), v);
             }
         }
-        let caps = capabilities(env);
-        for family in [Family::Text, Family::Vision, Family::Audio, Family::Llm] {
-            let c = select(&caps, family, LayerKind::Mlp);
-            let fallbacks: Vec<&str> = c.fallbacks.iter().map(|b| b.name()).collect();
-            println!(
-                "  auto {family:?}: {} {}{} (then {})",
+    }
+    let caps = capabilities(env);
+    for family in [Family::Text, Family::Vision, Family::Audio, Family::Llm] {
+        let c = select(&caps, family, LayerKind::Mlp);
+        let fallbacks: Vec<&str> = c.fallbacks.iter().map(|b| b.name()).collect();
+        put(
+            &format!("auto {}", family.name()),
+            format!(
+                "{} {}{} (then {})",
                 c.backend.name(),
                 c.precision,
                 c.workgroup.map(|w| format!(" workgroup {w}")).unwrap_or_default(),
                 if fallbacks.is_empty() { "nothing".to_string() } else { fallbacks.join(", ") }
-            );
-        }
+            ),
+        );
     }
+    out
 }

@@ -53,10 +53,12 @@ fn init_logging(verbose: u8) {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a matrix and write results.jsonl, run.json and index.html into --out.
+    /// Run a matrix; write results.jsonl, run.json, census.json and the pages and files into --out.
     Run(run::RunArgs),
-    /// Render the report again from stored results.
+    /// Render the pages and files again from stored results; --baseline marks regressions and fixes.
     Report(run::ReportArgs),
+    /// Add a run to a static site that keeps every run and draws trends across them.
+    Publish(report::publish::PublishArgs),
     /// Check that runs of the same matrix agree on every status and verdict.
     Compare(compare::CompareArgs),
     /// Judge whole trained models (MiniLM, SmolLM2) at each precision against fp16, natively.
@@ -86,6 +88,7 @@ fn main() {
             run::run(&args)
         }
         Command::Report(args) => run::report(&args),
+        Command::Publish(args) => report::publish::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Models(args) => models::run(&args),
         Command::Eval(args) => eval::run(&args),

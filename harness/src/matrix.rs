@@ -168,7 +168,7 @@ struct RawExpect {
 /// fallback or `auto`'s choice). A pattern that matches no cell is itself a failure, so a renamed
 /// cell cannot slip out of its expectation; an `unsupported` cell that no expectation names is one
 /// too (see `expect::violations`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
 pub struct Expect {
     pub cells: String,
     pub status: Status,

@@ -81,6 +81,17 @@ fn inputs(m: &ModelCell, files: &Files) -> Result<Arc<Ids>, String> {
     Ok(ids)
 }
 
+/// How many items a model cell runs: sentences (text) or tokens (llm); the unit of its throughput.
+pub fn items(m: &ModelCell) -> (usize, &'static str) {
+    match m.family {
+        Family::Llm => (m.tokens, "tokens"),
+        _ => {
+            let all = data_lines(&data_dir().join("sentences.txt")).map_or(0, |l| l.len());
+            (m.sentences.map_or(all, |n| n.min(all)), "sentences")
+        }
+    }
+}
+
 fn tokenize(m: &ModelCell, files: &Files) -> Result<Ids, String> {
     match m.family {
         Family::Text => {

@@ -12,8 +12,9 @@ use crate::cell::Cell;
 use webq_engine::protocol::ErrorClass;
 
 /// Version of the record layout. Readers accept every version up to this one; fields added later
-/// are optional, so older records still read. 3: model cells (`cell.model`, `model`).
-pub const RESULTS_SCHEMA: u32 = 3;
+/// are optional, so older records still read. 3: model cells (`cell.model`, `model`). 4: the kernel
+/// verdict's worst output (`kernel.verdict.worst`: expected, got, allowed).
+pub const RESULTS_SCHEMA: u32 = 4;
 pub const RESULTS_FILE: &str = "results.jsonl";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

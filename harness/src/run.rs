@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// The page bundle browsers load (scripts/build-page makes it).
     #[arg(long, default_value = "target/webq-page")]
     page: PathBuf,
+    /// Print every `unsupported` cell as it happens (they are in the report either way).
+    #[arg(long)]
+    show_unsupported: bool,
 }
 
 #[derive(Args)]
@@ -44,6 +47,16 @@ pub struct ReportArgs {
     /// A directory a run wrote (with results.jsonl).
     #[arg(long)]
     results: PathBuf,
+    /// An older run's directory: mark what regressed and what was fixed since.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Open every page in headless Chromium, check it (matrix, legend, filters, charts, census,
+    /// no page error, nothing a browser said rendered as markup) and keep a screenshot of each.
+    #[arg(long)]
+    verify: bool,
+    /// Where --verify puts its screenshots (default: RESULTS/screenshots).
+    #[arg(long)]
+    screenshots: Option<PathBuf>,
 }
 
 pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -69,17 +82,16 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut store = ResultsStore::open(&args.out)?;
     // What this invocation appended, to check the file against.
     let mut appended: Vec<(String, Status)> = Vec::new();
-    let verbose = args.verbose;
+    let mut bar = Progress::new(cells.len() - done.len(), args.verbose, args.show_unsupported);
     let mut progress = |r: &CellRecord| {
         appended.push((r.id.clone(), r.status));
-        if verbose || r.status != Status::Pass {
-            let reason = r.reason.as_deref().map_or(String::new(), |s| format!(": {s}"));
-            eprintln!("  {:<11} {}{reason}", r.status.name(), r.id);
-        }
+        bar.record(r);
     };
     let ctx = Plan { run_id: &run_id, matrix: &matrix, done: &done };
     let native_adapter = run_native(&cells, &ctx, &mut store, &mut progress)?;
-    run_browsers(&cells, &ctx, &args.page, &mut store, &mut progress)?;
+    let census = run_browsers(&cells, &ctx, &args.page, &mut store, &mut progress)?;
+    bar.finish();
+    write_atomic(&args.out.join("census.json"), &serde_json::to_string_pretty(&census)?)?;
     let run_info = serde_json::json!({
         "schema": results::RESULTS_SCHEMA,
         "run_id": run_id,
@@ -91,15 +103,21 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         "finished_at": unix_now(),
         "webq_version": env!("CARGO_PKG_VERSION"),
         "native_adapter": native_adapter,
+        "expect": matrix.expect,
+        "revision": revision(),
     });
     write_atomic(&args.out.join("run.json"), &serde_json::to_string_pretty(&run_info)?)?;
     let (all, unreadable) = results::load(&args.out)?;
     let latest = latest_run(all);
     let warnings = unreadable.iter().map(|u| format!("{u}: skipped")).collect();
-    let index = report::write(&args.out, &report::build(&latest, info(&run_info), warnings))?;
+    let facts = report::RunFacts::load(&args.out);
+    let written = report::write_all(&args.out, &latest, &facts, warnings, None)?;
     let summary = Summary::of(&latest, &unreadable, &appended, cells.len(), &matrix.expect);
+    print_table(&latest, &facts.expects());
     eprintln!("webq: {} cells in {:.1} s: {}", latest.len(), started.elapsed().as_secs_f64(), summary.counts());
-    eprintln!("webq: results {}, report {}", store.path().display(), index.display());
+    let names: Vec<String> =
+        written.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
+    eprintln!("webq: results {}; {} in {}", store.path().display(), names.join(", "), args.out.display());
     let unmet = crate::expect::violations(&matrix.expect, &latest);
     for problem in summary.problems.iter().chain(&unmet) {
         eprintln!("webq: {problem}");
@@ -151,9 +169,10 @@ fn run_browsers(
     page: &Path,
     store: &mut ResultsStore,
     progress: &mut impl FnMut(&CellRecord),
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let mut census = serde_json::Map::new();
     if cells.iter().all(|c| c.runtime == Runtime::Native) {
-        return Ok(());
+        return Ok(census.into());
     }
     crate::browsers::remove_stale_profiles();
     let server = PageServer::start(page)?;
@@ -176,13 +195,16 @@ fn run_browsers(
                 _ = tokio::signal::ctrl_c() => Ok(true),
             }
         })?;
+        if let Some(env) = runner.census() {
+            census.insert(kind.name().to_string(), env.clone());
+        }
         if interrupted {
             return Err(
                 "interrupted: every browser and driver webq started has been stopped; --resume continues".into()
             );
         }
     }
-    Ok(())
+    Ok(census.into())
 }
 
 /// The counts of a run, checked against what was appended: a cell this invocation recorded that
@@ -248,43 +270,150 @@ fn resume_point(dir: &Path) -> Result<(String, HashSet<String>), Box<dyn std::er
     Ok((id, latest.into_iter().map(|r| r.id).collect()))
 }
 
-fn info(run: &serde_json::Value) -> Vec<(String, String)> {
-    let s = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
-    let mut out = vec![
-        ("matrix".to_string(), format!("{} ({})", s(&run["matrix"]), s(&run["matrix_file"]))),
-        ("run".into(), s(&run["run_id"])),
-        ("cells".into(), s(&run["cells"])),
-        ("wall time".into(), format!("{:.1} s", run["wall_s"].as_f64().unwrap_or(0.0))),
-    ];
-    if let Some(a) = run["native_adapter"].as_object() {
-        out.push((
-            "native adapter".into(),
-            format!(
-                "{} ({}, {} {}; shader-f16 {}, timestamps {})",
-                s(&a["name"]),
-                s(&a["backend"]),
-                s(&a["driver"]),
-                s(&a["driver_info"]),
-                a["shader_f16"],
-                a["timestamps"]
-            ),
-        ));
-    }
-    out
-}
-
 pub fn report(args: &ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (all, unreadable) = results::load(&args.results)?;
     let warnings = unreadable.iter().map(|u| format!("{u}: skipped")).collect();
     let latest = latest_run(all);
-    let run_info: serde_json::Value = std::fs::read_to_string(args.results.join("run.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let info = if run_info.is_object() { info(&run_info) } else { vec![] };
-    let path = report::write(&args.results, &report::build(&latest, info, warnings))?;
-    eprintln!("webq: report {}", path.display());
+    let facts = report::RunFacts::load(&args.results);
+    let changes = match &args.baseline {
+        None => None,
+        Some(old) => {
+            let (before, _) = results::load(old).map_err(|e| format!("--baseline {}: {e}", old.display()))?;
+            let c = report::changes::between(&old.display().to_string(), &latest_run(before), &latest);
+            eprintln!("webq: against {}: {} regressions, {} fixes", old.display(), c.regressions.len(), c.fixes.len());
+            for r in &c.regressions {
+                eprintln!("  regression {}: {} ({} -> {})", r.id, r.why, r.before, r.after);
+            }
+            for f in &c.fixes {
+                eprintln!("  fix        {}: {} ({} -> {})", f.id, f.why, f.before, f.after);
+            }
+            Some(c)
+        }
+    };
+    let written = report::write_all(&args.results, &latest, &facts, warnings, changes)?;
+    eprintln!("webq: wrote {} files in {}", written.len(), args.results.display());
+    if args.verify {
+        let shots = args.screenshots.clone().unwrap_or_else(|| args.results.join("screenshots"));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (verdicts, pngs) = rt.block_on(report::verify::verify(&args.results, &shots))?;
+        for (page, ok, why) in &verdicts {
+            eprintln!("  {} {page}: {why}", if *ok { "ok    " } else { "FAILED" });
+        }
+        eprintln!("webq: {} screenshots in {}", pngs.len(), shots.display());
+        let failed = verdicts.iter().filter(|v| !v.1).count();
+        if failed > 0 {
+            return Err(format!("--verify: {failed} pages failed their checks in Chromium").into());
+        }
+    }
     Ok(())
+}
+
+/// The checkout's commit (`WEBQ_REVISION` overrides), for wptreport's `run_info.revision`.
+fn revision() -> String {
+    if let Ok(r) = std::env::var("WEBQ_REVISION") {
+        return r;
+    }
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The terminal during a run: failures as they happen, a progress line with counts per status and
+/// the time left (rewritten in place on a terminal, every 25 cells otherwise), `unsupported` and
+/// passes only when asked for.
+struct Progress {
+    planned: usize,
+    done: usize,
+    counts: [usize; 6],
+    started: Instant,
+    verbose: bool,
+    show_unsupported: bool,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(planned: usize, verbose: bool, show_unsupported: bool) -> Self {
+        use std::io::IsTerminal;
+        let tty = std::io::stderr().is_terminal();
+        Progress { planned, done: 0, counts: [0; 6], started: Instant::now(), verbose, show_unsupported, tty }
+    }
+
+    fn line(&self) -> String {
+        let mut parts = vec![format!("{}/{} cells", self.done, self.planned)];
+        for (s, n) in Status::ALL.iter().zip(self.counts) {
+            if n > 0 {
+                parts.push(format!("{n} {}", s.name()));
+            }
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if self.done > 0 && self.done < self.planned {
+            let left = elapsed / self.done as f64 * (self.planned - self.done) as f64;
+            parts.push(format!("about {}m{:02}s left", (left / 60.0) as u64, left as u64 % 60));
+        }
+        parts.join(", ")
+    }
+
+    fn record(&mut self, r: &CellRecord) {
+        self.done += 1;
+        if let Some(i) = Status::ALL.iter().position(|s| *s == r.status) {
+            self.counts[i] += 1;
+        }
+        let loud = match r.status {
+            Status::Pass => self.verbose,
+            Status::Unsupported => self.verbose || self.show_unsupported,
+            _ => true,
+        };
+        if loud {
+            let reason = r.reason.as_deref().map_or(String::new(), |s| format!(": {s}"));
+            if self.tty {
+                eprint!("\r\x1b[2K");
+            }
+            eprintln!("  {:<11} {}{reason}", r.status.name(), r.id);
+        }
+        if self.tty {
+            eprint!("\r\x1b[2K  {}", self.line());
+        } else if self.done % 25 == 0 {
+            eprintln!("webq: {}", self.line());
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+/// Statuses per runtime and backend, as a table.
+fn print_table(records: &[CellRecord], expects: &[crate::matrix::Expect]) {
+    let mut rows: Vec<(String, [usize; 8])> = Vec::new();
+    for r in records {
+        let key = format!("{}/{}", r.cell.runtime, r.cell.backend);
+        let i = rows.iter().position(|(k, _)| *k == key).unwrap_or_else(|| {
+            rows.push((key, [0; 8]));
+            rows.len() - 1
+        });
+        let s = report::shown(r, expects);
+        let col = report::SEVERITY.iter().rev().position(|x| *x == s).unwrap_or(0);
+        rows[i].1[col] += 1;
+    }
+    let heads: Vec<&str> = report::SEVERITY.iter().rev().map(|s| report::words(report::class(*s))).collect();
+    eprint!("{:<32}", "runtime/backend");
+    for h in &heads {
+        eprint!(" {h:>11}");
+    }
+    eprintln!();
+    for (k, n) in rows {
+        eprint!("{k:<32}");
+        for v in n {
+            eprint!(" {:>11}", if v == 0 { "-".to_string() } else { v.to_string() });
+        }
+        eprintln!();
+    }
 }
 
 fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {

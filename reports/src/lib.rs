@@ -1,26 +1,21 @@
-//! webq-reports: HTML reports of webq results, rendered with tera.
+//! webq-reports: the pages and files a run leaves for people and dashboards.
 //!
-//! The harness turns its records into a [`Report`] (what to show); this crate only lays it out,
-//! so a report can be rendered again from stored results at any time.
+//! The harness turns its records into the page structures here (what to show); this crate only
+//! lays them out, so every page can be rendered again from stored results at any time. Pages are
+//! static and self-contained (inline style, inline SVG, a few lines of inline script for the
+//! filters, no CDN): they work from `file://` and from any static host. Every value is escaped by
+//! tera's autoescape or by [`svg::escape`]; only SVG built by [`svg`] is inserted raw.
+
+pub mod machine;
+pub mod svg;
 
 use serde::Serialize;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ReportError {
-    #[error("report template: {0}")]
-    Template(String),
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Report {
-    pub title: String,
-    /// Key facts of the run: matrix, run id, adapter, versions.
-    pub info: Vec<(String, String)>,
-    pub totals: Vec<StatusCount>,
-    pub grid: Grid,
-    pub cells: Vec<DetailRow>,
-    pub warnings: Vec<String>,
+    #[error("report template {template}: {why}")]
+    Template { template: &'static str, why: String },
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -29,93 +24,288 @@ pub struct StatusCount {
     pub count: usize,
 }
 
-/// The compatibility matrix: one row per precision, one column per runtime/kernel variant.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Grid {
-    pub columns: Vec<String>,
-    pub rows: Vec<GridRow>,
+/// One status as the pages show it: its class (colour), its words, what it means.
+#[derive(Clone, Debug, Serialize)]
+pub struct Legend {
+    pub class: &'static str,
+    pub words: &'static str,
+    pub meaning: &'static str,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct GridRow {
-    pub label: String,
-    pub cells: Vec<GridCell>,
-}
+/// The statuses a cell can show, in the legend's order.
+pub const LEGEND: &[Legend] = &[
+    Legend {
+        class: "pass",
+        words: "pass",
+        meaning: "both verdicts held: kernel conformance and accuracy against fp16",
+    },
+    Legend { class: "fail", words: "fail", meaning: "a verdict failed: the reason says which and by how much" },
+    Legend {
+        class: "expected-fail",
+        words: "expected failure",
+        meaning: "failed for the reason the matrix pins (a known shortfall, documented)",
+    },
+    Legend {
+        class: "unexpected-pass",
+        words: "unexpected pass",
+        meaning: "passed where the matrix pins a failure or no support: the matrix is out of date",
+    },
+    Legend {
+        class: "unsupported",
+        words: "unsupported",
+        meaning: "the browser or backend does not offer this (an answer, not a failure)",
+    },
+    Legend { class: "error", words: "error", meaning: "the cell could not run to a verdict" },
+    Legend { class: "timeout", words: "timeout", meaning: "no answer within the cell's time" },
+    Legend { class: "crash", words: "crash", meaning: "the browser or its driver went away" },
+];
 
+/// A column of the matrix: one runtime and backend, with the browser and adapter it ran on.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct GridCell {
+pub struct Column {
+    pub runtime: String,
+    pub backend: String,
+    pub browser: String,
+    pub adapter: String,
     pub passes: usize,
     pub total: usize,
-    /// `pass`, `fail`, `partial`, `unsupported`, `error`, `empty`: the colour.
-    pub class: String,
-    /// Hover text: the reasons of the cells that did not pass.
-    pub title: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct DetailRow {
+pub struct MatrixRow {
+    /// `text`, `llm`, ... for model rows; `kernel` for the kernel-level cases.
+    pub family: String,
+    /// What the row runs: a model and its depth, or a kernel shape.
+    pub what: String,
+    pub precision: String,
+    pub cells: Vec<MatrixCell>,
+    /// The status classes present in the row, space-separated (the status filter reads them).
+    pub statuses: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MatrixCell {
+    /// A [`LEGEND`] class, or `empty`.
+    pub class: String,
+    /// The status in words, with counts where the cell holds several variants ("5 pass, 1 fail").
+    pub words: String,
+    /// Key numbers and reasons (shown on hover).
+    pub summary: String,
+    /// `cells.html#...` for a cell that holds anything but passes.
+    pub link: String,
+}
+
+/// A run against a baseline run: what got worse and what got better.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Changes {
+    pub baseline: String,
+    pub regressions: Vec<Change>,
+    pub fixes: Vec<Change>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Change {
+    pub id: String,
+    pub before: String,
+    pub after: String,
+    pub why: String,
+}
+
+/// `index.html`: the compatibility matrix.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MatrixPage {
+    pub title: String,
+    pub info: Vec<(String, String)>,
+    pub totals: Vec<StatusCount>,
+    pub warnings: Vec<String>,
+    pub columns: Vec<Column>,
+    pub rows: Vec<MatrixRow>,
+    pub runtimes: Vec<String>,
+    pub backends: Vec<String>,
+    pub families: Vec<String>,
+    pub changes: Option<Changes>,
+}
+
+/// One cell that is not a pass, in full (`cells.html`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CellDetail {
+    pub anchor: String,
     pub id: String,
     pub status: String,
+    pub class: String,
     pub reason: String,
-    pub workgroup: String,
-    pub kernel_ratio: String,
-    pub rel_l2: String,
-    pub budget: String,
-    pub cosine: String,
-    pub gpu_us: String,
-    pub wall_us: String,
-    pub gbps: String,
-    pub compile_ms: String,
-    /// The backend and precision that ran, when not what the cell asked for.
+    pub error_kind: String,
+    pub recommendation: String,
+    /// The worst output: index, expected, got, allowed; and the tolerance in words.
+    pub worst: Vec<(String, String)>,
+    pub tolerance: String,
     pub ran: String,
-    /// Notes, the error's kind and its recommendation.
-    pub notes: String,
+    pub notes: Vec<String>,
 }
 
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DetailPage {
+    pub title: String,
+    pub cells: Vec<CellDetail>,
+}
+
+/// A chart drawn by [`svg`], inserted raw.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Chart {
+    pub title: String,
+    pub caption: String,
+    pub svg: String,
+}
+
+/// A table of numbers with its header (the perf page has several).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Table {
+    pub title: String,
+    pub caption: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// `perf.html`: the measured numbers, and charts of them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PerfPage {
+    pub title: String,
+    pub info: Vec<(String, String)>,
+    pub notes: Vec<String>,
+    pub charts: Vec<Chart>,
+    pub tables: Vec<Table>,
+}
+
+/// One browser (or the native runtime) as the run found it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Census {
+    pub runtime: String,
+    pub browser: String,
+    pub facts: Vec<(String, String)>,
+}
+
+/// `browsers.html`: what each runtime offered in this run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BrowsersPage {
+    pub title: String,
+    pub browsers: Vec<Census>,
+}
+
+/// A published site's front page: every night's summary and the trends across them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SitePage {
+    pub title: String,
+    pub runs: Vec<SiteRun>,
+    pub charts: Vec<Chart>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SiteRun {
+    pub run_id: String,
+    /// Relative link to the run's own pages.
+    pub href: String,
+    pub finished: String,
+    pub counts: Vec<StatusCount>,
+    pub key: Vec<(String, String)>,
+}
+
+const STYLE: &str = include_str!("../templates/style.html.tera");
+const NAV: &str = include_str!("../templates/nav.html.tera");
 const INDEX: &str = include_str!("../templates/index.html.tera");
+const CELLS: &str = include_str!("../templates/cells.html.tera");
+const PERF: &str = include_str!("../templates/perf.html.tera");
+const BROWSERS: &str = include_str!("../templates/browsers.html.tera");
+const SITE: &str = include_str!("../templates/site.html.tera");
 
-/// Renders the compatibility and performance page.
-pub fn render_html(report: &Report) -> Result<String, ReportError> {
+fn render<T: Serialize>(template: &'static str, page: &T, legend: bool) -> Result<String, ReportError> {
+    let err = |e: tera::Error| {
+        use std::error::Error as _;
+        let mut why = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            why.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        ReportError::Template { template, why }
+    };
     let mut tera = tera::Tera::default();
-    tera.add_raw_template("index.html", INDEX).map_err(|e| ReportError::Template(format!("{e:?}")))?;
-    let ctx = tera::Context::from_serialize(report).map_err(|e| ReportError::Template(e.to_string()))?;
-    tera.render("index.html", &ctx).map_err(|e| ReportError::Template(format!("{e:?}")))
+    tera.autoescape_on(vec![".html"]);
+    tera.add_raw_templates([
+        ("style.html", STYLE),
+        ("nav.html", NAV),
+        ("index.html", INDEX),
+        ("cells.html", CELLS),
+        ("perf.html", PERF),
+        ("browsers.html", BROWSERS),
+        ("site.html", SITE),
+    ])
+    .map_err(err)?;
+    let mut ctx = tera::Context::from_serialize(page).map_err(err)?;
+    if legend {
+        ctx.insert("legend", LEGEND);
+    }
+    tera.render(template, &ctx).map_err(err)
 }
 
-/// The colour class of a grid cell from its counts.
-pub fn grid_class(passes: usize, failures: usize, unsupported: usize, total: usize) -> &'static str {
-    match () {
-        _ if total == 0 => "empty",
-        _ if passes == total => "pass",
-        _ if unsupported == total => "unsupported",
-        _ if passes == 0 && failures > 0 => "fail",
-        _ if passes == 0 => "error",
-        _ => "partial",
-    }
+pub fn render_matrix(page: &MatrixPage) -> Result<String, ReportError> {
+    render("index.html", page, true)
+}
+
+pub fn render_cells(page: &DetailPage) -> Result<String, ReportError> {
+    render("cells.html", page, true)
+}
+
+pub fn render_perf(page: &PerfPage) -> Result<String, ReportError> {
+    render("perf.html", page, false)
+}
+
+pub fn render_browsers(page: &BrowsersPage) -> Result<String, ReportError> {
+    render("browsers.html", page, false)
+}
+
+pub fn render_site(page: &SitePage) -> Result<String, ReportError> {
+    render("site.html", page, false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const PLANTED: &str = "<script>window.__planted = 1</script><img src=x onerror=\"window.__planted = 2\">";
+
     #[test]
-    fn renders_and_escapes() {
-        let report = Report {
+    fn every_page_renders_and_escapes_what_browsers_say() {
+        let page = MatrixPage {
             title: "t <script>".into(),
-            totals: vec![StatusCount { status: "pass".into(), count: 3 }],
-            grid: Grid {
-                columns: vec!["native gemv f32".into()],
-                rows: vec![GridRow {
-                    label: "int4-g128-sym".into(),
-                    cells: vec![GridCell { passes: 3, total: 3, class: "pass".into(), title: String::new() }],
+            columns: vec![Column { runtime: "firefox".into(), backend: "webgpu".into(), ..Default::default() }],
+            rows: vec![MatrixRow {
+                family: "kernel".into(),
+                what: "decode".into(),
+                precision: "int4-g128-sym".into(),
+                cells: vec![MatrixCell {
+                    class: "fail".into(),
+                    words: "1 fail".into(),
+                    summary: PLANTED.into(),
+                    link: "cells.html#c1".into(),
                 }],
-            },
+                statuses: "fail".into(),
+            }],
             ..Default::default()
         };
-        let html = render_html(&report).unwrap();
-        assert!(html.contains("int4-g128-sym") && html.contains("3/3"));
-        assert!(html.contains("t &lt;script&gt;"), "titles are escaped");
-        assert_eq!(grid_class(1, 1, 0, 2), "partial");
-        assert_eq!(grid_class(0, 0, 2, 2), "unsupported");
+        let html = render_matrix(&page).unwrap();
+        assert!(html.contains("t &lt;script&gt;") && html.contains("1 fail"));
+        assert!(!html.contains("<img src=x") && !html.contains("<script>window.__planted"), "escaped");
+        assert!(html.contains("expected failure"), "the legend is on the page");
+        let detail = DetailPage {
+            title: "d".into(),
+            cells: vec![CellDetail { id: "x".into(), reason: PLANTED.into(), ..Default::default() }],
+        };
+        assert!(!render_cells(&detail).unwrap().contains("<img src=x"));
+        let census = BrowsersPage {
+            title: "b".into(),
+            browsers: vec![Census { facts: vec![("user agent".into(), PLANTED.into())], ..Default::default() }],
+        };
+        assert!(!render_browsers(&census).unwrap().contains("<img src=x"));
+        assert!(render_perf(&PerfPage::default()).is_ok() && render_site(&SitePage::default()).is_ok());
     }
 }

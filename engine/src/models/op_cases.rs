@@ -267,6 +267,7 @@ impl OpCase {
                     max_abs_err: f64::NAN,
                     failures: want.len(),
                     non_finite: 0,
+                    worst: None,
                 };
                 OpVerdict { case, tolerance, verdict, error: Some(e.to_string()) }
             }

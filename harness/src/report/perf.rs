@@ -1,0 +1,252 @@
+//! `perf.html`: what each cell measured, with speed-up and size against fp16 in the same runtime
+//! and backend, and charts: model throughput and weight bandwidth per precision per runtime, and
+//! error against bits per weight with the Pareto front.
+
+use std::collections::BTreeMap;
+
+use webq_reports::svg::{bar_chart, pareto_chart, Point};
+use webq_reports::{Chart, PerfPage, Table};
+
+use super::{num, RunFacts};
+use crate::results::{CellRecord, Status};
+
+/// The cell's id with its precision replaced: where its fp16 twin is.
+fn twin_id(r: &CellRecord, precision: &str) -> String {
+    let mut parts: Vec<&str> = r.id.split('/').collect();
+    if parts.len() > 2 {
+        parts[2] = precision;
+    }
+    parts.join("/")
+}
+
+fn series_name(r: &CellRecord) -> String {
+    let id: Vec<&str> = r.id.split('/').collect();
+    format!("{} {}", id[0], id.get(1).unwrap_or(&""))
+}
+
+/// Items per second of a model cell (sentences or tokens over the whole run).
+fn throughput(r: &CellRecord) -> Option<(f64, &'static str)> {
+    let m = r.cell.model.as_ref()?;
+    let t = r.timings.as_ref()?;
+    let (n, unit) = crate::model_cells::items(m);
+    (n > 0 && t.wall_us > 0.0).then(|| (n as f64 / (t.wall_us / 1e6), unit))
+}
+
+/// Groups (precisions, in first-seen order), series (runtime and backend) and values for a bar
+/// chart of `value` over `records`.
+fn grouped(
+    records: &[&CellRecord],
+    value: impl Fn(&CellRecord) -> Option<f64>,
+) -> (Vec<String>, Vec<String>, Vec<Vec<Option<f64>>>) {
+    let mut groups: Vec<String> = Vec::new();
+    let mut series: Vec<String> = Vec::new();
+    let mut at: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+    for r in records {
+        let Some(v) = value(r) else { continue };
+        let g = r.cell.precision.to_string();
+        let gi = groups.iter().position(|x| *x == g).unwrap_or_else(|| {
+            groups.push(g);
+            groups.len() - 1
+        });
+        let s = series_name(r);
+        let si = series.iter().position(|x| *x == s).unwrap_or_else(|| {
+            series.push(s);
+            series.len() - 1
+        });
+        at.insert((si, gi), v);
+    }
+    let values = (0..series.len()).map(|s| (0..groups.len()).map(|g| at.get(&(s, g)).copied()).collect()).collect();
+    (groups, series, values)
+}
+
+pub fn page(records: &[CellRecord], facts: &RunFacts) -> PerfPage {
+    let by_id: BTreeMap<&str, &CellRecord> = records.iter().map(|r| (r.id.as_str(), r)).collect();
+    let measured: Vec<&CellRecord> =
+        records.iter().filter(|r| r.status != Status::Unsupported && r.timings.is_some()).collect();
+    let fp16 = |r: &CellRecord| by_id.get(twin_id(r, "fp16").as_str()).copied().filter(|t| t.timings.is_some());
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 && b > 0.0 => num(Some(a / b), 2),
+        _ => String::new(),
+    };
+
+    let models: Vec<&CellRecord> = measured.iter().copied().filter(|r| r.cell.model.is_some()).collect();
+    let kernels: Vec<&CellRecord> = measured.iter().copied().filter(|r| r.cell.model.is_none()).collect();
+    let mut tables = Vec::new();
+    tables.push(Table {
+        title: "Models".into(),
+        caption: "One run of each cell: load is fetching, parsing and quantizing the weights; the run is every \
+                  input end to end. Speed-up and size are against the fp16 cell of the same runtime and backend."
+            .into(),
+        header: [
+            "cell",
+            "status",
+            "load ms",
+            "run ms",
+            "throughput",
+            "weights MB",
+            "bits/weight",
+            "speed-up vs fp16",
+            "size vs fp16",
+            "as the page measured",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: models
+            .iter()
+            .map(|r| {
+                let t = r.timings.as_ref().expect("measured");
+                let twin = fp16(r);
+                let speed = ratio(twin.map(|f| f.timings.as_ref().expect("measured").wall_us), Some(t.wall_us));
+                let size = ratio(
+                    Some(t.weight_bytes as f64),
+                    twin.map(|f| f.timings.as_ref().expect("measured").weight_bytes as f64),
+                );
+                vec![
+                    r.id.clone(),
+                    r.status.name().into(),
+                    num(Some(t.upload_ms), 1),
+                    num(Some(t.wall_us / 1e3), 1),
+                    throughput(r).map_or(String::new(), |(v, u)| format!("{v:.1} {u}/s")),
+                    num(Some(t.weight_bytes as f64 / 1e6), 2),
+                    r.model.as_ref().map_or(String::new(), |m| num(Some(m.storage.bits_per_weight), 2)),
+                    speed,
+                    size,
+                    r.detail
+                        .as_ref()
+                        .map(|d| d.notes.iter().filter(|n| n.contains("/s")).cloned().collect::<Vec<_>>().join("; "))
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    });
+    tables.push(Table {
+        title: "Kernels".into(),
+        caption: "Wall time is the mean per dispatch over the matrix's repetitions; GPU time the median of \
+                  timestamp queries where the adapter has them. GB/s is weight bytes (codes, scales, zero points) \
+                  over GPU time, or wall time without timestamps."
+            .into(),
+        header: [
+            "cell",
+            "status",
+            "dispatches",
+            "wall us",
+            "GPU us",
+            "weight GB/s",
+            "compile ms",
+            "upload ms",
+            "speed-up vs fp16",
+            "size vs fp16",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: kernels
+            .iter()
+            .map(|r| {
+                let t = r.timings.as_ref().expect("measured");
+                let twin = fp16(r).and_then(|f| f.timings.as_ref());
+                let time = |t: &crate::results::CellTimings| t.gpu_us.unwrap_or(t.wall_us);
+                vec![
+                    r.id.clone(),
+                    r.status.name().into(),
+                    t.dispatches.to_string(),
+                    num(Some(t.wall_us), 1),
+                    num(t.gpu_us, 1),
+                    num(Some(t.weight_gbps), 3),
+                    num(t.compile_ms, 1),
+                    num(Some(t.upload_ms), 2),
+                    ratio(twin.map(time), Some(time(t))),
+                    ratio(Some(t.weight_bytes as f64), twin.map(|f| f.weight_bytes as f64)),
+                ]
+            })
+            .collect(),
+    });
+
+    let mut charts = Vec::new();
+    let mut families: Vec<String> = Vec::new();
+    for r in &models {
+        if !families.contains(&r.cell.shape) {
+            families.push(r.cell.shape.clone());
+        }
+    }
+    for shape in &families {
+        let mine: Vec<&CellRecord> = models.iter().copied().filter(|r| &r.cell.shape == shape).collect();
+        let unit = mine.iter().find_map(|r| throughput(r)).map_or("items", |(_, u)| u);
+        let (g, s, v) = grouped(&mine, |r| throughput(r).map(|(v, _)| v));
+        if !g.is_empty() {
+            charts.push(Chart {
+                title: format!("{shape}: throughput"),
+                caption: format!("{unit} per second over the whole run, per precision, per runtime and backend"),
+                svg: bar_chart(&format!("{shape}: {unit}/s"), &format!("{unit}/s"), &g, &s, &v),
+            });
+        }
+    }
+    let decode: Vec<&CellRecord> = kernels
+        .iter()
+        .copied()
+        .filter(|r| r.cell.shape == "decode" && r.id.contains("-f32-tuned") && r.cell.plant.is_none())
+        .collect();
+    let (g, s, v) = grouped(&decode, |r| r.timings.as_ref().map(|t| t.weight_gbps));
+    if !g.is_empty() {
+        charts.push(Chart {
+            title: "decode GEMV: weight bandwidth".into(),
+            caption: "GB/s of weights, f32 arithmetic, the tuning table's workgroup, per precision".into(),
+            svg: bar_chart("decode GEMV (f32, tuned): weight GB/s", "GB/s", &g, &s, &v),
+        });
+    }
+
+    // Error against bits per weight: the native full-depth model cells, one point per precision.
+    let mut series: Vec<String> = Vec::new();
+    let mut points = Vec::new();
+    for r in records.iter().filter(|r| r.cell.runtime.name() == "native") {
+        let Some(m) = &r.model else { continue };
+        let err = match (m.measures.cosine_min, m.measures.top1_agreement) {
+            (Some(c), _) => (1.0 - c, "1 - cosine min"),
+            (None, Some(t)) => (1.0 - t, "1 - top-1 agreement"),
+            _ => continue,
+        };
+        let name = format!("{} ({})", r.cell.shape, err.1);
+        let s = series.iter().position(|x| *x == name).unwrap_or_else(|| {
+            series.push(name);
+            series.len() - 1
+        });
+        points.push(Point {
+            label: r.cell.precision.to_string(),
+            series: s,
+            x: m.storage.bits_per_weight,
+            y: err.0.max(1e-7),
+        });
+    }
+    if !points.is_empty() {
+        charts.push(Chart {
+            title: "accuracy against bits per weight".into(),
+            caption: "Native cells, one point per precision; the line joins each model's Pareto front (no other \
+                      precision has fewer bits and less error). Errors below 1e-7 are drawn at 1e-7."
+                .into(),
+            svg: pareto_chart(
+                "error against fp16 vs bits per weight",
+                "bits per weight",
+                "error (log)",
+                &series,
+                &points,
+            ),
+        });
+    }
+    let gpu = records.iter().filter_map(|r| r.environment.adapter.as_deref()).any(|a| {
+        let a = a.to_ascii_lowercase();
+        !(a.is_empty() || a.contains("llvmpipe") || a.contains("swiftshader") || a.contains("lavapipe"))
+    });
+    let mut notes = vec![
+        "Every figure is a single run on this run's machine: compare ratios within one run, not across machines."
+            .to_string(),
+        "Load, first inference, p90 and memory per model come with the per-model benchmark protocol; this run's \
+         cells record what is shown."
+            .to_string(),
+    ];
+    if !gpu {
+        notes.push(
+            "No hardware GPU in this run (software adapters only): no GPU figures to set against the anchors in bench/."
+                .into(),
+        );
+    }
+    PerfPage { title: "webq: performance".into(), info: facts.info(), notes, charts, tables }
+}
