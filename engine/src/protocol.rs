@@ -486,6 +486,9 @@ pub struct OpCasesSpec {
     pub backend: CellBackend,
     #[serde(default)]
     pub device: Option<WebnnDevice>,
+    /// The WGSL ops' arithmetic (webgpu only; f16 needs shader-f16).
+    #[serde(default)]
+    pub arith: crate::reference::Arith,
 }
 
 /// The page's answer: each case's output (f32 bytes, base64) or the backend's words, in the order

@@ -13,14 +13,27 @@ use serde::{Deserialize, Serialize};
 use crate::quant::QuantizedMatrix;
 
 /// The arithmetic a kernel variant uses between loading a weight and accumulating.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arith {
     /// Dequantize and multiply in f32.
+    #[default]
     F32,
     /// Activations and dequantized weights in f16, products in f16, accumulation in f32
     /// (the `shader-f16` variant).
     F16,
+}
+
+impl std::str::FromStr for Arith {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Arith::F32),
+            "f16" => Ok(Arith::F16),
+            other => Err(format!("unknown arithmetic `{other}` (known: f32, f16)")),
+        }
+    }
 }
 
 impl Arith {

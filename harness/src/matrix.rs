@@ -365,11 +365,7 @@ impl Source<'_> {
     }
 
     fn arith(&self, s: &Spanned<String>) -> Result<Arith, MatrixError> {
-        match s.get_ref().as_str() {
-            "f32" => Ok(Arith::F32),
-            "f16" => Ok(Arith::F16),
-            other => Err(self.field(s, "arith", format!("unknown arithmetic `{other}` (known: f32, f16)"))),
-        }
+        s.get_ref().parse().map_err(|e| self.field(s, "arith", e))
     }
 
     fn workgroups(&self, s: &Spanned<String>) -> Result<Vec<WorkgroupChoice>, MatrixError> {

@@ -64,7 +64,10 @@ pub fn hunt_ops(with_models: bool, only: Option<&str>) -> (Vec<OpFaultOutcome>, 
     let cells = if with_models { fault_cells() } else { Vec::new() };
     let mut outcomes = Vec::new();
     for fault in OP_FAULTS.iter().filter(|f| only.is_none_or(|o| o == f.id)) {
-        let verdicts = pollster::block_on(run_op_cases(&mut Faulty::new(CpuExec::default(), fault)));
+        let verdicts = pollster::block_on(run_op_cases(
+            &mut Faulty::new(CpuExec::default(), fault),
+            webq_engine::reference::Arith::F32,
+        ));
         let mut out = OpFaultOutcome {
             fault,
             op_failed: verdicts.iter().filter(|v| !v.verdict.pass).map(|v| v.case).collect(),
@@ -80,7 +83,7 @@ pub fn hunt_ops(with_models: bool, only: Option<&str>) -> (Vec<OpFaultOutcome>, 
         }
         outcomes.push(out);
     }
-    let clean_ops = pollster::block_on(run_op_cases(&mut CpuExec::default()));
+    let clean_ops = pollster::block_on(run_op_cases(&mut CpuExec::default(), webq_engine::reference::Arith::F32));
     let mut false_failures: Vec<String> = clean_ops
         .iter()
         .filter(|v| !v.verdict.pass)

@@ -11,6 +11,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use webq_engine::models::op_cases::op_cases;
 use webq_engine::protocol::{CellBackend, OpCasesAnswer, OpCasesSpec, WebnnDevice};
+use webq_engine::reference::Arith;
 
 use crate::browser_run::{environment, load_page};
 use crate::browsers::{BrowserKind, Session};
@@ -27,6 +28,9 @@ pub struct OpsArgs {
     /// WebNN device types.
     #[arg(long, value_delimiter = ',', default_value = "cpu,gpu,npu")]
     devices: Vec<WebnnDevice>,
+    /// Arithmetic of the WGSL ops (webgpu; the other backends compute in f32).
+    #[arg(long, value_delimiter = ',', default_value = "f32,f16")]
+    arith: Vec<Arith>,
     /// Appends one JSON line per case here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -60,18 +64,20 @@ pub fn run(args: &OpsArgs) -> Result<(), Box<dyn std::error::Error>> {
         for &backend in &args.backends {
             let devices: Vec<Option<WebnnDevice>> =
                 if backend.is_webnn() { args.devices.iter().copied().map(Some).collect() } else { vec![None] };
-            for device in devices {
-                let label = match device {
-                    Some(d) => format!("{}/{backend}@{d}", kind.name()),
-                    None => format!("{}/{backend}", kind.name()),
+            let ariths = if backend == CellBackend::Webgpu { args.arith.clone() } else { vec![Arith::F32] };
+            for (device, arith) in devices.iter().flat_map(|d| ariths.iter().map(move |a| (*d, *a))) {
+                let label = match (device, arith) {
+                    (Some(d), _) => format!("{}/{backend}@{d}", kind.name()),
+                    (None, Arith::F16) => format!("{}/{backend}-f16", kind.name()),
+                    (None, Arith::F32) => format!("{}/{backend}", kind.name()),
                 };
-                let spec = OpCasesSpec { backend, device };
+                let spec = OpCasesSpec { backend, device, arith };
                 let answer = rt.block_on(ask(&session, &spec))?;
                 if let Some(e) = &answer.error {
                     println!("{label:<28} unsupported: {e}");
                     continue;
                 }
-                let tally = judge(&label, &cases, &answer, &env, jsonl.as_mut())?;
+                let tally = judge(&label, arith, &cases, &answer, &env, jsonl.as_mut())?;
                 passed += tally.passed;
                 failed.extend(tally.failed);
             }
@@ -97,6 +103,7 @@ async fn ask(session: &Session, spec: &OpCasesSpec) -> Result<OpCasesAnswer, Str
 /// Judges each case of `answer` against the reference; a missing or extra case is a failure.
 fn judge(
     label: &str,
+    arith: Arith,
     cases: &[webq_engine::models::op_cases::OpCase],
     answer: &OpCasesAnswer,
     env: &Value,
@@ -108,11 +115,14 @@ fn judge(
     }
     for (case, got) in cases.iter().zip(&answer.cases) {
         let v = if got.case == case.name {
-            case.judge(got.output().map_err(|why| webq_engine::models::ModelError::Input { why }))
+            case.judge(arith, got.output().map_err(|why| webq_engine::models::ModelError::Input { why }))
         } else {
-            case.judge(Err(webq_engine::models::ModelError::Input {
-                why: format!("the page answered `{}` in its place", got.case),
-            }))
+            case.judge(
+                arith,
+                Err(webq_engine::models::ModelError::Input {
+                    why: format!("the page answered `{}` in its place", got.case),
+                }),
+            )
         };
         let verdict = match &v.error {
             Some(e) => format!("FAIL: {e}"),
@@ -129,7 +139,7 @@ fn judge(
             let record = json!({"cell": label, "case": case.name, "op": case.op, "pass": v.verdict.pass,
                 "worst_ratio": webq_conformance::number::non_finite_name(v.verdict.worst_ratio)
                     .map_or(json!(v.verdict.worst_ratio), |n| json!(n)),
-                "worst_index": v.verdict.worst_index, "tolerance_ulp": case.ulps, "error": v.error,
+                "worst_index": v.verdict.worst_index, "arith": arith.name(), "tolerance_ulp": case.ulps_in(arith), "error": v.error,
                 "user_agent": env["userAgent"], "notes": answer.notes});
             writeln!(f, "{record}")?;
         }

@@ -203,7 +203,10 @@ mod tests {
     #[test]
     fn every_planted_op_fault_fails_a_per_op_cell() {
         for fault in OP_FAULTS {
-            let verdicts = pollster::block_on(run_op_cases(&mut Faulty::new(CpuExec::default(), fault)));
+            let verdicts = pollster::block_on(run_op_cases(
+                &mut Faulty::new(CpuExec::default(), fault),
+                crate::reference::Arith::F32,
+            ));
             let failed: Vec<&str> = verdicts.iter().filter(|v| !v.verdict.pass).map(|v| v.case).collect();
             assert!(!failed.is_empty(), "{} was not caught", fault.id);
         }

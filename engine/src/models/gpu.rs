@@ -1,4 +1,4 @@
-//! The `webgpu` backend of a model: every op in WGSL (f32), natively through wgpu and in a browser's
+//! The `webgpu` backend of a model: every op in WGSL (f32 or f16 arithmetic), natively through wgpu and in a browser's
 //! WebGPU. Weights are uploaded once per model and stay on the GPU; each op uploads its
 //! activations, dispatches once and reads its output back (simple and judgeable op by op; keeping
 //! activations on the GPU between ops is the speed work still to do). Residual adds, embedding
@@ -21,6 +21,8 @@ pub struct GpuBackend<'e> {
     gemv: GemvKernel,
     /// Bytes of weights uploaded so far.
     pub uploaded: usize,
+    /// The arithmetic of every op and matmul (f16 needs the adapter's shader-f16).
+    arith: Arith,
 }
 
 fn params(words: &[u32]) -> OpParams {
@@ -31,7 +33,11 @@ fn params(words: &[u32]) -> OpParams {
 
 impl<'e> GpuBackend<'e> {
     pub fn new(exec: &'e Executor, gemv: GemvKernel) -> Self {
-        GpuBackend { exec, resident: HashMap::new(), gemv, uploaded: 0 }
+        GpuBackend::with_arith(exec, gemv, Arith::F32)
+    }
+
+    pub fn with_arith(exec: &'e Executor, gemv: GemvKernel, arith: Arith) -> Self {
+        GpuBackend { exec, resident: HashMap::new(), gemv, uploaded: 0, arith }
     }
 
     fn failed(op: &str) -> impl Fn(GpuError) -> ModelError + '_ {
@@ -46,7 +52,8 @@ impl<'e> GpuBackend<'e> {
         out_len: usize,
         threads: usize,
     ) -> OpResult<Vec<f32>> {
-        self.exec.run_op(op, &params(p), inputs, out_len, threads).await.map_err(Self::failed(op.entry_point()))
+        let r = self.exec.run_op(op, self.arith, &params(p), inputs, out_len, threads).await;
+        r.map_err(Self::failed(op.entry_point()))
     }
 }
 
@@ -64,7 +71,7 @@ impl Backend for GpuBackend<'_> {
         self.preload(l).await?;
         let w = &self.resident[&l.name];
         let x = pad_rows(x, m, l.k, l.q.k);
-        let variant = self.gemv.variant(m, l.q.k, Some(&l.q.format), Arith::F32);
+        let variant = self.gemv.variant(m, l.q.k, Some(&l.q.format), self.arith);
         let mut y = self.exec.matmul_resident(w, &x, m, variant).await.map_err(Self::failed(&l.name))?;
         add_bias(&mut y, l.bias.as_deref());
         Ok(y)
@@ -125,11 +132,19 @@ mod tests {
     use crate::models::op_cases::run_op_cases;
 
     #[test]
-    fn every_wgsl_op_passes_its_op_cells() {
+    fn every_wgsl_op_passes_its_op_cells_in_f32_and_in_f16() {
         let Some(exec) = crate::webgpu::executor_for_tests() else { return };
-        let verdicts = pollster::block_on(run_op_cases(&mut GpuBackend::new(&exec, GemvKernel::PORTABLE)));
-        for v in &verdicts {
-            assert!(v.verdict.pass, "{}: {:?} {:?}", v.case, v.verdict, v.error);
+        for arith in [Arith::F32, Arith::F16] {
+            if !exec.supports(arith) {
+                eprintln!("SKIPPED {arith:?}: the adapter has no shader-f16");
+                continue;
+            }
+            let mut b = GpuBackend::with_arith(&exec, GemvKernel::PORTABLE, arith);
+            let verdicts = pollster::block_on(run_op_cases(&mut b, arith));
+            for v in &verdicts {
+                eprintln!("{arith:?} {}: worst {:.3} of its tolerance", v.case, v.verdict.worst_ratio);
+                assert!(v.verdict.pass, "{arith:?} {}: {:?} {:?}", v.case, v.verdict, v.error);
+            }
         }
     }
 }

@@ -20,8 +20,19 @@
 //! turns that into a relative error of the weights, and the output moves by up to twice the score
 //! error times `2 max|v|`. With logits in the hundreds this bound, not the ULP count, is the binding
 //! one (the reference computes in f64).
+//!
+//! With f16 arithmetic (WGSL's shader-f16 variant: element-wise steps in f16, reductions summed in
+//! f32) each case counts its reductions in f32 ULP and its element-wise steps in f16 ULP (2^13 f32
+//! ULP), the same counts as above split by where they happen, as WPT states one ULP count per data
+//! type: layer norm 2N f32 + 12 f16, rms norm N + 8, gelu 0 + 18, swiglu 0 + 36, rope 0 + 8,
+//! attention 2d + 2N f32 (the two dot products) + 3N + 5 f16 (softmax's exponentials and the
+//! products with values), the KV cache 0. Attention's score bound then has each product rounded to
+//! f16 (`2 u16` per product) besides the f32 sum: with logits in the hundreds it allows a lot, which
+//! is what f16 scores can promise.
 
 use webq_conformance::{KernelTolerance, KernelVerdict};
+
+use crate::reference::Arith;
 
 use super::attention::{attention, Heads, KvCache, Mask};
 use super::exec::{Backend, OpResult};
@@ -108,17 +119,28 @@ pub struct OpCase {
     pub name: &'static str,
     pub op: &'static str,
     pub ulps: f64,
+    /// With f16 arithmetic: (ULP of the reductions, in f32 units; ULP of the element-wise steps,
+    /// in f16 units).
+    pub f16_ulps: (f64, f64),
     pub row: usize,
     pub call: OpCall,
 }
+
+/// An f16 ULP in f32 ULPs at the same magnitude (10 mantissa bits against 23).
+const F16_ULP_IN_F32: f64 = 8192.0;
 
 fn seeded(label: &str, n: usize, scale: f32) -> Vec<f32> {
     let mut rng = Rng::stream(7, label);
     (0..n).map(|_| rng.normal() * scale).collect()
 }
 
-/// Per output of attention: `4 max|v| d u max_j sum_e |q_ie k_je| scale` (see the module's notes).
-fn score_bound(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads) -> Vec<f64> {
+/// Per output of attention: `4 max|v| (d u + p) max_j sum_e |q_ie k_je| scale` (see the module's
+/// notes; `p` is the rounding of each product: 0 in f32, `2 u16` with f16 products).
+fn score_bound(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads, arith: Arith) -> Vec<f64> {
+    let product = match arith {
+        Arith::F32 => 0.0,
+        Arith::F16 => 2.0 / 2048.0,
+    };
     let (qw, kw, d) = (h.q_width(), h.kv_width(), h.head_dim);
     let scale = 1.0 / (d as f64).sqrt();
     let mut out = vec![0.0; tq * qw];
@@ -132,7 +154,7 @@ fn score_bound(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads) 
                     qi.iter().zip(&k[j * kw + kvh * d..][..d]).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum::<f64>()
                 })
                 .fold(0f64, f64::max);
-            let bound = 4.0 * vmax * d as f64 * (1.0 / (1u64 << 24) as f64) * smax * scale;
+            let bound = 4.0 * vmax * (d as f64 * (1.0 / (1u64 << 24) as f64) + product) * smax * scale;
             out[i * qw + head * d..][..d].iter_mut().for_each(|o| *o = bound);
         }
     }
@@ -143,28 +165,43 @@ fn score_bound(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads) 
 /// build the same cases).
 pub fn op_cases() -> Vec<OpCase> {
     let mut out = Vec::new();
-    let case = |name, op, ulps: usize, row, call| OpCase { name, op, ulps: ulps as f64, row, call };
+    let case = |name, op, ulps: usize, (r, e): (usize, usize), row, call| OpCase {
+        name,
+        op,
+        ulps: ulps as f64,
+        f16_ulps: (r as f64, e as f64),
+        row,
+        call,
+    };
 
     let dim = 384;
     let x = seeded("ln-x", 4 * dim, 2.0);
     let w = NormWeights::new("ln", &seeded("ln-g", dim, 1.0), Some(&seeded("ln-b", dim, 0.5)));
-    out.push(case("layer-norm 4x384", "layer_norm", 2 * dim + 12, dim, OpCall::LayerNorm { x, dim, w, eps: 1e-12 }));
+    out.push(case(
+        "layer-norm 4x384",
+        "layer_norm",
+        2 * dim + 12,
+        (2 * dim, 12),
+        dim,
+        OpCall::LayerNorm { x, dim, w, eps: 1e-12 },
+    ));
 
     let dim = 576;
     let x = seeded("rms-x", 4 * dim, 1.5);
     let w = NormWeights::new("rms", &seeded("rms-g", dim, 1.0), None);
-    out.push(case("rms-norm 4x576", "rms_norm", dim + 8, dim, OpCall::RmsNorm { x, dim, w, eps: 1e-5 }));
+    out.push(case("rms-norm 4x576", "rms_norm", dim + 8, (dim, 8), dim, OpCall::RmsNorm { x, dim, w, eps: 1e-5 }));
 
-    out.push(case("gelu 1024", "gelu", 18, 64, OpCall::Gelu { x: seeded("gelu", 1024, 2.5) }));
+    out.push(case("gelu 1024", "gelu", 18, (0, 18), 64, OpCall::Gelu { x: seeded("gelu", 1024, 2.5) }));
     let (gate, up) = (seeded("swiglu-g", 1024, 2.5), seeded("swiglu-u", 1024, 1.0));
-    out.push(case("swiglu 1024", "swiglu", 36, 64, OpCall::Swiglu { gate, up }));
+    out.push(case("swiglu 1024", "swiglu", 36, (0, 36), 64, OpCall::Swiglu { gate, up }));
 
     let (width, head_dim) = (3 * 64, 64);
     let x = seeded("rope", 5 * width, 1.0);
     let rope = OpCall::Rope { x, width, head_dim, pos0: 7, base: 1e5 };
-    out.push(case("rope 5x3x64 from position 7", "rope", 8, width, rope));
+    out.push(case("rope 5x3x64 from position 7", "rope", 8, (0, 8), width, rope));
 
     let attn_tol = |d: usize, n: usize| 2 * d + 3 * n + 3 + 2 * n;
+    let attn_f16 = |d: usize, n: usize| (2 * d + 2 * n, 3 * n + 5);
     let gqa = Heads { heads: 4, kv_heads: 2, head_dim: 16 };
     for (name, scale, tq, tk, offset) in [
         ("attention causal GQA 4/2 heads, 9 tokens", 1.0, 9, 9, 0),
@@ -175,17 +212,24 @@ pub fn op_cases() -> Vec<OpCase> {
         let k = seeded("attn-k", tk * gqa.kv_width(), scale);
         let v = seeded("attn-v", tk * gqa.kv_width(), 1.0);
         let call = OpCall::Attention { q, k, v, tq, tk, h: gqa, mask: OwnedMask::Causal { offset } };
-        out.push(case(name, "attention", attn_tol(16, tk), gqa.q_width(), call));
+        out.push(case(name, "attention", attn_tol(16, tk), attn_f16(16, tk), gqa.q_width(), call));
     }
     let h = Heads { heads: 2, kv_heads: 2, head_dim: 8 };
     let (q, k, v) = (seeded("pad-q", 6 * 16, 1.0), seeded("pad-k", 6 * 16, 1.0), seeded("pad-v", 6 * 16, 1.0));
     let call = OpCall::Attention { q, k, v, tq: 6, tk: 6, h, mask: OwnedMask::Padding(vec![1, 1, 1, 1, 0, 0]) };
-    out.push(case("attention with 2 padded keys of 6", "attention", attn_tol(8, 6), h.q_width(), call));
+    out.push(case("attention with 2 padded keys of 6", "attention", attn_tol(8, 6), attn_f16(8, 6), h.q_width(), call));
 
     // The cache after a prefill of 3 positions and one decode step holds all 4, in order.
     let width = 8;
     let (k, v) = (seeded("kv-k", 4 * width, 1.0), seeded("kv-v", 4 * width, 1.0));
-    out.push(case("kv cache: prefill 3, decode 1", "kv_cache", 0, width, OpCall::KvCache { k, v, width, prefill: 3 }));
+    out.push(case(
+        "kv cache: prefill 3, decode 1",
+        "kv_cache",
+        0,
+        (0, 0),
+        width,
+        OpCall::KvCache { k, v, width, prefill: 3 },
+    ));
     out
 }
 
@@ -234,19 +278,28 @@ impl OpCall {
 }
 
 impl OpCase {
-    /// Judges `got` (the backend's output, or why it did not run) against the reference.
-    pub fn judge(&self, got: OpResult<Vec<f32>>) -> OpVerdict {
+    /// The case's tolerance in f32 ULP for arithmetic `arith`.
+    pub fn ulps_in(&self, arith: Arith) -> f64 {
+        match arith {
+            Arith::F32 => self.ulps,
+            Arith::F16 => self.f16_ulps.0 + self.f16_ulps.1 * F16_ULP_IN_F32,
+        }
+    }
+
+    /// Judges `got` (the backend's output in `arith`, or why it did not run) against the reference.
+    pub fn judge(&self, arith: Arith, got: OpResult<Vec<f32>>) -> OpVerdict {
         let want = self.call.reference();
         let extra = match &self.call {
-            OpCall::Attention { q, k, v, tq, tk, h, .. } => score_bound(q, k, v, *tq, *tk, *h),
+            OpCall::Attention { q, k, v, tq, tk, h, .. } => score_bound(q, k, v, *tq, *tk, *h, arith),
             _ => Vec::new(),
         };
+        let ulps = self.ulps_in(arith);
         let tolerance = KernelTolerance {
             op: self.op.into(),
-            ulp_per_k: self.ulps,
+            ulp_per_k: ulps,
             acc_units_per_k: 0.0,
             f16_product_units: 0.0,
-            rel_rms: self.ulps / (1u64 << 24) as f64,
+            rel_rms: ulps / (1u64 << 24) as f64,
         };
         let scale: Vec<f32> = want
             .chunks(self.row.max(1))
@@ -275,12 +328,12 @@ impl OpCase {
     }
 }
 
-/// Runs every per-op cell on `b` and judges it.
-pub async fn run_op_cases<B: Backend>(b: &mut B) -> Vec<OpVerdict> {
+/// Runs every per-op cell on `b` (whose arithmetic is `arith`) and judges it.
+pub async fn run_op_cases<B: Backend>(b: &mut B, arith: Arith) -> Vec<OpVerdict> {
     let mut out = Vec::new();
     for case in op_cases() {
         let got = case.call.run(b).await;
-        out.push(case.judge(got));
+        out.push(case.judge(arith, got));
     }
     out
 }
@@ -292,7 +345,7 @@ mod tests {
 
     #[test]
     fn the_cpu_path_passes_every_op_cell() {
-        let verdicts = pollster::block_on(run_op_cases(&mut CpuExec::default()));
+        let verdicts = pollster::block_on(run_op_cases(&mut CpuExec::default(), Arith::F32));
         assert!(verdicts.len() >= 10);
         for v in &verdicts {
             assert!(v.verdict.pass, "{}: {:?}", v.case, v.verdict);

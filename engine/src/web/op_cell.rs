@@ -1,5 +1,5 @@
 //! The per-op cells in the page (`runOpCases`): every op of [`crate::models::op_cases`] on one
-//! backend (`wasm`, `webgpu`, `webnn` on a device type), outputs only; the harness builds the same
+//! backend (`wasm`, `webgpu` in f32 or f16 arithmetic, `webnn` on a device type), outputs only; the harness builds the same
 //! seeded cases natively and judges them (`webq ops`).
 
 use wasm_bindgen::prelude::*;
@@ -28,7 +28,10 @@ async fn answer(spec: &OpCasesSpec) -> Result<OpCasesAnswer, String> {
         CellBackend::Wasm => a.cases = outputs(&mut CpuExec::default()).await,
         CellBackend::Webgpu => {
             let exec = shared_executor().await.map_err(|e| e.to_string())?;
-            a.cases = outputs(&mut GpuBackend::new(&exec, GemvKernel::PORTABLE)).await;
+            if !exec.supports(spec.arith) {
+                return Err(format!("{} arithmetic needs shader-f16, which this adapter lacks", spec.arith.name()));
+            }
+            a.cases = outputs(&mut GpuBackend::with_arith(&exec, GemvKernel::PORTABLE, spec.arith)).await;
         }
         CellBackend::Webnn | CellBackend::WebnnExperimental => {
             let ctx = create_context(spec.device).await?;

@@ -56,7 +56,7 @@ pub struct Executor {
     pub(super) pipeline_layout: wgpu::PipelineLayout,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     /// The model ops' pipelines (`model_ops.wgsl`), by entry point.
-    pub(super) op_pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
+    pub(super) op_pipelines: Mutex<HashMap<(&'static str, Arith), Arc<wgpu::ComputePipeline>>>,
 }
 
 /// Timings of repeated dispatches.

@@ -1,6 +1,7 @@
 //! What a model needs from the GPU beyond one matmul: weights uploaded once and kept
 //! ([`ResidentMatrix`]), matmuls on them with fresh activations, and the transformer ops of
-//! `kernels/model_ops.wgsl`, each one dispatch with its inputs uploaded and its output read back.
+//! `kernels/model_ops.wgsl` in f32 or f16 arithmetic, each one dispatch with its inputs uploaded
+//! and its output read back.
 
 use std::sync::Arc;
 
@@ -8,8 +9,9 @@ use wgpu::util::DeviceExt;
 
 use super::error::GpuError;
 use super::executor::Executor;
-use super::kernel::{gemv_vec_tile, KernelKind, KernelVariant};
+use super::kernel::{assemble, gemv_vec_tile, KernelKind, KernelVariant};
 use crate::quant::{QuantFormat, QuantizedMatrix};
+use crate::reference::Arith;
 
 const OPS_SOURCE: &str = include_str!("kernels/model_ops.wgsl");
 
@@ -109,17 +111,19 @@ impl Executor {
         self.dispatch_and_read(&pipeline, &inputs, m * w.n, groups).await
     }
 
-    /// One op of `model_ops.wgsl` on up to four inputs, `out_len` outputs read back, dispatched as
-    /// `threads` invocations (64 a workgroup).
+    /// One op of `model_ops.wgsl` in `arith` on up to four inputs, `out_len` outputs read back,
+    /// dispatched as `threads` invocations (64 a workgroup).
+    #[allow(clippy::too_many_arguments)]
     pub async fn run_op(
         &self,
         op: ModelOp,
+        arith: Arith,
         params: &OpParams,
         inputs: &[&[f32]],
         out_len: usize,
         threads: usize,
     ) -> Result<Vec<f32>, GpuError> {
-        let pipeline = self.op_pipeline(op).await?;
+        let pipeline = self.op_pipeline(op, arith).await?;
         let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("op params"),
             contents: bytemuck::cast_slice(params),
@@ -140,14 +144,18 @@ impl Executor {
         self.dispatch_and_read(&pipeline, &bound, out_len, (x as u32, y as u32, 1)).await
     }
 
-    async fn op_pipeline(&self, op: ModelOp) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
-        if let Some(p) = self.op_pipelines.lock().expect("op pipelines").get(op.entry_point()) {
+    async fn op_pipeline(&self, op: ModelOp, arith: Arith) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+        if !self.supports(arith) {
+            return Err(GpuError::MissingFeature("shader-f16"));
+        }
+        let key = (op.entry_point(), arith);
+        if let Some(p) = self.op_pipelines.lock().expect("op pipelines").get(&key) {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("model ops"),
-            source: wgpu::ShaderSource::Wgsl(OPS_SOURCE.into()),
+            source: wgpu::ShaderSource::Wgsl(assemble(arith, "", OPS_SOURCE).into()),
         });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(op.entry_point()),
@@ -161,7 +169,7 @@ impl Executor {
             return Err(GpuError::Compile(e.to_string()));
         }
         let pipeline = Arc::new(pipeline);
-        self.op_pipelines.lock().expect("op pipelines").insert(op.entry_point(), pipeline.clone());
+        self.op_pipelines.lock().expect("op pipelines").insert(key, pipeline.clone());
         Ok(pipeline)
     }
 

@@ -1,7 +1,12 @@
-// The transformer ops of the model families, in f32: one entry point per op, all on the matmul
-// kernels' bind group layout (0: parameters, 1-4: inputs, 5: output). Parameters are 16 words;
-// f32 parameters travel as their bits. Written for clarity first: one invocation a row (norms),
-// an element (activations, rotary) or a (query, head) pair (attention).
+// The transformer ops of the model families: one entry point per op, all on the matmul kernels'
+// bind group layout (0: parameters, 1-4: inputs, 5: output). Parameters are 16 words; f32
+// parameters travel as their bits. Written for clarity first: one invocation a row (norms), an
+// element (activations, rotary) or a (query, head) pair (attention).
+//
+// Assembled after a prelude that sets the arithmetic type `wt` (prelude_f32.wgsl or
+// prelude_f16.wgsl): buffers hold f32; element-wise arithmetic (normalizing, activations,
+// rotations, products, exponentials) is in `wt`; reductions (means, variances, dot products, the
+// softmax sum and the weighted sum of values) accumulate in f32, as the matmul kernels' sums do.
 
 struct Params {
     w: array<vec4<u32>, 4>,
@@ -43,9 +48,10 @@ fn layer_norm(@builtin(global_invocation_id) id: vec3<u32>) {
         let e = a[base + i] - mean;
         v += e * e;
     }
-    let inv = 1.0 / sqrt(v / f32(dim) + pf(2u));
+    let inv = wt(1.0 / sqrt(v / f32(dim) + pf(2u)));
+    let m = wt(mean);
     for (var i = 0u; i < dim; i++) {
-        out[base + i] = (a[base + i] - mean) * inv * b[i] + c[i];
+        out[base + i] = f32((wt(a[base + i]) - m) * inv * wt(b[i]) + wt(c[i]));
     }
 }
 
@@ -63,9 +69,9 @@ fn rms_norm(@builtin(global_invocation_id) id: vec3<u32>) {
     for (var i = 0u; i < dim; i++) {
         s += a[base + i] * a[base + i];
     }
-    let inv = 1.0 / sqrt(s / f32(dim) + pf(2u));
+    let inv = wt(1.0 / sqrt(s / f32(dim) + pf(2u)));
     for (var i = 0u; i < dim; i++) {
-        out[base + i] = a[base + i] * inv * b[i];
+        out[base + i] = f32(wt(a[base + i]) * inv * wt(b[i]));
     }
 }
 
@@ -78,14 +84,15 @@ fn gelu(@builtin(global_invocation_id) id: vec3<u32>) {
     if (i >= pu(0u)) {
         return;
     }
-    let x = a[i];
-    let z = abs(x) * 0.70710678;
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
-        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    let x = wt(a[i]);
+    let z = abs(x) * wt(0.70710678);
+    let t = wt(1.0) / (wt(1.0) + wt(0.5) * z);
+    let poly = -z * z - wt(1.26551223) + t * (wt(1.00002368) + t * (wt(0.37409196) + t * (wt(0.09678418)
+        + t * (wt(-0.18628806) + t * (wt(0.27886807) + t * (wt(-1.13520398) + t * (wt(1.48851587)
+        + t * (wt(-0.82215223) + t * wt(0.17087277)))))))));
     let erfc = t * exp(poly);
-    let one_plus_erf = select(erfc, 2.0 - erfc, x >= 0.0);
-    out[i] = 0.5 * x * one_plus_erf;
+    let one_plus_erf = select(erfc, wt(2.0) - erfc, x >= wt(0.0));
+    out[i] = f32(wt(0.5) * x * one_plus_erf);
 }
 
 // SwiGLU's gate: silu(gate) * up. a: gate, b: up. Params: n.
@@ -95,8 +102,8 @@ fn swiglu(@builtin(global_invocation_id) id: vec3<u32>) {
     if (i >= pu(0u)) {
         return;
     }
-    let g = a[i];
-    out[i] = g / (1.0 + exp(-g)) * b[i];
+    let g = wt(a[i]);
+    out[i] = f32(g / (wt(1.0) + exp(-g)) * wt(b[i]));
 }
 
 // Rotary embeddings, adjacent pairs: (x0, x1) -> (x0 c - x1 s, x0 s + x1 c) with the cosines and
@@ -117,17 +124,19 @@ fn rope(@builtin(global_invocation_id) id: vec3<u32>) {
     let i = (p % pairs) % half_dim;
     let at = r * width + 2u * (p % pairs);
     let cs = (r * half_dim + i) * 2u;
-    let x0 = a[at];
-    let x1 = a[at + 1u];
-    out[at] = x0 * b[cs] - x1 * b[cs + 1u];
-    out[at + 1u] = x0 * b[cs + 1u] + x1 * b[cs];
+    let x0 = wt(a[at]);
+    let x1 = wt(a[at + 1u]);
+    let co = wt(b[cs]);
+    let si = wt(b[cs + 1u]);
+    out[at] = f32(x0 * co - x1 * si);
+    out[at + 1u] = f32(x0 * si + x1 * co);
 }
 
 // q.k of query row offset `qo` and key `j` (key/value head `kvh`, rows of `kw`), times `scale`.
 fn score(qo: u32, j: u32, kvh: u32, hd: u32, kw: u32, scale: f32) -> f32 {
     var s = 0.0;
     for (var e = 0u; e < hd; e++) {
-        s += a[qo + e] * b[j * kw + kvh * hd + e];
+        s += f32(wt(a[qo + e]) * wt(b[j * kw + kvh * hd + e]));
     }
     return s * scale;
 }
@@ -175,10 +184,10 @@ fn attention(@builtin(global_invocation_id) id: vec3<u32>) {
     var sum = 0.0;
     for (var j = 0u; j < tk; j++) {
         if (visible(i, j)) {
-            let p = exp(score(qo, j, kvh, hd, kw, scale) - mx);
-            sum += p;
+            let p = exp(wt(score(qo, j, kvh, hd, kw, scale) - mx));
+            sum += f32(p);
             for (var e = 0u; e < hd; e++) {
-                out[qo + e] += p * c[j * kw + kvh * hd + e];
+                out[qo + e] += f32(p * wt(c[j * kw + kvh * hd + e]));
             }
         }
     }
