@@ -82,7 +82,7 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut store = ResultsStore::open(&args.out)?;
     // What this invocation appended, to check the file against.
     let mut appended: Vec<(String, Status)> = Vec::new();
-    let mut bar = Progress::new(cells.len() - done.len(), args.verbose, args.show_unsupported);
+    let mut bar = Progress::new(cells.len().saturating_sub(done.len()), args.verbose, args.show_unsupported);
     let mut progress = |r: &CellRecord| {
         appended.push((r.id.clone(), r.status));
         bar.record(r);
