@@ -86,7 +86,8 @@ pub fn items(m: &ModelCell) -> (usize, &'static str) {
     match m.family {
         Family::Llm => (m.tokens, "tokens"),
         _ => {
-            let all = data_lines(&data_dir().join("sentences.txt")).map_or(0, |l| l.len());
+            static ALL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+            let all = *ALL.get_or_init(|| data_lines(&data_dir().join("sentences.txt")).map_or(0, |l| l.len()));
             (m.sentences.map_or(all, |n| n.min(all)), "sentences")
         }
     }

@@ -91,7 +91,7 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let native_adapter = run_native(&cells, &ctx, &mut store, &mut progress)?;
     let census = run_browsers(&cells, &ctx, &args.page, &mut store, &mut progress)?;
     bar.finish();
-    write_atomic(&args.out.join("census.json"), &serde_json::to_string_pretty(&census)?)?;
+    report::write_atomic(&args.out.join("census.json"), &serde_json::to_string_pretty(&census)?)?;
     let run_info = serde_json::json!({
         "schema": results::RESULTS_SCHEMA,
         "run_id": run_id,
@@ -106,7 +106,7 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         "expect": matrix.expect,
         "revision": revision(),
     });
-    write_atomic(&args.out.join("run.json"), &serde_json::to_string_pretty(&run_info)?)?;
+    report::write_atomic(&args.out.join("run.json"), &serde_json::to_string_pretty(&run_info)?)?;
     let (all, unreadable) = results::load(&args.out)?;
     let latest = latest_run(all);
     let warnings = unreadable.iter().map(|u| format!("{u}: skipped")).collect();
@@ -414,10 +414,4 @@ fn print_table(records: &[CellRecord], expects: &[crate::matrix::Expect]) {
         }
         eprintln!();
     }
-}
-
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(tmp, path)
 }

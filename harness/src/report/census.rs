@@ -42,11 +42,8 @@ pub fn page(records: &[CellRecord], facts: &RunFacts) -> BrowsersPage {
         browsers.push(Census { runtime: "native".into(), browser: "wgpu on Vulkan".into(), facts: facts.collect() });
     }
     let mut runtimes: Vec<&str> = Vec::new();
-    for r in records {
-        let rt = r.cell.runtime.name();
-        if rt != "native" && !runtimes.contains(&rt) {
-            runtimes.push(rt);
-        }
+    for r in records.iter().filter(|r| r.cell.runtime.name() != "native") {
+        super::index_of(&mut runtimes, &r.cell.runtime.name());
     }
     for rt in runtimes {
         let mine: Vec<&CellRecord> = records.iter().filter(|r| r.cell.runtime.name() == rt).collect();

@@ -4,7 +4,7 @@ use webq_reports::machine::OutcomeStatus;
 use webq_reports::{CellDetail, Changes, Column, DetailPage, MatrixCell, MatrixPage, MatrixRow, StatusCount};
 
 use super::census::browser_of;
-use super::{anchor, class, key_numbers, notes, num, ran, shown, words, RunFacts, SEVERITY};
+use super::{anchor, class, index_of, key_numbers, notes, num, ran, shown, words, RunFacts, SEVERITY};
 use crate::matrix::Expect;
 use crate::results::CellRecord;
 
@@ -25,13 +25,6 @@ fn row_key(r: &CellRecord) -> (String, String, String) {
 /// The variant a record is within its matrix cell (the id's part after runtime/backend/precision).
 fn variant(r: &CellRecord) -> String {
     r.id.splitn(4, '/').nth(3).unwrap_or(&r.id).to_string()
-}
-
-fn index_of<T: PartialEq + Clone>(list: &mut Vec<T>, key: &T) -> usize {
-    list.iter().position(|x| x == key).unwrap_or_else(|| {
-        list.push(key.clone());
-        list.len() - 1
-    })
 }
 
 fn cell_of(records: &[&CellRecord], expects: &[Expect]) -> MatrixCell {
@@ -124,34 +117,21 @@ pub fn page(
                 .map(|ci| cell_of(at.get(&(ri, ci)).map(Vec::as_slice).unwrap_or(&[]), expects))
                 .collect();
             let mut statuses: Vec<String> = Vec::new();
-            for (ci, _) in columns.iter().enumerate() {
+            for ci in 0..columns.len() {
                 for r in at.get(&(ri, ci)).into_iter().flatten() {
-                    let c = class(shown(r, expects)).to_string();
-                    if !statuses.contains(&c) {
-                        statuses.push(c);
-                    }
+                    index_of(&mut statuses, &class(shown(r, expects)).to_string());
                 }
             }
             MatrixRow { family, what, precision, cells, statuses: statuses.join(" ") }
         })
         .collect();
-    let uniq = |f: &dyn Fn(&(String, String)) -> String| {
-        let mut v: Vec<String> = Vec::new();
-        for c in &columns {
-            let x = f(c);
-            if !v.contains(&x) {
-                v.push(x);
-            }
-        }
-        v
-    };
-    let runtimes = uniq(&|c| c.0.clone());
-    let backends = uniq(&|c| c.1.clone());
-    let mut families: Vec<String> = Vec::new();
+    let (mut runtimes, mut backends, mut families) = (Vec::new(), Vec::new(), Vec::new());
+    for (runtime, backend) in &columns {
+        index_of(&mut runtimes, runtime);
+        index_of(&mut backends, backend);
+    }
     for (f, _, _) in &rows {
-        if !families.contains(f) {
-            families.push(f.clone());
-        }
+        index_of(&mut families, f);
     }
     let title = match records.first() {
         Some(r) => format!("webq: compatibility, matrix {}", r.matrix),

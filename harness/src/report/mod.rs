@@ -211,8 +211,25 @@ pub fn notes(r: &CellRecord) -> Vec<String> {
     parts
 }
 
-/// Writes every page and file of a run into `dir` (each through a temporary file and a rename, so
-/// a reader never sees half a page); returns the paths written.
+/// Writes `text` to `path` through a hidden temporary file beside it and a rename, so a reader
+/// never sees half a file.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let name = path.file_name().map_or("out".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The index of `key` in `list`, appended when new: first-seen order for rows, columns, series.
+pub fn index_of<T: PartialEq + Clone>(list: &mut Vec<T>, key: &T) -> usize {
+    list.iter().position(|x| x == key).unwrap_or_else(|| {
+        list.push(key.clone());
+        list.len() - 1
+    })
+}
+
+/// Writes every page and file of a run into `dir` (each with [`write_atomic`]); returns the
+/// paths written.
 pub fn write_all(
     dir: &Path,
     records: &[CellRecord],
@@ -224,9 +241,7 @@ pub fn write_all(
     let mut written = Vec::new();
     let mut put = |name: &str, text: String| -> std::io::Result<()> {
         let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)?;
+        write_atomic(&path, &text)?;
         written.push(path);
         Ok(())
     };

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use webq_reports::svg::{bar_chart, pareto_chart, Point};
 use webq_reports::{Chart, PerfPage, Table};
 
-use super::{num, RunFacts};
+use super::{index_of, num, RunFacts};
 use crate::results::{CellRecord, Status};
 
 /// The cell's id with its precision replaced: where its fp16 twin is.
@@ -43,16 +43,8 @@ fn grouped(
     let mut at: BTreeMap<(usize, usize), f64> = BTreeMap::new();
     for r in records {
         let Some(v) = value(r) else { continue };
-        let g = r.cell.precision.to_string();
-        let gi = groups.iter().position(|x| *x == g).unwrap_or_else(|| {
-            groups.push(g);
-            groups.len() - 1
-        });
-        let s = series_name(r);
-        let si = series.iter().position(|x| *x == s).unwrap_or_else(|| {
-            series.push(s);
-            series.len() - 1
-        });
+        let gi = index_of(&mut groups, &r.cell.precision.to_string());
+        let si = index_of(&mut series, &series_name(r));
         at.insert((si, gi), v);
     }
     let values = (0..series.len()).map(|s| (0..groups.len()).map(|g| at.get(&(s, g)).copied()).collect()).collect();
@@ -164,9 +156,7 @@ pub fn page(records: &[CellRecord], facts: &RunFacts) -> PerfPage {
     let mut charts = Vec::new();
     let mut families: Vec<String> = Vec::new();
     for r in &models {
-        if !families.contains(&r.cell.shape) {
-            families.push(r.cell.shape.clone());
-        }
+        index_of(&mut families, &r.cell.shape);
     }
     for shape in &families {
         let mine: Vec<&CellRecord> = models.iter().copied().filter(|r| &r.cell.shape == shape).collect();
@@ -204,11 +194,7 @@ pub fn page(records: &[CellRecord], facts: &RunFacts) -> PerfPage {
             (None, Some(t)) => (1.0 - t, "1 - top-1 agreement"),
             _ => continue,
         };
-        let name = format!("{} ({})", r.cell.shape, err.1);
-        let s = series.iter().position(|x| *x == name).unwrap_or_else(|| {
-            series.push(name);
-            series.len() - 1
-        });
+        let s = index_of(&mut series, &format!("{} ({})", r.cell.shape, err.1));
         points.push(Point {
             label: r.cell.precision.to_string(),
             series: s,

@@ -135,12 +135,8 @@ pub fn site_page(history: &[RunSummary]) -> SitePage {
         svg: line_chart("cells per status", "cells", &runs, &names, &values),
     });
     let mut keys: Vec<String> = Vec::new();
-    for h in history {
-        for (k, _) in &h.key {
-            if !keys.contains(k) {
-                keys.push(k.clone());
-            }
-        }
+    for (k, _) in history.iter().flat_map(|h| &h.key) {
+        super::index_of(&mut keys, k);
     }
     for k in keys {
         let v = vec![history.iter().map(|h| h.key.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)).collect()];
@@ -193,9 +189,7 @@ pub fn run(args: &PublishArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let html = webq_reports::render_site(&site_page(&history))?;
     let index = args.site.join("index.html");
-    let tmp = args.site.join(".index.html.tmp");
-    std::fs::write(&tmp, html)?;
-    std::fs::rename(&tmp, &index)?;
+    super::write_atomic(&index, &html)?;
     eprintln!("webq: site {} ({} runs)", index.display(), history.len());
     Ok(())
 }
