@@ -275,6 +275,25 @@ pub struct ModelSpec {
     /// the KV cache.
     #[serde(default)]
     pub prefill: usize,
+    /// vision: the images' pixels (normalized, channels first, one image after another); audio:
+    /// the utterances' log-mel features. f32 little-endian bytes, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features_b64: Option<String>,
+    /// audio: log-mel frames per utterance.
+    #[serde(default)]
+    pub frames: usize,
+}
+
+impl ModelSpec {
+    /// Sets [`ModelSpec::features_b64`].
+    pub fn set_features(&mut self, x: &[f32]) {
+        self.features_b64 = Some(base64::engine::general_purpose::STANDARD.encode(bytemuck::cast_slice(x)));
+    }
+
+    /// The decoded features (empty when there are none).
+    pub fn features(&self) -> Result<Vec<f32>, String> {
+        self.features_b64.as_deref().map_or(Ok(Vec::new()), decode_f32s)
+    }
 }
 
 /// One backend tried by `auto`, and how it went.

@@ -183,7 +183,9 @@ async fn run_cell(
         return Ok(());
     }
     let adapter = rec.environment.adapter.clone().unwrap_or_default();
-    let gemv = cell.workgroup.unwrap_or_else(|| tuning.pick(cell.runtime.name(), &adapter, cell.kernel, None));
+    // The family picks its row (the seed's 256x1 GEMV for audio models in Firefox).
+    let family = cell.model.as_ref().map(|m| m.family).or(cell.family).map(|f| f.name());
+    let gemv = cell.workgroup.unwrap_or_else(|| tuning.pick(cell.runtime.name(), &adapter, cell.kernel, family));
     let mut spec = cell.spec(gemv, reps);
     let mut model_refs = None;
     if cell.model.is_some() {

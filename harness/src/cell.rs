@@ -53,6 +53,9 @@ pub struct ModelCell {
     /// last `decode` of them decoded one at a time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sentences: Option<usize>,
+    /// vision: the first photographs; audio: the first utterances (all when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<usize>,
     #[serde(default)]
     pub tokens: usize,
     #[serde(default)]
@@ -239,6 +242,7 @@ fn model_cells(matrix: &Matrix, runtime: Runtime) -> Vec<Cell> {
                         family: entry.family,
                         depth: entry.depth,
                         sentences: entry.sentences,
+                        inputs: entry.inputs,
                         tokens: if entry.family == Family::Llm { entry.tokens } else { 0 },
                         decode: if entry.family == Family::Llm { entry.decode } else { 0 },
                     }),

@@ -269,7 +269,7 @@ pub fn eval_text(
         let t0 = Instant::now();
         let model = Bert::load(&file, &st, config.clone(), p, depth)?;
         let got = pollster::block_on(model.embed(&mut exec, &batch.ids, &batch.mask))?.concat();
-        let m = measures(Family::Text, &got, &want, config.hidden_size, &[]);
+        let m = measures(Family::Text, &got, &want, config.hidden_size, &[], got.len() / config.hidden_size);
         let (min, mean, agree) = (
             m.cosine_min.unwrap_or(f64::NAN),
             m.cosine_mean.unwrap_or(f64::NAN),
@@ -355,7 +355,7 @@ pub fn eval_llm(precisions: &[ModelPrecision], args: &EvalArgs) -> Result<Vec<Ev
         let t0 = Instant::now();
         let model = Llama::load(&file, &g, p, args.depth)?;
         let got = pollster::block_on(model.forward(&mut exec, &ids, &mut model.new_cache()))?;
-        let m = measures(Family::Llm, &got, &want, vocab, std::slice::from_ref(&ids));
+        let m = measures(Family::Llm, &got, &want, vocab, std::slice::from_ref(&ids), 1);
         let (top1, ppl) = (m.top1_agreement.unwrap_or(f64::NAN), m.perplexity.unwrap_or(f64::NAN));
         let cont = greedy(&model, &mut exec, prompt, args.continuation)?;
         let div = accuracy::first_divergence(&cont, &want_cont);

@@ -19,11 +19,13 @@ mod onnx;
 mod op_faults;
 mod ops;
 mod peer;
+mod photos;
 mod report;
 mod results;
 mod run;
 mod runner;
 mod server;
+mod speech;
 mod tokenize;
 mod verdict;
 

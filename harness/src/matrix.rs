@@ -30,15 +30,16 @@
 //!
 //! [[models]]                      # whole trained models (harness/data/ holds their inputs)
 //! name = "minilm"                 # the cells' shape name
-//! family = "text"                 # text (all-MiniLM-L6-v2) or llm (SmolLM2-135M)
+//! family = "text"                 # text (all-MiniLM-L6-v2), vision (ViT-S/14), audio (Whisper tiny.en's encoder) or llm (SmolLM2-135M)
 //! precisions = ["int8-pc-sym", "mixed"]   # formats, or "mixed" (4-bit, attention and embeddings 8-bit)
 //! backends = ["wasm", "webgpu"]   # optional (default wasm): the CPU path, every op in WGSL, or
 //!                                 # every op a WebNN graph (webnn: 8-bit; webnn-experimental), on
 //!                                 # each of the matrix's webnn_devices
 //! runtimes = ["native", "firefox"]  # optional
 //! webnn_devices = ["cpu"]         # optional: the WebNN cells' device types (default: the matrix's)
-//! depth = 2                       # optional: layers (text) or blocks (llm) to run; all when absent
+//! depth = 2                       # optional: layers (text, vision, audio) or blocks (llm) to run; all when absent
 //! sentences = 8                   # text: the first N sentences of harness/data/sentences.txt (all when absent)
+//! inputs = 2                      # vision: the first N photographs; audio: the first N utterances
 //! tokens = 24                     # llm: the first N tokens of harness/data/passage.txt
 //! decode = 8                      # llm: of which the last N are decoded one at a time (KV cache)
 //!
@@ -127,6 +128,8 @@ struct RawModel {
     #[serde(default)]
     sentences: Option<Spanned<usize>>,
     #[serde(default)]
+    inputs: Option<Spanned<usize>>,
+    #[serde(default)]
     tokens: Option<Spanned<usize>>,
     #[serde(default)]
     decode: Option<usize>,
@@ -146,6 +149,7 @@ pub struct ModelEntry {
     pub webnn_devices: Option<Vec<WebnnDevice>>,
     pub depth: Option<usize>,
     pub sentences: Option<usize>,
+    pub inputs: Option<usize>,
     pub tokens: usize,
     pub decode: usize,
     pub quantizer: Option<Quantizer>,
@@ -416,18 +420,13 @@ impl Source<'_> {
     fn model(&self, m: &RawModel) -> Result<ModelEntry, MatrixError> {
         let at = |f: &str| format!("models.{}.{f}", m.name);
         let family: Family = self.one(&m.family, &at("family"))?;
-        if !matches!(family, Family::Text | Family::Llm) {
-            return Err(self.field(
-                &m.family,
-                &at("family"),
-                format!("`{}` has no model runtime yet (text, llm)", m.family.get_ref()),
-            ));
-        }
         let backends: Vec<CellBackend> = match &m.backends {
             None => vec![CellBackend::Wasm],
             Some(list) => self.names(list, &at("backends"))?,
         };
-        for (v, name) in [(&m.depth, "depth"), (&m.sentences, "sentences"), (&m.tokens, "tokens")] {
+        for (v, name) in
+            [(&m.depth, "depth"), (&m.sentences, "sentences"), (&m.inputs, "inputs"), (&m.tokens, "tokens")]
+        {
             if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
                 return Err(self.field(v, &at(name), "must be at least 1".into()));
             }
@@ -468,6 +467,7 @@ impl Source<'_> {
             webnn_devices: m.webnn_devices.as_deref().map(|d| self.names(d, &at("webnn_devices"))).transpose()?,
             depth: m.depth.as_ref().map(|d| *d.get_ref()),
             sentences: m.sentences.as_ref().map(|s| *s.get_ref()),
+            inputs: m.inputs.as_ref().map(|s| *s.get_ref()),
             tokens,
             decode,
             quantizer: m.quantizer.as_ref().map(|q| self.quantizer(q, &at("quantizer"))).transpose()?,
@@ -566,8 +566,8 @@ mod tests {
         assert!(err.starts_with("m.toml:17: field `models.lm.decode`"), "{err}");
         let err = parse(&(GOOD.to_string() + &models.replace("\"mixed\"", "\"auto\""))).unwrap_err().to_string();
         assert!(err.contains("not `auto`"), "{err}");
-        let err = parse(&(GOOD.to_string() + &models.replace("\"llm\"", "\"vision\""))).unwrap_err().to_string();
-        assert!(err.contains("no model runtime yet"), "{err}");
+        let err = parse(&(GOOD.to_string() + &models.replace("\"llm\"", "\"tabular\""))).unwrap_err().to_string();
+        assert!(err.contains("field `models.lm.family`"), "{err}");
         let pinned = "\n[[expect]]\ncells = \"*\"\nstatus = \"fail\"\n";
         let err = parse(&(GOOD.to_string() + pinned)).unwrap_err().to_string();
         assert!(err.contains("expect.reason") && err.contains("must say its reason"), "{err}");

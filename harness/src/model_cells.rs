@@ -28,6 +28,16 @@ pub fn package(family: Family) -> Result<&'static ModelPackage, String> {
         .ok_or_else(|| format!("no trained model of the {family:?} family"))
 }
 
+/// The photographs a vision cell runs, in order: the files of the `photos` package.
+fn photos() -> &'static [&'static str] {
+    package_named("photos").map_or(&[], |p| p.files)
+}
+
+/// The package of family name `family` (a model's, or the `photos` inputs').
+pub fn package_named(family: &str) -> Result<&'static ModelPackage, String> {
+    PACKAGES.iter().find(|p| p.family == family).ok_or_else(|| format!("no package of `{family}`"))
+}
+
 /// The page server's path of a model file: `/models/PACKAGE-VERSION/FILE`.
 pub fn route(p: &ModelPackage, file: &str) -> String {
     format!("/models/{}-{}/{file}", p.package, p.version)
@@ -66,8 +76,16 @@ fn bytes(path: &PathBuf) -> Result<Arc<Vec<u8>>, String> {
     Ok(b)
 }
 
-/// Rows of token ids, and (text) their attention masks.
-type Ids = (Vec<Vec<u32>>, Vec<Vec<u32>>);
+/// A model cell's inputs: rows of token ids and (text) their attention masks, or (vision) the
+/// prepared images.
+#[derive(Clone, Default)]
+struct Ids {
+    ids: Vec<Vec<u32>>,
+    mask: Vec<Vec<u32>>,
+    features: Vec<f32>,
+    /// audio: log-mel frames per utterance.
+    frames: usize,
+}
 
 /// Token ids of a model cell's inputs, tokenized once per process (the references and every
 /// runtime's cell ask for the same ones).
@@ -85,6 +103,12 @@ fn inputs(m: &ModelCell, files: &Files) -> Result<Arc<Ids>, String> {
 pub fn items(m: &ModelCell) -> (usize, &'static str) {
     match m.family {
         Family::Llm => (m.tokens, "tokens"),
+        Family::Vision => (m.inputs.map_or(photos().len(), |n| n.min(photos().len())), "images"),
+        Family::Audio => {
+            static ALL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+            let all = *ALL.get_or_init(|| data_lines(&data_dir().join("speech.txt")).map_or(0, |l| l.len()));
+            (m.inputs.map_or(all, |n| n.min(all)), "utterances")
+        }
         _ => {
             static ALL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
             let all = *ALL.get_or_init(|| data_lines(&data_dir().join("sentences.txt")).map_or(0, |l| l.len()));
@@ -102,7 +126,7 @@ fn tokenize(m: &ModelCell, files: &Files) -> Result<Ids, String> {
             sentences.truncate(m.sentences.unwrap_or(usize::MAX));
             let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
             let b = TextTokenizer::load(&tok).map_err(|e| e.to_string())?.batch(&refs).map_err(|e| e.to_string())?;
-            Ok((b.ids, b.mask))
+            Ok(Ids { ids: b.ids, mask: b.mask, ..Default::default() })
         }
         Family::Llm => {
             let bytes = bytes(&files.weights)?;
@@ -115,9 +139,31 @@ fn tokenize(m: &ModelCell, files: &Files) -> Result<Ids, String> {
                 return Err(format!("the passage has {} tokens, the cell asks for {}", ids.len(), m.tokens));
             }
             ids.truncate(m.tokens);
-            Ok((vec![ids], Vec::new()))
+            Ok(Ids { ids: vec![ids], ..Default::default() })
         }
-        other => Err(format!("the {other:?} family has no model runtime yet")),
+        Family::Vision => {
+            let (n, _) = items(m);
+            let mut features = Vec::new();
+            for file in &photos()[..n] {
+                let path = package_named("photos")?.path(&cache_dir(), file).map_err(|e| e.to_string())?;
+                let img = crate::photos::read(&path).map_err(|e| e.to_string())?;
+                features.extend(crate::photos::prepare(&img, webq_engine::models::vit::VIT_S14.image));
+            }
+            Ok(Ids { features, ..Default::default() })
+        }
+        Family::Audio => {
+            let (n, _) = items(m);
+            let sentences = data_lines(&data_dir().join("speech.txt"))?;
+            let audio = sentences[..n]
+                .iter()
+                .map(|s| crate::speech::speak(s).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            // The frames the longest utterance needs, for all (a shorter one ends in silence, as
+            // in Whisper's 30 s window).
+            let frames = audio.iter().map(|a| crate::speech::frames_for(a.len())).max().unwrap_or(2);
+            let features = audio.iter().flat_map(|a| crate::speech::log_mel(a, frames)).collect();
+            Ok(Ids { features, frames, ..Default::default() })
+        }
     }
 }
 
@@ -132,12 +178,27 @@ pub enum FileAt {
 pub fn spec(cell: &Cell, at: FileAt) -> Result<ModelSpec, String> {
     let m = cell.model.as_ref().ok_or("not a model cell")?;
     let f = files(m.family)?;
-    let (ids, mask) = (*inputs(m, &f)?).clone();
+    let Ids { ids, mask, features, frames } = (*inputs(m, &f)?).clone();
     let file = match at {
         FileAt::Page => route(package(m.family)?, f.weights_name),
         FileAt::Native => f.weights.display().to_string(),
     };
-    Ok(ModelSpec { family: m.family, file, config: f.config, depth: m.depth, ids, mask, prefill: m.tokens - m.decode })
+    let prefill = m.tokens - m.decode;
+    let mut spec = ModelSpec {
+        family: m.family,
+        file,
+        config: f.config,
+        depth: m.depth,
+        ids,
+        mask,
+        prefill,
+        features_b64: None,
+        frames,
+    };
+    if !features.is_empty() {
+        spec.set_features(&features);
+    }
+    Ok(spec)
 }
 
 /// A model cell's weights file, read once per process (natively).
@@ -214,7 +275,7 @@ mod tests {
         decode: usize,
     ) -> Cell {
         let mut c = crate::cell::test_cell(Runtime::Native, CellBackend::Wasm, "fp16", 0, 0);
-        c.model = Some(ModelCell { family, depth, sentences, tokens, decode });
+        c.model = Some(ModelCell { family, depth, sentences, inputs: None, tokens, decode });
         c
     }
 
@@ -266,5 +327,95 @@ mod tests {
         assert!(!whole.full_depth);
         let refs = references(&model_cell(Family::Llm, Some(2), None, 10, 6)).unwrap();
         assert_eq!(refs.exact.y.len(), decoded.y.len());
+    }
+
+    /// The ViT read from the ONNX file, in fp16, gives onnxruntime's fp32 hidden states for the
+    /// same prepared photograph (`data/vit-astronaut-ort.txt`): the class token and a patch token at
+    /// cosine >= 0.9999 (fp16 weights cost ~1e-3 of rel L2). Weights of one shape mapped to the
+    /// wrong place (query for key, one layer's for another's) would fail here; of another shape,
+    /// at load. Every encoder MatMul of the graph is mapped, each to a different weight. The
+    /// photograph is prepared as OpenCV's area resize gives it (pixels hand-checked in
+    /// `cv2.resize(..., INTER_AREA)`, within its fixed-point rounding of 1).
+    #[test]
+    fn vit_matches_onnxruntime_on_a_photograph() {
+        if crate::models::cached_file(&PACKAGES[2], 0).is_none() {
+            return;
+        }
+        let mut cell = model_cell(Family::Vision, None, None, 0, 0);
+        cell.model.as_mut().unwrap().inputs = Some(1);
+        let spec = spec(&cell, FileAt::Native).unwrap();
+        let x = spec.features().unwrap();
+        let px = |ch: usize, y: usize, xx: usize| {
+            let v = x[ch * 224 * 224 + y * 224 + xx];
+            ((v * crate::photos::STD[ch] + crate::photos::MEAN[ch]) * 255.0).round()
+        };
+        for ((y, xx), want) in [((0, 0), [145.0, 140.0, 148.0]), ((100, 50), [231.0, 125.0, 86.0])] {
+            let got = [px(0, y, xx), px(1, y, xx), px(2, y, xx)];
+            assert!(
+                got.iter().zip(want).all(|(a, b)| (a - b).abs() <= 1.0),
+                "pixel ({y}, {xx}): {got:?}, cv2 {want:?}"
+            );
+        }
+        let bytes = weights(&cell).unwrap();
+        let run = pollster::block_on(run_model(&spec, &bytes, &precision(&cell).unwrap().0, &mut CpuExec::default()))
+            .unwrap();
+        let want: Vec<f32> =
+            data_lines(&data_dir().join("vit-astronaut-ort.txt")).unwrap().iter().map(|l| l.parse().unwrap()).collect();
+        assert_eq!((run.y.len(), want.len(), run.full_depth), (257 * 384, 768, true));
+        for (token, w) in [(0, &want[..384]), (101, &want[384..])] {
+            let c = webq_engine::models::accuracy::cosine(&run.y[token * 384..][..384], w);
+            assert!(c >= 0.9999, "token {token}: cosine {c} to onnxruntime's");
+        }
+        let g = webq_engine::models::onnx::Onnx::parse("vit", &bytes).unwrap();
+        let matmuls: Vec<&str> = g
+            .nodes()
+            .iter()
+            .filter(|n| n.op_type == "MatMul" && n.name.starts_with("/backbone/encoder/"))
+            .filter_map(|n| n.input.iter().find(|i| g.is_initializer(i)).map(String::as_str))
+            .collect();
+        let distinct: std::collections::HashSet<_> = matmuls.iter().collect();
+        assert_eq!((matmuls.len(), distinct.len()), (72, 72), "12 layers of 6 weights, each its own");
+        let mapped = run.storage.tensors.iter().filter(|t| t.kind == "attention" || t.kind == "mlp").count();
+        assert_eq!(mapped, 72, "the model stores the 72 encoder matrices");
+    }
+
+    /// Two tones, 0.5 s: 50 frames of Whisper's features (`speech::log_mel`), deterministic.
+    fn tones() -> Vec<f32> {
+        let audio: Vec<f32> = (0..8000)
+            .map(|n| {
+                let t = n as f64 / 16000.0;
+                (0.3 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()
+                    + 0.2 * (2.0 * std::f64::consts::PI * 1800.0 * t * (1.0 + t)).sin()) as f32
+            })
+            .collect();
+        crate::speech::log_mel(&audio, 50)
+    }
+
+    /// Whisper's encoder read from the CTranslate2 file gives CTranslate2's own encoder output
+    /// (`ctranslate2` 4.8.5, `Whisper.encode`, float32, on the same features): positions 0 and 12,
+    /// `data/whisper-tones-ct2.txt`. The file's weights are f16, so the fp16 model is the same model.
+    #[test]
+    fn whisper_encoder_matches_ctranslate2() {
+        if crate::models::cached_file(&PACKAGES[3], 0).is_none() {
+            return;
+        }
+        let cell = model_cell(Family::Audio, None, None, 0, 0);
+        let mut spec = spec(&cell, FileAt::Native).unwrap();
+        spec.set_features(&tones());
+        spec.frames = 50;
+        let run = pollster::block_on(run_model(
+            &spec,
+            &weights(&cell).unwrap(),
+            &precision(&cell).unwrap().0,
+            &mut CpuExec::default(),
+        ))
+        .unwrap();
+        assert_eq!((run.y.len(), run.full_depth), (25 * 384, true));
+        let want: Vec<f32> =
+            data_lines(&data_dir().join("whisper-tones-ct2.txt")).unwrap().iter().map(|l| l.parse().unwrap()).collect();
+        for (pos, w) in [(0, &want[..384]), (12, &want[384..])] {
+            let c = webq_engine::models::accuracy::cosine(&run.y[pos * 384..][..384], w);
+            assert!(c >= 0.99999, "position {pos}: cosine {c} to CTranslate2's");
+        }
     }
 }

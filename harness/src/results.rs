@@ -150,6 +150,17 @@ pub struct ModelMeasures {
     pub perplexity: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
     pub fp16_perplexity: Option<f64>,
+    /// vision: the mean cosine of the patch tokens to fp16's, and the fraction of patches whose
+    /// most similar other patch (of the same image) is the one fp16's picks. `cosine_min` and
+    /// `cosine_mean` are then the class token's, over the images.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub patch_cosine_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub patch_neighbour_agreement: Option<f64>,
+    /// audio: the largest relative L2 error of one utterance's encoder output (`cosine_min` and
+    /// `cosine_mean` are then per utterance).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub rel_l2_max: Option<f64>,
 }
 
 /// What actually ran, when it is more than the cell says.

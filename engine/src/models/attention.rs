@@ -143,6 +143,24 @@ impl KvCache {
     }
 }
 
+/// Unmasked attention over each input of a batch on its own (the images of a ViT, the utterances of
+/// Whisper's encoder): `q`, `k`, `v` hold inputs of `t` rows one after another.
+pub async fn attend_each<B: super::exec::Backend>(
+    exec: &mut B,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    t: usize,
+    h: Heads,
+) -> Result<Vec<f32>, super::ModelError> {
+    let per = t * h.q_width();
+    let all = vec![1u32; t];
+    let mut ctx = Vec::with_capacity(q.len());
+    for i in 0..q.len() / per.max(1) {
+        let r = i * per..(i + 1) * per;
+        ctx.extend(exec.attention(&q[r.clone()], &k[r.clone()], &v[r], t, t, h, Mask::Padding(&all)).await?);
+    }
+    Ok(ctx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

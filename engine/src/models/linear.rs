@@ -42,6 +42,22 @@ pub struct TensorRecord {
     pub tied: bool,
 }
 
+impl TensorRecord {
+    /// A vector of `len` values stored as f16 (norms, layer scales, position tables), counted
+    /// with the norms.
+    pub fn vector(name: &str, len: usize) -> TensorRecord {
+        TensorRecord {
+            name: name.into(),
+            kind: LayerKind::Norm.to_string(),
+            format: QuantFormat::F16.to_string(),
+            shape: [1, len],
+            bytes: 2 * len,
+            fp16_bytes: 2 * len,
+            tied: false,
+        }
+    }
+}
+
 /// Rounds a vector to f16 (how norm weights and biases are stored in every precision).
 pub fn f16_vector(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
@@ -180,16 +196,7 @@ impl NormWeights {
     }
 
     pub fn record(&self) -> TensorRecord {
-        let len = self.gamma.len() + self.beta.as_ref().map_or(0, Vec::len);
-        TensorRecord {
-            name: self.name.clone(),
-            kind: LayerKind::Norm.to_string(),
-            format: QuantFormat::F16.to_string(),
-            shape: [1, len],
-            bytes: 2 * len,
-            fp16_bytes: 2 * len,
-            tied: false,
-        }
+        TensorRecord::vector(&self.name, self.gamma.len() + self.beta.as_ref().map_or(0, Vec::len))
     }
 }
 

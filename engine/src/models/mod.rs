@@ -19,6 +19,7 @@
 pub mod accuracy;
 pub mod attention;
 pub mod bert;
+pub mod ct2;
 pub mod exec;
 #[cfg(any(test, feature = "planted-faults"))]
 pub mod faults;
@@ -26,10 +27,13 @@ pub mod gguf;
 pub mod gpu;
 pub mod linear;
 pub mod llama;
+pub mod onnx;
 pub mod op_cases;
 pub mod ops;
 pub mod run;
 pub mod safetensors;
+pub mod vit;
+pub mod whisper;
 
 use thiserror::Error;
 

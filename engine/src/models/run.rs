@@ -6,11 +6,15 @@
 //! and the rest decoded one at a time through the KV cache, as a generating application would.
 
 use super::bert::{Bert, BertConfig};
+use super::ct2::Ct2;
 use super::exec::Backend;
 use super::gguf::Gguf;
 use super::linear::{ModelPrecision, ModelStorage};
 use super::llama::Llama;
+use super::onnx::Onnx;
 use super::safetensors::Safetensors;
+use super::vit::Vit;
+use super::whisper::WhisperEncoder;
 use super::ModelError;
 use crate::platform::selection::Family;
 use crate::protocol::ModelSpec;
@@ -99,6 +103,50 @@ pub async fn run_model<B: Backend>(
             let run_us = us(ran);
             Ok(ModelRun { y, width: model.config.vocab, full_depth, storage: model.storage(), load_us, run_us, speed })
         }
-        other => Err(ModelError::Input { why: format!("the {other:?} family has no model runtime yet") }),
+        Family::Vision => {
+            let g = Onnx::parse(&spec.file, bytes)?;
+            let model = Vit::load(&spec.file, &g, precision, spec.depth)?;
+            drop(g);
+            let pixels = spec.features().map_err(|why| ModelError::Input { why })?;
+            model.preload(exec).await?;
+            let (load_us, ran) = (us(start), Instant::now());
+            let y = model.hidden_states(exec, &pixels).await?;
+            let (run_us, n) = (us(ran), pixels.len() / model.config.pixels());
+            let speed = format!("{n} images in {:.1} ms: {:.2} images/s", run_us / 1e3, n as f64 / (run_us / 1e6));
+            Ok(ModelRun {
+                y,
+                width: model.config.dim,
+                full_depth: model.depth() == model.config.layers,
+                storage: model.storage(),
+                load_us,
+                run_us,
+                speed,
+            })
+        }
+        Family::Audio => {
+            let m = Ct2::parse(&spec.file, bytes)?;
+            let model = WhisperEncoder::load(&spec.file, &m, precision, spec.depth)?;
+            let mels = spec.features().map_err(|why| ModelError::Input { why })?;
+            model.preload(exec).await?;
+            let (load_us, ran) = (us(start), Instant::now());
+            let y = model.encode(exec, &mels, spec.frames).await?;
+            let run_us = us(ran);
+            // 100 frames a second of audio.
+            let seconds = mels.len() as f64 / model.config.mels as f64 / 100.0;
+            let speed = format!(
+                "{seconds:.2} s of audio in {:.1} ms: {:.2} s of audio per second",
+                run_us / 1e3,
+                seconds / (run_us / 1e6)
+            );
+            Ok(ModelRun {
+                y,
+                width: model.config.dim,
+                full_depth: model.depth() == model.config.layers,
+                storage: model.storage(),
+                load_us,
+                run_us,
+                speed,
+            })
+        }
     }
 }

@@ -156,6 +156,14 @@ pub fn model_summary(r: &CellRecord) -> Option<String> {
     if let (Some(min), Some(mean), Some(nn)) = (x.cosine_min, x.cosine_mean, x.neighbour_agreement) {
         parts.push(format!("cosine to fp16 min {min:.5} mean {mean:.5}, neighbours {nn:.3}"));
     }
+    if let (Some(min), Some(mean), Some(rel)) = (x.cosine_min, x.cosine_mean, x.rel_l2_max) {
+        parts.push(format!("utterance cosine to fp16 min {min:.5} mean {mean:.5}, rel L2 max {rel:.3e}"));
+    }
+    if let (Some(min), Some(patch), Some(nn)) = (x.cosine_min, x.patch_cosine_mean, x.patch_neighbour_agreement) {
+        parts.push(format!(
+            "class token cosine to fp16 min {min:.5}, patch tokens mean {patch:.5}, nearest patch {nn:.3}"
+        ));
+    }
     if let (Some(t), Some(p), Some(f)) = (x.top1_agreement, x.perplexity, x.fp16_perplexity) {
         parts.push(format!("top-1 agreement {t:.3}, perplexity {} (fp16 {})", num(Some(p), 3), num(Some(f), 3)));
     }

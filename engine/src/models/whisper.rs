@@ -1,0 +1,226 @@
+//! The audio family: Whisper's encoder (tiny.en, from a CTranslate2 `model.bin`).
+//!
+//! `x = gelu(conv1(mel))`, `x = gelu(conv2(x))` (kernel 3, padding 1; conv2 of stride 2), plus the
+//! trained positions, then per layer (pre-norm) `x += O(attn(QKV LN1 x))`, `x += W2 gelu(W1 LN2 x)`,
+//! then `LN x`. The convolutions are matmuls over each output step's window (the input channels
+//! by the 3 taps, as the weight `[out, in, 3]` is laid out). The query, key and value projections
+//! are stored fused (`[3 * dim, dim]`) and run as one matmul.
+//!
+//! Whisper is trained on 30 s windows (3000 frames, 1500 positions); a cell may run fewer frames
+//! (the audio it has), with the first positions.
+
+use super::attention::{attend_each, Heads};
+use super::bert::add;
+use super::ct2::Ct2;
+use super::exec::Backend;
+use super::linear::{f16_vector, Linear, ModelPrecision, ModelStorage, NormWeights, TensorRecord};
+use super::ModelError;
+use crate::quant::LayerKind;
+
+/// The encoder's shape (Whisper tiny).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WhisperConfig {
+    pub layers: usize,
+    pub dim: usize,
+    pub heads: usize,
+    pub mlp: usize,
+    pub mels: usize,
+    /// Positions the encoder was trained with (30 s).
+    pub positions: usize,
+}
+
+pub const WHISPER_TINY: WhisperConfig =
+    WhisperConfig { layers: 4, dim: 384, heads: 6, mlp: 1536, mels: 80, positions: 1500 };
+
+/// Whisper's layer norm epsilon (PyTorch's default).
+const EPS: f64 = 1e-5;
+
+struct Layer {
+    norm1: NormWeights,
+    qkv: Linear,
+    o: Linear,
+    norm2: NormWeights,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+/// Whisper's encoder in one precision.
+pub struct WhisperEncoder {
+    pub config: WhisperConfig,
+    conv1: Linear,
+    conv2: Linear,
+    positions: Vec<f32>,
+    layers: Vec<Layer>,
+    norm: NormWeights,
+    pub precision: String,
+}
+
+impl WhisperEncoder {
+    /// Reads the first `depth` layers (all when `None`) and stores them in `precision`.
+    pub fn load(file: &str, m: &Ct2, precision: &ModelPrecision, depth: Option<usize>) -> Result<Self, ModelError> {
+        let c = WHISPER_TINY;
+        let d = c.dim;
+        if m.spec != "WhisperSpec" {
+            return Err(ModelError::Format {
+                file: file.into(),
+                format: "CTranslate2 Whisper",
+                why: format!("spec `{}`", m.spec),
+            });
+        }
+        let heads = m.int("encoder/num_heads")?;
+        if heads != c.heads as i64 {
+            return Err(ModelError::Tensor {
+                file: file.into(),
+                tensor: "encoder/num_heads".into(),
+                why: format!("{heads}, not {}", c.heads),
+            });
+        }
+        let linear = |name: &str, kind: LayerKind, (n, k): (usize, usize)| -> Result<Linear, ModelError> {
+            let w = m.f32s(&format!("{name}/weight"), &[n, k])?;
+            let b = m.f32s(&format!("{name}/bias"), &[n])?;
+            Linear::new(file, name, kind, &w, (n, k), Some(&b), precision)
+        };
+        let conv = |name: &str, cin: usize| -> Result<Linear, ModelError> {
+            let w = m.f32s(&format!("{name}/weight"), &[d, cin, 3])?;
+            let b = m.f32s(&format!("{name}/bias"), &[d])?;
+            Linear::new(file, name, LayerKind::Conv, &w, (d, cin * 3), Some(&b), precision)
+        };
+        let norm = |name: &str| -> Result<NormWeights, ModelError> {
+            let (g, b) = (m.f32s(&format!("{name}/gamma"), &[d])?, m.f32s(&format!("{name}/beta"), &[d])?);
+            Ok(NormWeights::new(name, &g, Some(&b)))
+        };
+        let depth = depth.unwrap_or(c.layers).min(c.layers);
+        let layers = (0..depth)
+            .map(|i| {
+                let p = format!("encoder/layer_{i}");
+                Ok(Layer {
+                    norm1: norm(&format!("{p}/self_attention/layer_norm"))?,
+                    qkv: linear(&format!("{p}/self_attention/linear_0"), LayerKind::Attention, (3 * d, d))?,
+                    o: linear(&format!("{p}/self_attention/linear_1"), LayerKind::Attention, (d, d))?,
+                    norm2: norm(&format!("{p}/ffn/layer_norm"))?,
+                    fc1: linear(&format!("{p}/ffn/linear_0"), LayerKind::Mlp, (c.mlp, d))?,
+                    fc2: linear(&format!("{p}/ffn/linear_1"), LayerKind::Mlp, (d, c.mlp))?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(WhisperEncoder {
+            config: c,
+            conv1: conv("encoder/conv1", c.mels)?,
+            conv2: conv("encoder/conv2", d)?,
+            positions: f16_vector(&m.f32s("encoder/position_encodings/encodings", &[c.positions, d])?),
+            layers,
+            norm: norm("encoder/layer_norm")?,
+            precision: precision.name().into(),
+        })
+    }
+
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn matrices(&self) -> impl Iterator<Item = &Linear> {
+        [&self.conv1, &self.conv2].into_iter().chain(self.layers.iter().flat_map(|l| [&l.qkv, &l.o, &l.fc1, &l.fc2]))
+    }
+
+    pub async fn preload<B: Backend>(&self, exec: &mut B) -> Result<(), ModelError> {
+        for m in self.matrices() {
+            exec.preload(m).await?;
+        }
+        Ok(())
+    }
+
+    pub fn storage(&self) -> ModelStorage {
+        let positions = TensorRecord::vector("encoder/position_encodings", self.positions.len());
+        let mut t = vec![self.conv1.record(), self.conv2.record(), positions];
+        for l in &self.layers {
+            t.push(l.norm1.record());
+            t.extend([&l.qkv, &l.o].map(Linear::record));
+            t.push(l.norm2.record());
+            t.extend([&l.fc1, &l.fc2].map(Linear::record));
+        }
+        t.push(self.norm.record());
+        ModelStorage::new(&self.precision, t)
+    }
+
+    /// The encoder's output for each utterance's log-mel features (`mels x frames`, row-major,
+    /// `frames` even and at most 3000), row-major `(utterances * frames / 2) x dim`.
+    pub async fn encode<B: Backend>(&self, exec: &mut B, mels: &[f32], frames: usize) -> Result<Vec<f32>, ModelError> {
+        let c = self.config;
+        let d = c.dim;
+        let per = c.mels * frames;
+        if frames == 0 || frames % 2 != 0 || frames > 2 * c.positions || mels.is_empty() || mels.len() % per != 0 {
+            return Err(ModelError::Input {
+                why: format!(
+                    "{} feature values for utterances of {} mels x {frames} frames (an even count up to {})",
+                    mels.len(),
+                    c.mels,
+                    2 * c.positions
+                ),
+            });
+        }
+        let t = frames / 2;
+        let utterances = mels.len() / per;
+        let mut x = Vec::with_capacity(utterances * t * d);
+        for u in mels.chunks_exact(per) {
+            // conv1 over the mel frames (channels first), then conv2 of stride 2 over its output.
+            let cols = windows(c.mels, frames, 1, |ch, s| u[ch * frames + s]);
+            let h = exec.linear(&cols, frames, &self.conv1).await?;
+            let h = exec.gelu(&h).await?;
+            let cols = windows(d, frames, 2, |ch, s| h[s * d + ch]);
+            let h = exec.linear(&cols, t, &self.conv2).await?;
+            let h = exec.gelu(&h).await?;
+            x.extend(h.iter().zip(&self.positions[..t * d]).map(|(a, p)| a + p));
+        }
+        let heads = Heads { heads: c.heads, kv_heads: c.heads, head_dim: d / c.heads };
+        let m = utterances * t;
+        for l in &self.layers {
+            let h = exec.layer_norm(&x, d, &l.norm1, EPS).await?;
+            let qkv = exec.linear(&h, m, &l.qkv).await?;
+            let split = |part: usize| -> Vec<f32> {
+                qkv.chunks_exact(3 * d).flat_map(|r| r[part * d..(part + 1) * d].to_vec()).collect()
+            };
+            let (q, k, v) = (split(0), split(1), split(2));
+            let ctx = attend_each(exec, (&q, &k, &v), t, heads).await?;
+            let o = exec.linear(&ctx, m, &l.o).await?;
+            x = add(&x, &o);
+            let h = exec.layer_norm(&x, d, &l.norm2, EPS).await?;
+            let f = exec.linear(&h, m, &l.fc1).await?;
+            let f = exec.gelu(&f).await?;
+            let f = exec.linear(&f, m, &l.fc2).await?;
+            x = add(&x, &f);
+        }
+        exec.layer_norm(&x, d, &self.norm, EPS).await
+    }
+}
+
+/// The kernel-3, padding-1 windows of a sequence of `len` steps of `channels` values (`at(ch,
+/// step)`), one row per output step at `stride`: `channels x 3` values, zero outside.
+fn windows(channels: usize, len: usize, stride: usize, at: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let out = len / stride;
+    let mut cols = Vec::with_capacity(out * channels * 3);
+    for o in 0..out {
+        for ch in 0..channels {
+            for j in 0..3 {
+                let s = (o * stride + j) as isize - 1;
+                cols.push(if s < 0 || s as usize >= len { 0.0 } else { at(ch, s as usize) });
+            }
+        }
+    }
+    cols
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_lay_out_channels_by_taps_with_zero_padding() {
+        // 2 channels, 4 steps: channel c, step s holds 10 c + s.
+        let at = |c: usize, s: usize| (10 * c + s) as f32;
+        let w = windows(2, 4, 1, at);
+        assert_eq!(&w[..6], [0.0, 0.0, 1.0, 0.0, 10.0, 11.0], "step 0: padding, steps 0 and 1");
+        let w = windows(2, 4, 2, at);
+        assert_eq!(w.len(), 2 * 6);
+        assert_eq!(&w[6..], [1.0, 2.0, 3.0, 11.0, 12.0, 13.0], "output 1 of stride 2: steps 1, 2, 3");
+    }
+}
