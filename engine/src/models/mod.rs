@@ -3,13 +3,16 @@
 //! - [`gguf`]: GGUF v2/v3 (header, metadata, tensor infos, alignment) with F32, F16, Q4_0, Q4_1 and
 //!   Q8_0 tensors dequantized to f32 (SmolLM2).
 //! - [`safetensors`]: safetensors files of F32, F16 and BF16 tensors (all-MiniLM-L6-v2).
+//! - [`onnx`]: ONNX files' initializers and nodes, weights found by their node (ViT-S/14).
+//! - [`ct2`]: CTranslate2 `model.bin` files, binary version 6 (Whisper tiny.en).
 //! - [`ops`]: the CPU reference of the transformer ops (norms, softmax, GELU, SiLU, rotary, pooling).
 //! - [`attention`]: scaled-dot-product attention (padding and causal masks, grouped-query heads)
 //!   and the KV cache.
 //! - [`linear`]: weights stored per layer kind in a precision; [`exec`]: the ops' backend trait and
 //!   the CPU path; [`gpu`]: the `webgpu` backend (every op in WGSL).
-//! - [`bert`] (text) and [`llama`] (llm): the forward passes; [`accuracy`]: the measures that judge
-//!   a quantized model against the fp16 one; [`run`]: a model cell end to end.
+//! - [`bert`] (text), [`vit`] (vision), [`whisper`] (audio: the encoder) and [`llama`] (llm): the
+//!   forward passes; [`accuracy`]: the measures that judge a quantized model against the fp16
+//!   one; [`run`]: a model cell end to end.
 //! - [`op_cases`]: per-op cells with WPT-style tolerances; `faults` (tests and `webq faults`):
 //!   planted bugs in those ops.
 //!
