@@ -143,9 +143,10 @@ fn tokenize(m: &ModelCell, files: &Files) -> Result<Ids, String> {
         }
         Family::Vision => {
             let (n, _) = items(m);
+            let (photos, cache) = (package_named("photos")?, cache_dir());
             let mut features = Vec::new();
-            for file in &photos()[..n] {
-                let path = package_named("photos")?.path(&cache_dir(), file).map_err(|e| e.to_string())?;
+            for file in &photos.files[..n] {
+                let path = photos.path(&cache, file).map_err(|e| e.to_string())?;
                 let img = crate::photos::read(&path).map_err(|e| e.to_string())?;
                 features.extend(crate::photos::prepare(&img, webq_engine::models::vit::VIT_S14.image));
             }
@@ -399,7 +400,8 @@ mod tests {
         if crate::models::cached_file(&PACKAGES[3], 0).is_none() {
             return;
         }
-        let cell = model_cell(Family::Audio, None, None, 0, 0);
+        let mut cell = model_cell(Family::Audio, None, None, 0, 0);
+        cell.model.as_mut().unwrap().inputs = Some(1);
         let mut spec = spec(&cell, FileAt::Native).unwrap();
         spec.set_features(&tones());
         spec.frames = 50;

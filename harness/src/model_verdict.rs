@@ -3,7 +3,7 @@
 //! further from the fp16 model than that emulation is) and, at full depth, the precision's budget
 //! on what users look at (cosine and neighbours of embeddings; top-1 agreement and perplexity).
 
-use webq_conformance::{AccuracyVerdict, KernelTolerance};
+use webq_conformance::{AccuracyVerdict, KernelTolerance, Metrics};
 use webq_engine::models::accuracy::{self, ErrorHistogram};
 use webq_engine::platform::selection::Family;
 use webq_engine::protocol::ErrorClass;
@@ -35,20 +35,12 @@ pub fn measures(
         }
         Family::Audio => {
             let per = (y.len() / inputs.max(1)).max(1);
-            let cos: Vec<f64> = y.chunks(per).zip(fp16.chunks(per)).map(|(a, b)| accuracy::cosine(a, b)).collect();
-            let rel: Vec<f64> = y
-                .chunks(per)
-                .zip(fp16.chunks(per))
-                .map(|(a, b)| {
-                    let d: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
-                    let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-                    (d / n.max(f64::MIN_POSITIVE)).sqrt()
-                })
-                .collect();
+            let each: Vec<Metrics> =
+                y.chunks(per).zip(fp16.chunks(per)).filter_map(|(a, b)| Metrics::compare(a, b, None).ok()).collect();
             ModelMeasures {
-                cosine_min: Some(cos.iter().copied().fold(f64::INFINITY, f64::min)),
-                cosine_mean: Some(cos.iter().sum::<f64>() / cos.len().max(1) as f64),
-                rel_l2_max: Some(rel.iter().copied().fold(0.0, f64::max)),
+                cosine_min: Some(each.iter().map(|m| m.cosine).fold(f64::INFINITY, f64::min)),
+                cosine_mean: Some(each.iter().map(|m| m.cosine).sum::<f64>() / each.len().max(1) as f64),
+                rel_l2_max: Some(each.iter().map(|m| m.rel_l2).fold(0.0, f64::max)),
                 ..Default::default()
             }
         }

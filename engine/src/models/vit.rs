@@ -127,12 +127,12 @@ impl Vit {
                     k: attn("attention/key")?,
                     v: attn("attention/value")?,
                     o: attn("output/dense")?,
-                    scale1: vector(&at(i, "layer_scale1/Mul"), 1)?,
+                    scale1: f16_vector(&vector(&at(i, "layer_scale1/Mul"), 1)?),
                     norm2,
                     eps2,
                     fc1: linear(&at(i, "mlp/fc1"), LayerKind::Mlp, (d, c.mlp))?,
                     fc2: linear(&at(i, "mlp/fc2"), LayerKind::Mlp, (c.mlp, d))?,
-                    scale2: vector(&at(i, "layer_scale2/Mul"), 1)?,
+                    scale2: f16_vector(&vector(&at(i, "layer_scale2/Mul"), 1)?),
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
@@ -142,10 +142,7 @@ impl Vit {
             patch,
             cls: f16_vector(&cls),
             pos: f16_vector(&pos),
-            layers: layers
-                .into_iter()
-                .map(|l| Layer { scale1: f16_vector(&l.scale1), scale2: f16_vector(&l.scale2), ..l })
-                .collect(),
+            layers,
             norm,
             eps,
             precision: precision.name().into(),
