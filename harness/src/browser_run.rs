@@ -213,13 +213,8 @@ async fn run_cell(
     let call = s.client.execute_async(script, vec![spec]);
     let answer = match tokio::time::timeout(CELL_TIMEOUT, call).await {
         Err(_) => return Err(Failure::Timeout),
-        Ok(Err(e)) => {
-            let msg = e.to_string();
-            if msg.contains("timeout") {
-                return Err(Failure::Timeout);
-            }
-            return Err(Failure::Crash(msg));
-        }
+        Ok(Err(e)) if e.is_script_timeout() || e.is_timeout() => return Err(Failure::Timeout),
+        Ok(Err(e)) => return Err(Failure::Crash(e.to_string())),
         Ok(Ok(v)) => v,
     };
     match model_refs {

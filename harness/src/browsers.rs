@@ -23,8 +23,19 @@ pub enum BrowserKind {
     WebKitGtk,
 }
 
-/// The project-local folder of the npm-shipped Chromium shell (scripts/setup fills it).
+/// The project-local folder of the npm-shipped Chromium shell (scripts/setup fills it), relative
+/// to the checkout.
 pub const CHROME_SHELL_DIR: &str = ".webq/chrome-shell";
+
+/// The shell's wrapper: in the current directory's checkout, else in the checkout webq was built
+/// from (so webq finds it from any directory, and its tests from the crate's).
+fn chrome_shell_wrapper() -> PathBuf {
+    let here = Path::new(CHROME_SHELL_DIR).join("chrome-wrapper");
+    if here.is_file() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(CHROME_SHELL_DIR).join("chrome-wrapper")
+}
 
 impl BrowserKind {
     pub const ALL: [BrowserKind; 4] =
@@ -63,7 +74,7 @@ impl BrowserKind {
             BrowserKind::ChromeShell => (
                 need(which("chromedriver"), "chromedriver", "apt-get install chromium-driver")?,
                 need(
-                    Some(Path::new(CHROME_SHELL_DIR).join("chrome-wrapper")),
+                    Some(chrome_shell_wrapper()),
                     "the Chromium headless shell",
                     "npm package @sparticuz/chromium@153.0.0",
                 )?,
@@ -251,6 +262,10 @@ impl Drop for Guarded {
     }
 }
 
+/// How long the driver lets one script run: longer than any caller waits (a cell's
+/// `CELL_TIMEOUT` included), so the caller's clock decides what is a timeout.
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(900);
+
 /// One browser under WebDriver.
 pub struct Session {
     pub client: fantoccini::Client,
@@ -308,7 +323,16 @@ impl Session {
         for _ in 0..60 {
             tokio::time::sleep(Duration::from_millis(250)).await;
             match fantoccini::ClientBuilder::native().capabilities(caps.clone()).connect(&url).await {
-                Ok(client) => return Ok(Session { client, _driver: driver, _xvfb: xvfb, profile }),
+                Ok(client) => {
+                    // Without this the driver's own 30 s script timeout (the W3C default) ends any
+                    // slower call first, reported as an error, not as the harness's `timeout`.
+                    let timeouts = fantoccini::wd::TimeoutConfiguration::new(Some(SCRIPT_TIMEOUT), None, None);
+                    if let Err(e) = client.update_timeouts(timeouts).await {
+                        let _ = client.close().await;
+                        return Err(format!("{} refused the script timeout: {e}", kind.name()));
+                    }
+                    return Ok(Session { client, _driver: driver, _xvfb: xvfb, profile });
+                }
                 Err(e) => last = e.to_string(),
             }
             if last.contains("session not created") || last.contains("SessionNotCreated") {
@@ -377,5 +401,28 @@ mod tests {
         assert!(!dead.exists(), "a dead run's profile stays");
         assert!(live.exists(), "a live run's profile was removed");
         std::fs::remove_dir_all(&live).unwrap();
+    }
+
+    /// The CI run that lost a WebKitGTK cell to the driver's 30 s default: every driver must hold
+    /// the script timeout a session asks for.
+    #[test]
+    fn every_driver_keeps_the_script_timeout_the_session_set() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for kind in BrowserKind::ALL {
+            let located = match kind.locate() {
+                Ok(l) => l,
+                Err(why) => {
+                    skip_without_browsers(&format!("{}: {why}", kind.name()));
+                    continue;
+                }
+            };
+            let script = rt.block_on(async {
+                let s = Session::start(kind, &located).await.unwrap();
+                let t = s.client.get_timeouts().await.map(|t| t.script());
+                s.close().await;
+                t
+            });
+            assert_eq!(script.unwrap(), Some(SCRIPT_TIMEOUT), "{}", kind.name());
+        }
     }
 }

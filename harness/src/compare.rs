@@ -1,6 +1,6 @@
 //! `webq compare`: runs of the same matrix must agree cell by cell (status, both verdicts, what
-//! ran). Flakiness is a defect to find, not to average away: CI runs the ci matrix three times and
-//! compares them.
+//! ran). Flakiness is a defect to find, not to average away: CI runs the ci matrix twice and
+//! compares the runs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! else; accuracy or speed worse beyond noise) and fixes (anything else that now passes).
 //!
 //! Noise, as measured on these machines: accuracy figures are deterministic for one browser and
-//! backend (CI's three runs agree to the last digit), so 1% relative on a kernel cell's rel L2,
+//! backend (CI's runs agree to the last digit), so 1% relative on a kernel cell's rel L2,
 //! 0.001 on a text model's minimum cosine and 0.02 on an llm's top-1 agreement are far outside
 //! it; timings swing by tens of percent between runs of one matrix, and by 2-3x for cells that
 //! take well under a millisecond, so only a cell at least twice as slow and a millisecond slower
