@@ -26,6 +26,7 @@ use webq_engine::quant::{QuantFormat, Quantizer};
 use crate::model_verdict::{measures, meets};
 use crate::models::{cache_dir, PACKAGES};
 use crate::tokenize::{LlmTokenizer, TextTokenizer};
+use crate::transcripts::{self, transcribe, WhisperFiles};
 
 /// Version of the records `webq eval` appends.
 pub const EVAL_SCHEMA: u32 = 1;
@@ -34,7 +35,7 @@ pub const DEFAULT_PRECISIONS: &str = "int8-pc-sym,int4-g32-asym,int4-g128-sym,in
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// `text`, `llm` or `all`.
+    /// `text`, `llm`, `audio` or `all`.
     #[arg(long, default_value = "all")]
     pub family: String,
     /// Precisions: format names (`int4-g128-sym`) or `mixed` (4-bit, attention and embeddings 8-bit, norms fp16).
@@ -53,6 +54,9 @@ pub struct EvalArgs {
     /// Tokens of the greedy continuation.
     #[arg(long, default_value_t = 32)]
     pub continuation: usize,
+    /// Sentences of speech.txt the audio model transcribes (spoken by espeak-ng).
+    #[arg(long, default_value_t = 6)]
+    pub utterances: usize,
     /// Append one JSON record per model and precision to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -158,6 +162,17 @@ pub enum Measures {
         continuation: Vec<u32>,
         first_divergence: Option<usize>,
     },
+    Audio {
+        utterances: usize,
+        /// The encoder output's cosine to fp16's, per utterance: least and mean.
+        cosine_min: f64,
+        cosine_mean: f64,
+        transcripts: Vec<String>,
+        /// Mean word error rate over the utterances against fp16's transcripts, and against the
+        /// sentences spoken (fp16's own is in the header line).
+        wer_vs_fp16: f64,
+        wer_vs_spoken: f64,
+    },
 }
 
 /// Lines of a data file, skipping blanks and `#` comments.
@@ -184,8 +199,11 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
     if matches!(args.family.as_str(), "llm" | "all") {
         records.extend(eval_llm(&precisions, args)?);
     }
+    if matches!(args.family.as_str(), "audio" | "all") {
+        records.extend(eval_audio(&precisions, args.utterances)?);
+    }
     if records.is_empty() {
-        return Err(format!("--family `{}`: text, llm or all", args.family).into());
+        return Err(format!("--family `{}`: text, llm, audio or all", args.family).into());
     }
     if let Some(out) = &args.out {
         let mut f = std::fs::OpenOptions::new()
@@ -390,6 +408,86 @@ pub fn eval_llm(precisions: &[ModelPrecision], args: &EvalArgs) -> Result<Vec<Ev
             },
             verdict: v,
             budget: b,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(out)
+}
+
+/// The mean word error rate of each transcript against its reference.
+fn mean_wer(got: &[String], refs: &[String]) -> f64 {
+    got.iter().zip(refs).map(|(g, r)| accuracy::word_error_rate(g, r)).sum::<f64>() / refs.len().max(1) as f64
+}
+
+/// Whisper tiny.en at each precision against fp16: the encoder output's cosine, and the greedy
+/// transcripts against fp16's and against the sentences spoken. Always the whole model (a cut
+/// decoder does not transcribe); no budget yet (none was set before measuring).
+pub fn eval_audio(
+    precisions: &[ModelPrecision],
+    utterances: usize,
+) -> Result<Vec<EvalRecord>, Box<dyn std::error::Error>> {
+    let files = WhisperFiles::load()?;
+    let spoken = transcripts::sentences(utterances)?;
+    let features = transcripts::window_features(&spoken)?;
+    let t0 = Instant::now();
+    let want = transcribe(&files, &ModelPrecision::fp16(), &features)?;
+    println!(
+        "audio: {} on {} sentences spoken by espeak-ng, 30 s windows; fp16 word error rate {:.3} against the sentences, in {:.1} s",
+        PACKAGES[3].model,
+        spoken.len(),
+        mean_wer(&want.texts, &spoken),
+        t0.elapsed().as_secs_f64()
+    );
+    for (s, t) in spoken.iter().zip(&want.texts) {
+        println!("  fp16: {t:?} (spoken: {s:?})");
+    }
+    // The fp16 model is checked, not trusted: its ids must be CTranslate2's.
+    let ct2 = transcripts::ctranslate2_ids(&data_dir().join("whisper-transcripts-ct2.txt"))?;
+    let same = want.ids.iter().zip(&ct2).filter(|(a, b)| a == b).count();
+    println!("  fp16 transcripts identical to CTranslate2's: {same} of {}", want.ids.len().min(ct2.len()));
+    if same < want.ids.len().min(ct2.len()) {
+        return Err("the fp16 transcripts differ from CTranslate2's: the decoder is wrong".into());
+    }
+    println!(
+        "{:<16} {:>10} {:>10} {:>9} {:>9}  transcripts that differ from fp16's, storage",
+        "precision", "cos min", "cos mean", "WER fp16", "WER said"
+    );
+    let per = want.encoded.len() / spoken.len().max(1);
+    let mut out = Vec::new();
+    for p in precisions {
+        let t0 = Instant::now();
+        let got = transcribe(&files, p, &features)?;
+        let cos: Vec<f64> =
+            got.encoded.chunks(per).zip(want.encoded.chunks(per)).map(|(g, w)| accuracy::cosine(g, w)).collect();
+        let (min, mean) =
+            (cos.iter().copied().fold(f64::INFINITY, f64::min), cos.iter().sum::<f64>() / cos.len() as f64);
+        let (vs_fp16, vs_spoken) = (mean_wer(&got.texts, &want.texts), mean_wer(&got.texts, &spoken));
+        let differ: Vec<&String> = got.texts.iter().zip(&want.texts).filter(|(g, w)| g != w).map(|(g, _)| g).collect();
+        println!(
+            "{:<16} {:>10.5} {:>10.5} {:>9.3} {:>9.3}  {:?}, {}",
+            p.name(),
+            min,
+            mean,
+            vs_fp16,
+            vs_spoken,
+            differ,
+            storage_line(&got.storage)
+        );
+        out.push(EvalRecord {
+            schema: EVAL_SCHEMA,
+            what: Evaluated::new("audio", PACKAGES[3].model, p, 8, true),
+            storage: got.storage,
+            histogram: ErrorHistogram::of(&got.encoded, &want.encoded, accuracy::rms(&want.encoded)),
+            measures: Measures::Audio {
+                utterances: spoken.len(),
+                cosine_min: min,
+                cosine_mean: mean,
+                transcripts: got.texts,
+                wer_vs_fp16: vs_fp16,
+                wer_vs_spoken: vs_spoken,
+            },
+            verdict: "none",
+            budget: None,
             seconds: t0.elapsed().as_secs_f64(),
         });
     }

@@ -27,6 +27,7 @@ mod runner;
 mod server;
 mod speech;
 mod tokenize;
+mod transcripts;
 mod verdict;
 
 use clap::{Parser, Subcommand};

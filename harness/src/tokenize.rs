@@ -6,6 +6,8 @@
 //! - llm (SmolLM2): the byte-level BPE whose vocabulary and merges are in the GGUF metadata, split
 //!   first as llama.cpp's `smollm` pre-tokenizer does: every digit alone, then GPT-2's pattern
 //!   (contractions, optionally space-led letters, numbers, other symbols, whitespace).
+//! - audio (Whisper tiny.en): only decoding, the transcript's ids to text, through the model's
+//!   `tokenizer.json` (byte-level BPE), special tokens left out.
 
 use std::path::Path;
 
@@ -129,6 +131,20 @@ impl LlmTokenizer {
         self.inner
             .decode(ids, false)
             .map_err(|e| TokenizeError::Encode { text: format!("{ids:?}"), why: e.to_string() })
+    }
+}
+
+/// Whisper's tokenizer, for reading transcripts.
+pub struct SpeechTokenizer(Tokenizer);
+
+impl SpeechTokenizer {
+    pub fn load(path: &Path) -> Result<SpeechTokenizer, TokenizeError> {
+        let file = path.display().to_string();
+        Tokenizer::from_file(path).map(SpeechTokenizer).map_err(|e| TokenizeError::Load { file, why: e.to_string() })
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizeError> {
+        self.0.decode(ids, true).map_err(|e| TokenizeError::Encode { text: format!("{ids:?}"), why: e.to_string() })
     }
 }
 

@@ -93,6 +93,32 @@ impl ErrorHistogram {
 }
 
 /// Root mean square, in f64.
+/// Word error rate of `hyp` against `reference`: word-level edits (substitutions, insertions,
+/// deletions) over the reference's words, after lowercasing and dropping punctuation (a
+/// transcript's "Stella." is the sentence's "stella"). 0 for two empty texts, 1 per extra word
+/// against an empty reference.
+pub fn word_error_rate(hyp: &str, reference: &str) -> f64 {
+    let words = |s: &str| -> Vec<String> {
+        s.split_whitespace()
+            .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').flat_map(char::to_lowercase).collect())
+            .filter(|w: &String| !w.is_empty())
+            .collect()
+    };
+    let (h, r) = (words(hyp), words(reference));
+    // One row of the edit-distance table at a time.
+    let mut row: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, hw) in h.iter().enumerate() {
+            let next = (diag + usize::from(rw != hw)).min(row[j] + 1).min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[h.len()] as f64 / r.len().max(1) as f64
+}
+
 pub fn rms(v: &[f32]) -> f64 {
     (v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt()
 }
@@ -117,5 +143,16 @@ mod tests {
         assert_eq!(first_divergence(&[1, 2], &[1, 2, 4]), None);
         let h = ErrorHistogram::of(&[1.0, 1.5, f32::NAN, 3.0], &[1.0, 1.0, 1.0, 1.0], 1.0);
         assert_eq!((h.counts[0], h.counts[6], h.counts[7], h.nan, h.max), (1, 1, 1, 1, 2.0));
+    }
+
+    #[test]
+    fn word_error_rate_counts_edits_over_the_reference_words() {
+        assert_eq!(word_error_rate(" Please call Stella.", "Please call Stella."), 0.0);
+        assert_eq!(word_error_rate(" Please call settler.", "Please call Stella."), 1.0 / 3.0);
+        // A deletion and an insertion: "the" dropped, "very" added.
+        assert_eq!(word_error_rate("rice is very often served", "rice is often served the"), 0.4);
+        assert_eq!(word_error_rate("", "two words"), 1.0);
+        assert_eq!(word_error_rate("", ""), 0.0);
+        assert_eq!(word_error_rate("it's", "It's!"), 0.0);
     }
 }

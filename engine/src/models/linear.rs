@@ -166,6 +166,18 @@ impl Linear {
         (0..self.k).map(|c| self.q.weight(r, c)).collect()
     }
 
+    /// The record of an output head tied to `embed`: its weights counted once (the embedding's),
+    /// its bytes too where it is stored in the embedding's format.
+    pub fn tied_record(&self, embed: &Linear) -> TensorRecord {
+        let mut r = self.record();
+        r.tied = true;
+        r.fp16_bytes = 0;
+        if self.q.format == embed.q.format {
+            r.bytes = 0;
+        }
+        r
+    }
+
     pub fn record(&self) -> TensorRecord {
         let (n, k) = (self.q.n, self.k);
         let bytes = self.q.format.storage_bytes(n, self.q.k).map(|b| b.total()).unwrap_or(0)

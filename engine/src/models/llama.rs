@@ -198,15 +198,7 @@ impl Llama {
             t.extend([&b.gate, &b.up, &b.down].map(Linear::record));
         }
         t.push(self.out_norm.record());
-        let mut head = self.head.record();
-        if self.tied {
-            head.tied = true;
-            head.fp16_bytes = 0;
-            if self.head.q.format == self.embed.q.format {
-                head.bytes = 0;
-            }
-        }
-        t.push(head);
+        t.push(if self.tied { self.head.tied_record(&self.embed) } else { self.head.record() });
         ModelStorage::new(&self.precision, t)
     }
 

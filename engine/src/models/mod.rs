@@ -10,8 +10,8 @@
 //!   and the KV cache.
 //! - [`linear`]: weights stored per layer kind in a precision; [`exec`]: the ops' backend trait and
 //!   the CPU path; [`gpu`]: the `webgpu` backend (every op in WGSL).
-//! - [`bert`] (text), [`vit`] (vision), [`whisper`] (audio: the encoder) and [`llama`] (llm): the
-//!   forward passes; [`accuracy`]: the measures that judge a quantized model against the fp16
+//! - [`bert`] (text), [`vit`] (vision), [`whisper`] and [`whisper_decoder`] (audio: the encoder,
+//!   the decoder and greedy transcription) and [`llama`] (llm): the forward passes; [`accuracy`]: the measures that judge a quantized model against the fp16
 //!   one; [`run`]: a model cell end to end.
 //! - [`op_cases`]: per-op cells with WPT-style tolerances; `faults` (tests and `webq faults`):
 //!   planted bugs in those ops.
@@ -37,6 +37,7 @@ pub mod run;
 pub mod safetensors;
 pub mod vit;
 pub mod whisper;
+pub mod whisper_decoder;
 
 use thiserror::Error;
 

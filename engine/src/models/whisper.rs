@@ -44,6 +44,54 @@ struct Layer {
     fc2: Linear,
 }
 
+/// Reading a CTranslate2 Whisper file's weights (the encoder's and the decoder's) into a precision.
+pub(super) struct Ct2Weights<'a, 'f> {
+    file: &'a str,
+    m: &'a Ct2<'f>,
+    precision: &'a ModelPrecision,
+}
+
+impl<'a, 'f> Ct2Weights<'a, 'f> {
+    /// Checks that the file is a Whisper model with tiny's head count at `heads_key`.
+    pub(super) fn new(
+        file: &'a str,
+        m: &'a Ct2<'f>,
+        precision: &'a ModelPrecision,
+        heads_key: &str,
+    ) -> Result<Self, ModelError> {
+        if m.spec != "WhisperSpec" {
+            return Err(ModelError::Format {
+                file: file.into(),
+                format: "CTranslate2 Whisper",
+                why: format!("spec `{}`", m.spec),
+            });
+        }
+        let heads = m.int(heads_key)?;
+        if heads != WHISPER_TINY.heads as i64 {
+            return Err(ModelError::Tensor {
+                file: file.into(),
+                tensor: heads_key.into(),
+                why: format!("{heads}, not {}", WHISPER_TINY.heads),
+            });
+        }
+        Ok(Ct2Weights { file, m, precision })
+    }
+
+    /// `name/weight` (`[n, k]`) with `name/bias`.
+    pub(super) fn linear(&self, name: &str, kind: LayerKind, (n, k): (usize, usize)) -> Result<Linear, ModelError> {
+        let w = self.m.f32s(&format!("{name}/weight"), &[n, k])?;
+        let b = self.m.f32s(&format!("{name}/bias"), &[n])?;
+        Linear::new(self.file, name, kind, &w, (n, k), Some(&b), self.precision)
+    }
+
+    /// A layer norm's `name/gamma` and `name/beta`.
+    pub(super) fn norm(&self, name: &str) -> Result<NormWeights, ModelError> {
+        let d = WHISPER_TINY.dim;
+        let (g, b) = (self.m.f32s(&format!("{name}/gamma"), &[d])?, self.m.f32s(&format!("{name}/beta"), &[d])?);
+        Ok(NormWeights::new(name, &g, Some(&b)))
+    }
+}
+
 /// Whisper's encoder in one precision.
 pub struct WhisperEncoder {
     pub config: WhisperConfig,
@@ -60,35 +108,14 @@ impl WhisperEncoder {
     pub fn load(file: &str, m: &Ct2, precision: &ModelPrecision, depth: Option<usize>) -> Result<Self, ModelError> {
         let c = WHISPER_TINY;
         let d = c.dim;
-        if m.spec != "WhisperSpec" {
-            return Err(ModelError::Format {
-                file: file.into(),
-                format: "CTranslate2 Whisper",
-                why: format!("spec `{}`", m.spec),
-            });
-        }
-        let heads = m.int("encoder/num_heads")?;
-        if heads != c.heads as i64 {
-            return Err(ModelError::Tensor {
-                file: file.into(),
-                tensor: "encoder/num_heads".into(),
-                why: format!("{heads}, not {}", c.heads),
-            });
-        }
-        let linear = |name: &str, kind: LayerKind, (n, k): (usize, usize)| -> Result<Linear, ModelError> {
-            let w = m.f32s(&format!("{name}/weight"), &[n, k])?;
-            let b = m.f32s(&format!("{name}/bias"), &[n])?;
-            Linear::new(file, name, kind, &w, (n, k), Some(&b), precision)
-        };
+        let r = Ct2Weights::new(file, m, precision, "encoder/num_heads")?;
+        let linear = |name: &str, kind: LayerKind, shape: (usize, usize)| r.linear(name, kind, shape);
         let conv = |name: &str, cin: usize| -> Result<Linear, ModelError> {
             let w = m.f32s(&format!("{name}/weight"), &[d, cin, 3])?;
             let b = m.f32s(&format!("{name}/bias"), &[d])?;
             Linear::new(file, name, LayerKind::Conv, &w, (d, cin * 3), Some(&b), precision)
         };
-        let norm = |name: &str| -> Result<NormWeights, ModelError> {
-            let (g, b) = (m.f32s(&format!("{name}/gamma"), &[d])?, m.f32s(&format!("{name}/beta"), &[d])?);
-            Ok(NormWeights::new(name, &g, Some(&b)))
-        };
+        let norm = |name: &str| r.norm(name);
         let depth = depth.unwrap_or(c.layers).min(c.layers);
         let layers = (0..depth)
             .map(|i| {
