@@ -223,7 +223,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map(|r| format!("{} {}", r.what.family, r.what.precision))
         .collect();
     if !failed.is_empty() {
-        return Err(format!("over budget: {}", failed.join(", ")).into());
+        return Err(format!("over budget (or not a number): {}", failed.join(", ")).into());
     }
     Ok(())
 }
@@ -459,8 +459,9 @@ pub fn eval_audio(
         let got = transcribe(&files, p, &features)?;
         let cos: Vec<f64> =
             got.encoded.chunks(per).zip(want.encoded.chunks(per)).map(|(g, w)| accuracy::cosine(g, w)).collect();
-        let (min, mean) =
-            (cos.iter().copied().fold(f64::INFINITY, f64::min), cos.iter().sum::<f64>() / cos.len() as f64);
+        // A NaN anywhere is the least cosine (f64::min would skip it).
+        let least = |a: f64, c: f64| if a.is_nan() || c.is_nan() { f64::NAN } else { a.min(c) };
+        let (min, mean) = (cos.iter().copied().fold(f64::INFINITY, least), cos.iter().sum::<f64>() / cos.len() as f64);
         let (vs_fp16, vs_spoken) = (mean_wer(&got.texts, &want.texts), mean_wer(&got.texts, &spoken));
         let differ: Vec<&String> = got.texts.iter().zip(&want.texts).filter(|(g, w)| g != w).map(|(g, _)| g).collect();
         println!(
@@ -486,7 +487,8 @@ pub fn eval_audio(
                 wer_vs_fp16: vs_fp16,
                 wer_vs_spoken: vs_spoken,
             },
-            verdict: "none",
+            // No budget: only an output that is not a number fails.
+            verdict: if min.is_finite() { "none" } else { "fail" },
             budget: None,
             seconds: t0.elapsed().as_secs_f64(),
         });
