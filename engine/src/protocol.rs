@@ -10,6 +10,7 @@ use std::str::FromStr;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::models::bench::{BenchRequest, ModelBench};
 use crate::platform::classify::ErrorKind;
 use crate::platform::fallback::FallbackStep;
 use crate::platform::selection::{Backend, Capabilities, Choice, Family};
@@ -260,13 +261,15 @@ pub struct ModelSpec {
     pub family: Family,
     /// The weights file: a path on the page server (`/models/...`), natively a file path.
     pub file: String,
-    /// The model's `config.json` text (BERT), if it has one.
+    /// The model's `config.json` text (BERT; Whisper, for the tokens greedy decoding suppresses).
     #[serde(default)]
     pub config: Option<String>,
     /// Layers (text) or blocks (llm) to run; all when absent.
     #[serde(default)]
     pub depth: Option<usize>,
-    /// text: one row of ids per sentence, padded to one length; llm: one row, the sequence.
+    /// text: one row of ids per sentence, padded to one length; llm: one row, the sequence;
+    /// audio (asks for the decoder): per utterance the transcript to score under teacher forcing,
+    /// from the prompt on.
     pub ids: Vec<Vec<u32>>,
     /// text: the attention mask of each row.
     #[serde(default)]
@@ -282,6 +285,12 @@ pub struct ModelSpec {
     /// audio: log-mel frames per utterance.
     #[serde(default)]
     pub frames: usize,
+    /// audio with the decoder: the longest greedy transcript, in tokens (0: the decoder's limit).
+    #[serde(default)]
+    pub max_tokens: usize,
+    /// The warm inferences of the benchmark protocol (none by default: the references run once).
+    #[serde(default)]
+    pub bench: BenchRequest,
 }
 
 impl ModelSpec {
@@ -347,6 +356,10 @@ pub struct CellOutput {
     pub error: Option<String>,
     pub error_kind: Option<ErrorKind>,
     pub recommendation: Option<String>,
+    /// A model cell's benchmark record.
+    pub bench: Option<ModelBench>,
+    /// An audio model cell with the decoder: each utterance's greedy transcript, as token ids.
+    pub transcripts: Vec<Vec<u32>>,
 }
 
 /// Timings as the page measured them, every one present.

@@ -57,9 +57,12 @@ async function environment() {
 
 let heldWeights = null;
 
+// The fetch of the weights file, for the benchmark record: null when the page already held it.
 async function loadWeights(file) {
-  if (heldWeights === file) return;
+  if (heldWeights === file) return null;
   heldWeights = null;
+  const start = performance.now();
+  let bytes = 0;
   const res = await fetch(file);
   if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
   modelBegin(file, Number(res.headers.get('content-length') || 0));
@@ -67,20 +70,42 @@ async function loadWeights(file) {
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
+    bytes += value.length;
     modelChunk(value);
   }
   heldWeights = file;
+  return { fetch_ms: performance.now() - start, fetch_bytes: bytes };
+}
+
+// The browser's own measure of the page's memory, where it has one (Chromium, cross-origin
+// isolated); otherwise why not, in words.
+async function browserMemory() {
+  if (!self.crossOriginIsolated) return { browser_memory_note: 'the page is not cross-origin isolated' };
+  if (!performance.measureUserAgentSpecificMemory) {
+    return { browser_memory_note: 'performance.measureUserAgentSpecificMemory is not available' };
+  }
+  const late = new Promise((resolve) => setTimeout(resolve, 5000, null));
+  try {
+    const m = await Promise.race([performance.measureUserAgentSpecificMemory(), late]);
+    if (!m) return { browser_memory_note: 'performance.measureUserAgentSpecificMemory() did not answer in 5 s' };
+    return { browser_memory_bytes: m.bytes };
+  } catch (e) {
+    return { browser_memory_note: `performance.measureUserAgentSpecificMemory(): ${describe(e)}` };
+  }
 }
 
 async function runOne(spec) {
+  let fetched = null;
   if (spec.model) {
     try {
-      await loadWeights(spec.model.file);
+      fetched = await loadWeights(spec.model.file);
     } catch (e) {
       return { error_class: 'bad_input', error: `loading ${spec.model.file}: ${describe(e)}` };
     }
   }
-  return JSON.parse(await runCell(JSON.stringify(spec)));
+  const out = JSON.parse(await runCell(JSON.stringify(spec)));
+  if (out.bench) Object.assign(out.bench, fetched || {}, await browserMemory());
+  return out;
 }
 
 window.webq = {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use webq_engine::models::bench::BenchRequest;
 use webq_engine::platform::classify::ErrorKind;
 use webq_engine::protocol::{CellBackend, CellOutput, ErrorClass, Outcome, Precision};
 use webq_engine::webgpu::TuningTable;
@@ -13,7 +14,7 @@ use webq_engine::webgpu::TuningTable;
 use crate::browsers::{BrowserKind, Located, Session};
 use crate::cell::Cell;
 use crate::model_cells::{self, FileAt, ModelRefs};
-use crate::model_verdict::judge_model;
+use crate::model_verdict::{judge_model, judge_transcripts};
 use crate::results::{CellRecord, Environment, RunDetail, Status};
 use crate::runner::CellRunner;
 use crate::verdict::{judge, References};
@@ -79,6 +80,8 @@ enum Failure {
 pub struct RunContext<'a> {
     pub page_url: &'a str,
     pub reps: usize,
+    /// Model cells' warm inferences.
+    pub bench: BenchRequest,
 }
 
 /// One browser: a session opened on demand, reused cell after cell, opened anew after a crash or
@@ -135,7 +138,7 @@ impl CellRunner for BrowserRunner<'_> {
         }
         let Some((s, env)) = &self.session else { return rec };
         rec.environment = environment_record(self.kind, env);
-        match run_cell(s, env, cell, &self.tuning, self.ctx.reps, &mut self.refs, &mut rec).await {
+        match run_cell(s, env, cell, &self.tuning, self.ctx, &mut self.refs, &mut rec).await {
             Ok(()) => {}
             Err(Failure::Timeout) => {
                 rec.status = Status::Timeout;
@@ -172,7 +175,7 @@ async fn run_cell(
     env: &Value,
     cell: &Cell,
     tuning: &TuningTable,
-    reps: usize,
+    ctx: &RunContext<'_>,
     refs: &mut Option<References>,
     rec: &mut CellRecord,
 ) -> Result<(), Failure> {
@@ -186,7 +189,7 @@ async fn run_cell(
     // The family picks its row (the seed's 256x1 GEMV for audio models in Firefox).
     let family = cell.model.as_ref().map(|m| m.family).or(cell.family).map(|f| f.name());
     let gemv = cell.workgroup.unwrap_or_else(|| tuning.pick(cell.runtime.name(), &adapter, cell.kernel, family));
-    let mut spec = cell.spec(gemv, reps);
+    let mut spec = cell.spec(gemv, ctx.reps);
     let mut model_refs = None;
     if cell.model.is_some() {
         // An `auto` cell's references are those of what it chose: known from its answer.
@@ -196,7 +199,8 @@ async fn run_cell(
         };
         let prepared = model_cells::spec(cell, FileAt::Page).and_then(|s| Ok((s, refs(cell)?)));
         match prepared {
-            Ok((s, r)) => {
+            Ok((mut s, r)) => {
+                s.bench = ctx.bench;
                 spec.model = Some(s);
                 model_refs = Some(r);
             }
@@ -233,6 +237,7 @@ fn judge_model_answer(cell: &Cell, answer: Value, refs: Option<Arc<ModelRefs>>, 
     };
     rec.workgroup = out.workgroup.clone();
     rec.detail = Some(RunDetail::from_page(&out));
+    rec.bench = out.bench.clone();
     let (judged, refs) = match refs {
         Some(r) => (cell.clone(), r),
         // A failure needs no references.
@@ -256,7 +261,14 @@ fn judge_model_answer(cell: &Cell, answer: Value, refs: Option<Arc<ModelRefs>>, 
         Ok(Outcome::Ran { precision, .. }) if Some(precision) != model_cells::precision(&judged).ok().map(|p| p.1) => {
             malformed(rec, format!("`precision`: the page ran `{precision}`, the references are of another"))
         }
-        Ok(Outcome::Ran { y, timings, .. }) => judge_model(&judged, &refs, &y, timings, rec),
+        // The protocol's record is part of the answer: a page that stops sending it is stale or broken.
+        Ok(Outcome::Ran { .. }) if out.bench.is_none() => {
+            malformed(rec, "`bench`: the page ran the model and sent no benchmark record".into())
+        }
+        Ok(Outcome::Ran { y, timings, .. }) => {
+            judge_model(&judged, &refs, &y, timings, rec);
+            judge_transcripts(&judged, &refs, &out.transcripts, rec);
+        }
     }
 }
 
@@ -375,7 +387,7 @@ mod tests {
             }
         };
         let url = server.url();
-        let ctx = RunContext { page_url: &url, reps: 1 };
+        let ctx = RunContext { page_url: &url, reps: 1, bench: BenchRequest::default() };
         let ids = RunIds { run_id: "kill", matrix: "kill" };
         let mut runner = BrowserRunner::new(BrowserKind::Firefox, &ctx);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

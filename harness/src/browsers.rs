@@ -113,6 +113,9 @@ impl BrowserKind {
                 "--disable-component-update",
                 "--no-first-run",
                 "--disable-sync",
+                // performance.measureUserAgentSpecificMemory() measures at once, not at the next
+                // garbage collection (up to 20 s later): a model cell's benchmark reads it.
+                "--enable-blink-features=ForceEagerMeasureMemory",
             ]
             .iter()
             .chain(extra)

@@ -60,6 +60,22 @@ pub struct ModelCell {
     pub tokens: usize,
     #[serde(default)]
     pub decode: usize,
+    /// audio: the decoder too: fp16's greedy transcript of each utterance scored under teacher
+    /// forcing (the judged output: logits), and the cell's own greedy transcript, of at most
+    /// `tokens` tokens.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transcribe: bool,
+    /// audio: Whisper's whole 30 s window (3000 frames) as it was trained, not only the frames the
+    /// longest utterance needs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_window: bool,
+}
+
+impl ModelCell {
+    /// A model on all its inputs, nothing transcribed (tests and `webq faults`).
+    pub fn new(family: Family, depth: Option<usize>, sentences: Option<usize>, tokens: usize, decode: usize) -> Self {
+        ModelCell { family, depth, sentences, inputs: None, tokens, decode, transcribe: false, full_window: false }
+    }
 }
 
 impl Cell {
@@ -226,7 +242,7 @@ fn model_cells(matrix: &Matrix, runtime: Runtime) -> Vec<Cell> {
                     precision,
                     kernel: KernelKind::Gemv,
                     arith: Arith::F32,
-                    workgroup: None,
+                    workgroup: entry.workgroup,
                     shape: entry.name.clone(),
                     m: 0,
                     n: 0,
@@ -243,8 +259,10 @@ fn model_cells(matrix: &Matrix, runtime: Runtime) -> Vec<Cell> {
                         depth: entry.depth,
                         sentences: entry.sentences,
                         inputs: entry.inputs,
-                        tokens: if entry.family == Family::Llm { entry.tokens } else { 0 },
+                        tokens: if entry.family == Family::Llm || entry.transcribe { entry.tokens } else { 0 },
                         decode: if entry.family == Family::Llm { entry.decode } else { 0 },
+                        transcribe: entry.transcribe,
+                        full_window: entry.full_window,
                     }),
                 });
             }

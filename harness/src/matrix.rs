@@ -9,6 +9,8 @@
 //! workgroups = ["tuned"]          # the tuning table's pick, "all" (every GEMV kernel), "128x2", "vec-64x4", ...
 //! quantizer = "search"            # or "rtn"
 //! reps = 5                        # timed dispatches per cell
+//! warm_ms = 1000                  # model cells: warm inferences after the first for at least this long
+//! min_warm = 3                    # ... and at least this many (both default 0: the first inference only)
 //! seed = 1
 //! backends = ["webgpu", "webnn", "webnn-experimental", "wasm", "auto"]
 //! webnn_devices = ["cpu"]         # WebNN contexts to run: cpu, gpu, npu
@@ -42,6 +44,10 @@
 //! inputs = 2                      # vision: the first N photographs; audio: the first N utterances
 //! tokens = 24                     # llm: the first N tokens of harness/data/passage.txt
 //! decode = 8                      # llm: of which the last N are decoded one at a time (KV cache)
+//! transcribe = true               # audio: the decoder too (fp16's transcripts scored, greedy transcripts
+//!                                 # of at most `tokens` tokens, default 64; word error rates)
+//! full_window = true              # audio: Whisper's whole 30 s window, not the frames the speech needs
+//! workgroup = "128x2"             # optional: the GEMV of one-row matmuls (default: the tuning table's)
 //!
 //! [[expect]]                      # checked by `webq run --check`
 //! cells = "chrome-shell/webnn@cpu/*"
@@ -60,6 +66,8 @@ use std::str::FromStr;
 use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
+use webq_engine::models::bench::BenchRequest;
+use webq_engine::models::whisper_decoder::MAX_TOKENS;
 use webq_engine::platform::selection::Family;
 use webq_engine::protocol::{CellBackend, Plant, Precision, Runtime, WebnnDevice};
 use webq_engine::quant::{LayerKind, QuantFormat, Quantizer};
@@ -99,6 +107,10 @@ struct RawMatrix {
     quantizer: Option<Spanned<String>>,
     #[serde(default = "default_reps")]
     reps: usize,
+    #[serde(default)]
+    warm_ms: Option<Spanned<f64>>,
+    #[serde(default)]
+    min_warm: usize,
     #[serde(default = "default_seed")]
     seed: u64,
     #[serde(default = "default_webnn_devices")]
@@ -134,6 +146,12 @@ struct RawModel {
     #[serde(default)]
     decode: Option<usize>,
     #[serde(default)]
+    transcribe: Option<Spanned<bool>>,
+    #[serde(default)]
+    full_window: Option<Spanned<bool>>,
+    #[serde(default)]
+    workgroup: Option<Spanned<String>>,
+    #[serde(default)]
     quantizer: Option<Spanned<String>>,
 }
 
@@ -152,6 +170,12 @@ pub struct ModelEntry {
     pub inputs: Option<usize>,
     pub tokens: usize,
     pub decode: usize,
+    /// audio: the decoder and greedy transcripts too (of at most `tokens` tokens); Whisper's
+    /// whole 30 s window.
+    pub transcribe: bool,
+    pub full_window: bool,
+    /// The GEMV of the cells' one-row matmuls (`None`: the tuning table's pick).
+    pub workgroup: Option<GemvKernel>,
     pub quantizer: Option<Quantizer>,
 }
 
@@ -262,6 +286,8 @@ pub struct Matrix {
     pub workgroups: Vec<WorkgroupChoice>,
     pub quantizer: Quantizer,
     pub reps: usize,
+    /// Model cells' warm inferences (the benchmark protocol).
+    pub bench: BenchRequest,
     pub seed: u64,
     pub webnn_devices: Vec<WebnnDevice>,
     pub shapes: Vec<Shape>,
@@ -288,6 +314,11 @@ impl Matrix {
             None => Quantizer::ScaleSearch,
             Some(q) => src.quantizer(q, "quantizer")?,
         };
+        let warm_ms = match &raw.warm_ms {
+            None => 0.0,
+            Some(w) if w.get_ref().is_finite() && *w.get_ref() >= 0.0 => *w.get_ref(),
+            Some(w) => return Err(src.field(w, "warm_ms", "milliseconds, 0 or more".into())),
+        };
         Ok(Matrix {
             path: path.to_path_buf(),
             name: raw.name,
@@ -299,6 +330,7 @@ impl Matrix {
             workgroups: raw.workgroups.iter().map(|w| src.workgroups(w)).collect::<Result<Vec<_>, _>>()?.concat(),
             quantizer,
             reps: raw.reps.max(1),
+            bench: BenchRequest { warm_ms, min_warm: raw.min_warm },
             seed: raw.seed,
             webnn_devices: src.names(&raw.webnn_devices, "webnn_devices")?,
             shapes: raw.shapes.iter().map(|s| src.shape(s)).collect::<Result<_, _>>()?,
@@ -458,6 +490,30 @@ impl Source<'_> {
                 "a model cell runs a named precision, not `auto`".into(),
             ));
         }
+        let transcribe = match &m.transcribe {
+            Some(t) if *t.get_ref() && family != Family::Audio => {
+                return Err(self.field(t, &at("transcribe"), "only audio models transcribe".into()))
+            }
+            t => t.as_ref().is_some_and(|t| *t.get_ref()),
+        };
+        let full_window = match &m.full_window {
+            Some(t) if *t.get_ref() && family != Family::Audio => {
+                return Err(self.field(t, &at("full_window"), "only audio models have a window".into()))
+            }
+            t => t.as_ref().is_some_and(|t| *t.get_ref()),
+        };
+        // A transcript's default length: the decoder's own limit.
+        let tokens = if transcribe && m.tokens.is_none() { MAX_TOKENS } else { tokens };
+        if let Some(t) = m.tokens.as_ref().filter(|t| transcribe && *t.get_ref() > MAX_TOKENS) {
+            return Err(self.field(t, &at("tokens"), format!("a transcript is at most {MAX_TOKENS} tokens")));
+        }
+        let workgroup = match &m.workgroup {
+            None => None,
+            Some(w) => Some(GemvKernel::parse(w.get_ref()).ok_or_else(|| {
+                let why = format!("`{}` is not a GEMV kernel (128x2, 256x1, vec-16x8, ...)", w.get_ref());
+                self.field(w, &at("workgroup"), why)
+            })?),
+        };
         Ok(ModelEntry {
             name: m.name.clone(),
             family,
@@ -470,6 +526,9 @@ impl Source<'_> {
             inputs: m.inputs.as_ref().map(|s| *s.get_ref()),
             tokens,
             decode,
+            transcribe,
+            full_window,
+            workgroup,
             quantizer: m.quantizer.as_ref().map(|q| self.quantizer(q, &at("quantizer"))).transpose()?,
         })
     }
@@ -510,6 +569,30 @@ mod tests {
         assert_eq!(m.precisions.len(), 2);
         assert_eq!(m.arith, vec![Arith::F32]);
         assert_eq!(m.workgroups, vec![WorkgroupChoice::Tuned]);
+    }
+
+    /// Every matrix the repository ships parses (a matrix only a command runs is not left to rot).
+    #[test]
+    fn every_matrix_of_the_repository_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../matrices");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Matrix::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "{n} matrices in {}", dir.display());
+    }
+
+    #[test]
+    fn warm_runs_are_read_and_a_negative_time_is_refused_where_it_is() {
+        assert_eq!(parse(GOOD).unwrap().bench, BenchRequest::default(), "none unless asked");
+        let m = parse(&GOOD.replace("name = \"t\"", "name = \"t\"\nwarm_ms = 1000\nmin_warm = 3")).unwrap();
+        assert_eq!(m.bench, BenchRequest { warm_ms: 1000.0, min_warm: 3 });
+        let err = parse(&GOOD.replace("name = \"t\"", "name = \"t\"\nwarm_ms = -1.0")).unwrap_err().to_string();
+        assert!(err.starts_with("m.toml:3: field `warm_ms`:"), "{err}");
     }
 
     #[test]

@@ -8,10 +8,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use webq_engine::models::ct2::Ct2;
 use webq_engine::models::exec::EmulateExec;
 use webq_engine::models::gguf::Gguf;
 use webq_engine::models::linear::ModelPrecision;
 use webq_engine::models::run::{run_model, ModelRun};
+use webq_engine::models::whisper::WhisperEncoder;
+#[cfg(test)]
+use webq_engine::models::whisper_decoder::VOCAB;
+use webq_engine::models::whisper_decoder::{Suppress, WhisperDecoder, PROMPT};
 use webq_engine::platform::selection::Family;
 use webq_engine::protocol::{ModelSpec, Precision};
 
@@ -43,7 +48,7 @@ pub fn route(p: &ModelPackage, file: &str) -> String {
     format!("/models/{}-{}/{file}", p.package, p.version)
 }
 
-/// The weights file (first of the package's files) and, for BERT, its config.json.
+/// The weights file (first of the package's files) and, for BERT and Whisper, its config.json.
 struct Files {
     weights: PathBuf,
     weights_name: &'static str,
@@ -55,8 +60,9 @@ fn files(family: Family) -> Result<Files, String> {
     let cache = cache_dir();
     let weights = p.path(&cache, p.files[0]).map_err(|e| e.to_string())?;
     let config = match family {
-        Family::Text => {
-            let path = p.path(&cache, p.files[1]).map_err(|e| e.to_string())?;
+        Family::Text | Family::Audio => {
+            let at = if family == Family::Text { 1 } else { 2 };
+            let path = p.path(&cache, p.files[at]).map_err(|e| e.to_string())?;
             Some(std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?)
         }
         _ => None,
@@ -161,11 +167,37 @@ fn tokenize(m: &ModelCell, files: &Files) -> Result<Ids, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             // The frames the longest utterance needs, for all (a shorter one ends in silence, as
             // in Whisper's 30 s window).
-            let frames = audio.iter().map(|a| crate::speech::frames_for(a.len())).max().unwrap_or(2);
-            let features = audio.iter().flat_map(|a| crate::speech::log_mel(a, frames)).collect();
-            Ok(Ids { features, frames, ..Default::default() })
+            let needed = audio.iter().map(|a| crate::speech::frames_for(a.len())).max().unwrap_or(2);
+            let frames = if m.full_window { crate::transcripts::WINDOW_FRAMES } else { needed };
+            let features: Vec<f32> = audio.iter().flat_map(|a| crate::speech::log_mel(a, frames)).collect();
+            let ids = if m.transcribe { fp16_transcripts(m, files, &features, frames)? } else { Vec::new() };
+            Ok(Ids { ids, features, frames, ..Default::default() })
         }
     }
+}
+
+/// What an audio cell with the decoder scores: the fp16 model's greedy transcript of each
+/// utterance (the encoder at the cell's depth, through the same emulation as the references),
+/// after the prompt.
+fn fp16_transcripts(m: &ModelCell, files: &Files, features: &[f32], frames: usize) -> Result<Vec<Vec<u32>>, String> {
+    let name = files.weights.display().to_string();
+    let bytes = bytes(&files.weights)?;
+    let model = Ct2::parse(&name, &bytes).map_err(|e| e.to_string())?;
+    let fp16 = ModelPrecision::fp16();
+    let encoder = WhisperEncoder::load(&name, &model, &fp16, m.depth).map_err(|e| e.to_string())?;
+    let decoder = WhisperDecoder::load(&name, &model, &fp16, None).map_err(|e| e.to_string())?;
+    let config = files.config.as_deref().ok_or("Whisper's config.json")?;
+    let suppress = Suppress::from_config(&name, config).map_err(|e| e.to_string())?;
+    let per = encoder.config.mels * frames;
+    features
+        .chunks_exact(per)
+        .map(|u| {
+            let enc = pollster::block_on(encoder.encode(&mut EmulateExec, u, frames)).map_err(|e| e.to_string())?;
+            let ids = pollster::block_on(decoder.transcribe(&mut EmulateExec, &enc, &suppress, m.tokens))
+                .map_err(|e| e.to_string())?;
+            Ok(PROMPT.iter().copied().chain(ids).collect())
+        })
+        .collect()
 }
 
 /// Where the spec's weights file is: the page server's path, or natively the file itself.
@@ -195,6 +227,8 @@ pub fn spec(cell: &Cell, at: FileAt) -> Result<ModelSpec, String> {
         prefill,
         features_b64: None,
         frames,
+        max_tokens: m.tokens,
+        bench: Default::default(),
     };
     if !features.is_empty() {
         spec.set_features(&features);
@@ -276,7 +310,7 @@ mod tests {
         decode: usize,
     ) -> Cell {
         let mut c = crate::cell::test_cell(Runtime::Native, CellBackend::Wasm, "fp16", 0, 0);
-        c.model = Some(ModelCell { family, depth, sentences, inputs: None, tokens, decode });
+        c.model = Some(ModelCell::new(family, depth, sentences, tokens, decode));
         c
     }
 
@@ -328,6 +362,61 @@ mod tests {
         assert!(!whole.full_depth);
         let refs = references(&model_cell(Family::Llm, Some(2), None, 10, 6)).unwrap();
         assert_eq!(refs.exact.y.len(), decoded.y.len());
+    }
+
+    /// An audio cell with the decoder: its spec scores fp16's greedy transcript (after the
+    /// prompt), the fp16 model run the same way transcribes exactly that, and the output holds a
+    /// row of logits per transcript token and one for the end of text.
+    #[test]
+    fn a_transcribing_audio_cell_scores_fp16s_transcript() {
+        if crate::models::cached_file(&PACKAGES[3], 0).is_none() {
+            return;
+        }
+        let mut cell = model_cell(Family::Audio, Some(2), None, 8, 0);
+        let m = cell.model.as_mut().unwrap();
+        (m.inputs, m.transcribe) = (Some(1), true);
+        let spec = spec(&cell, FileAt::Native).unwrap();
+        assert_eq!(spec.ids.len(), 1);
+        let ids = &spec.ids[0];
+        assert!(ids.starts_with(&PROMPT) && ids.len() > PROMPT.len() && ids.len() <= PROMPT.len() + 8, "{ids:?}");
+        let run =
+            pollster::block_on(run_model(&spec, &weights(&cell).unwrap(), &ModelPrecision::fp16(), &mut EmulateExec))
+                .unwrap();
+        assert_eq!(run.transcripts, vec![ids[PROMPT.len()..].to_vec()]);
+        assert_eq!((run.width, run.y.len()), (VOCAB, (ids.len() - PROMPT.len() + 1) * VOCAB));
+        assert!(run.y.iter().all(|v| v.is_finite()));
+    }
+
+    /// The benchmark protocol on SmolLM2 cut to one block: the warm runs asked for, each
+    /// bit-identical to the first on the CPU path, the prefill and decode timed apart, the KV
+    /// cache's bytes (1 block x keys and values x 6 positions x 3 heads of 64 x 4 bytes), and on
+    /// the GPU the weights uploaded and the pipelines the first inference compiled.
+    #[test]
+    fn the_benchmark_protocol_times_warm_runs_and_measures_what_the_model_holds() {
+        if crate::models::cached_file(&PACKAGES[1], 0).is_none() {
+            return;
+        }
+        let cell = model_cell(Family::Llm, Some(1), None, 6, 2);
+        let mut spec = spec(&cell, FileAt::Native).unwrap();
+        spec.bench = webq_engine::models::bench::BenchRequest { warm_ms: 0.0, min_warm: 2 };
+        let (bytes, precision) = (weights(&cell).unwrap(), precision(&cell).unwrap().0);
+        let b = pollster::block_on(run_model(&spec, &bytes, &precision, &mut CpuExec::default())).unwrap().bench;
+        assert_eq!(b.warm.map(|s| s.runs), Some(2), "{b:?}");
+        assert_eq!((b.warm_prefill.map(|s| s.runs), b.warm_decode.map(|s| s.runs)), (Some(2), Some(2)));
+        assert!(b.repeatable && b.rate > 0.0 && b.decode_rate.is_some_and(|r| r > 0.0), "{b:?}");
+        assert_eq!(b.kv_cache_bytes, Some(2 * 6 * 3 * 64 * 4));
+        assert_eq!(b.unit, "prefill tokens/s");
+        assert!(b.first_ms > 0.0 && b.weight_bytes > 0 && b.device_weight_bytes.is_none() && b.compiled.is_none());
+
+        let Some(exec) = webq_engine::webgpu::executor_for_tests() else { return };
+        let mut gpu = webq_engine::models::gpu::GpuBackend::new(&exec, webq_engine::webgpu::GemvKernel::PORTABLE);
+        spec.bench.min_warm = 1;
+        let b = pollster::block_on(run_model(&spec, &bytes, &precision, &mut gpu)).unwrap().bench;
+        let (compiled, _) = b.compiled.expect("the GPU counts what it compiles");
+        assert!(compiled >= 2, "a GEMM and a GEMV at least, {compiled}");
+        let uploaded = b.device_weight_bytes.expect("the GPU counts what it holds");
+        assert!(uploaded > 0 && uploaded <= b.weight_bytes, "{uploaded} of {}", b.weight_bytes);
+        assert!(b.activation_peak_bytes.is_some_and(|a| a > 0));
     }
 
     /// The ViT read from the ONNX file, in fp16, gives onnxruntime's fp32 hidden states for the

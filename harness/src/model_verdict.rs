@@ -11,7 +11,9 @@ use webq_engine::protocol::ErrorClass;
 use crate::cell::Cell;
 use crate::model_cells::ModelRefs;
 use crate::results::{CellRecord, CellTimings, KernelResult, ModelMeasures, ModelResult, Status};
+use crate::tokenize::SpeechTokenizer;
 use crate::verdict::RawTimings;
+use webq_engine::models::whisper_decoder::{END_OF_TEXT, PROMPT, VOCAB};
 
 /// The measures of `y` against the fp16 model's outputs `fp16` (`width` values a row; audio:
 /// `inputs` utterances of equal length).
@@ -24,6 +26,7 @@ pub fn measures(
     inputs: usize,
 ) -> ModelMeasures {
     match family {
+        Family::Audio if width == VOCAB => scored_transcripts(y, fp16, ids),
         Family::Llm => {
             let tokens = ids.first().map_or(&[][..], Vec::as_slice);
             ModelMeasures {
@@ -81,6 +84,80 @@ pub fn measures(
     }
 }
 
+/// The decoder's measures: `y` and `fp16` hold, per utterance, the logits after each token of
+/// `ids` from the prompt's last on; each row predicts the next token of fp16's transcript, the
+/// last the end of text.
+fn scored_transcripts(y: &[f32], fp16: &[f32], ids: &[Vec<u32>]) -> ModelMeasures {
+    let (mut at, mut same, mut rows, mut nll, mut fp16_nll) = (0, 0, 0, 0.0, 0.0);
+    for u in ids {
+        let targets: Vec<u32> = u[PROMPT.len().min(u.len())..].iter().copied().chain([END_OF_TEXT]).collect();
+        for &t in &targets {
+            let (Some(a), Some(b)) = (y.get(at..at + VOCAB), fp16.get(at..at + VOCAB)) else { break };
+            same += usize::from(accuracy::argmax(a) == accuracy::argmax(b));
+            nll += accuracy::nll(a, t as usize);
+            fp16_nll += accuracy::nll(b, t as usize);
+            rows += 1;
+            at += VOCAB;
+        }
+    }
+    let n = rows.max(1) as f64;
+    ModelMeasures {
+        top1_agreement: Some(same as f64 / n),
+        perplexity: Some((nll / n).exp()),
+        fp16_perplexity: Some((fp16_nll / n).exp()),
+        ..Default::default()
+    }
+}
+
+/// An audio cell's greedy transcripts (with the decoder), read as text and judged by their word
+/// error rate against fp16's and against the sentences spoken: recorded, no budget yet. Missing
+/// or extra transcripts make the cell an `error`.
+pub fn judge_transcripts(cell: &Cell, refs: &ModelRefs, transcripts: &[Vec<u32>], rec: &mut CellRecord) {
+    if !cell.model.as_ref().is_some_and(|m| m.transcribe) {
+        return;
+    }
+    let texts = |ids: &[Vec<u32>]| -> Result<Vec<String>, String> {
+        let tok = speech_tokenizer()?;
+        ids.iter().map(|i| tok.decode(i).map(|t| t.trim().to_string()).map_err(|e| e.to_string())).collect()
+    };
+    let judged = (|| {
+        if transcripts.len() != refs.ids.len() {
+            return Err(format!("{} transcripts returned, {} expected", transcripts.len(), refs.ids.len()));
+        }
+        let spoken = crate::transcripts::sentences(transcripts.len())?;
+        Ok((texts(transcripts)?, texts(&refs.fp16.transcripts)?, spoken))
+    })();
+    let (got, fp16, spoken) = match judged {
+        Ok(j) => j,
+        Err(why) => {
+            rec.status = Status::Error;
+            rec.error_class = Some(ErrorClass::BadOutput);
+            rec.reason = Some(format!("transcripts: {why}"));
+            return;
+        }
+    };
+    let mean = |other: &[String]| {
+        got.iter().zip(other).map(|(h, r)| accuracy::word_error_rate(h, r)).sum::<f64>() / got.len().max(1) as f64
+    };
+    if let Some(m) = rec.model.as_mut() {
+        m.measures.wer_vs_fp16 = Some(mean(&fp16));
+        m.measures.wer_vs_spoken = Some(mean(&spoken));
+        m.transcripts = got;
+    }
+}
+
+/// Whisper's tokenizer (the audio package's `tokenizer.json`), read once.
+fn speech_tokenizer() -> Result<&'static SpeechTokenizer, String> {
+    static TOK: std::sync::OnceLock<Result<SpeechTokenizer, String>> = std::sync::OnceLock::new();
+    TOK.get_or_init(|| {
+        let p = &crate::models::PACKAGES[3];
+        let path = p.path(&crate::models::cache_dir(), p.files[1]).map_err(|e| e.to_string())?;
+        SpeechTokenizer::load(&path).map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
 /// Whether the measures meet `budget` (text: min cosine, agreement; llm: top-1, perplexity ratio),
 /// and what fell short. The comparisons are written so that NaN never meets a budget.
 #[allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -129,7 +206,9 @@ pub fn judge_model(cell: &Cell, refs: &ModelRefs, y: &[f32], t: RawTimings, rec:
         return;
     }
     let family = cell.model.as_ref().map_or(Family::Text, |m| m.family);
+    let transcribes = cell.model.as_ref().is_some_and(|m| m.transcribe);
     let tolerance = KernelTolerance::model(match family {
+        Family::Audio if transcribes => "model:audio-decoder",
         Family::Llm => "model:llm",
         Family::Vision => "model:vision",
         Family::Audio => "model:audio",
@@ -186,12 +265,34 @@ pub fn judge_model(cell: &Cell, refs: &ModelRefs, y: &[f32], t: RawTimings, rec:
         budget_pass: met.map(|m| m.is_ok()),
         histogram: ErrorHistogram::of(y, &fp16.y, accuracy::rms(&fp16.y)),
         storage: exact.storage.clone(),
+        transcripts: Vec::new(),
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Teacher-forced decoder rows: one row per transcript token and one for the end of text,
+    /// judged against fp16's argmax and scored on fp16's tokens.
+    #[test]
+    fn scored_transcripts_agree_row_by_row_and_score_the_targets() {
+        let row = |hot: u32| {
+            let mut r = vec![0.0f32; VOCAB];
+            r[hot as usize] = 20.0;
+            r
+        };
+        let ids = vec![PROMPT.iter().copied().chain([7]).collect::<Vec<u32>>()];
+        let fp16 = [row(7), row(END_OF_TEXT)].concat();
+        let m = measures(Family::Audio, &fp16, &fp16, VOCAB, &ids, 1);
+        assert_eq!(m.top1_agreement, Some(1.0));
+        assert_eq!(m.perplexity, m.fp16_perplexity);
+        assert!(m.perplexity.unwrap() < 1.01, "{m:?}");
+        let wrong = [row(7), row(3)].concat();
+        let m = measures(Family::Audio, &wrong, &fp16, VOCAB, &ids, 1);
+        assert_eq!(m.top1_agreement, Some(0.5));
+        assert!(m.perplexity.unwrap() > 100.0 * m.fp16_perplexity.unwrap(), "{m:?}");
+    }
 
     #[test]
     fn measures_and_budgets_of_known_outputs() {

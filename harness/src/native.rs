@@ -12,10 +12,11 @@ use webq_engine::webgpu::{Executor, ExecutorOptions, GemvKernel, GpuError, Kerne
 
 use crate::cell::Cell;
 use crate::model_cells::{self, FileAt};
-use crate::model_verdict::judge_model;
+use crate::model_verdict::{judge_model, judge_transcripts};
 use crate::results::{CellRecord, Environment, RunDetail, Status};
 use crate::runner::CellRunner;
 use crate::verdict::{judge, RawTimings, References};
+use webq_engine::models::bench::BenchRequest;
 use webq_engine::models::exec::CpuExec;
 use webq_engine::models::gpu::GpuBackend;
 use webq_engine::models::run::run_model;
@@ -35,13 +36,16 @@ pub struct NativeRunner {
     missing: Option<String>,
     tuning: TuningTable,
     reps: usize,
+    /// Model cells' warm inferences.
+    bench: BenchRequest,
     /// Inputs and references of the last cell, reused by its neighbours.
     prepared: Option<References>,
 }
 
 impl NativeRunner {
-    pub fn new(reps: usize) -> Self {
-        let mut r = NativeRunner { executor: None, missing: None, tuning: TuningTable::seed(), reps, prepared: None };
+    pub fn new(reps: usize, bench: BenchRequest) -> Self {
+        let tuning = TuningTable::seed();
+        let mut r = NativeRunner { executor: None, missing: None, tuning, reps, bench, prepared: None };
         r.connect();
         r
     }
@@ -279,7 +283,8 @@ impl NativeRunner {
     /// and the fp16 model).
     fn run_model_cell(&mut self, cell: &Cell, mut rec: CellRecord) -> CellRecord {
         let prepared = (|| {
-            let spec = model_cells::spec(cell, FileAt::Native)?;
+            let mut spec = model_cells::spec(cell, FileAt::Native)?;
+            spec.bench = self.bench;
             let bytes = model_cells::weights(cell)?;
             let (precision, _) = model_cells::precision(cell)?;
             let refs = model_cells::references(cell)?;
@@ -309,7 +314,9 @@ impl NativeRunner {
                     return rec;
                 };
                 let family = cell.model.as_ref().map(|m| m.family.name());
-                let gemv = self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, family);
+                let gemv = cell
+                    .workgroup
+                    .unwrap_or_else(|| self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, family));
                 rec.workgroup = Some(gemv.to_string());
                 pollster::block_on(run_model(&spec, &bytes, &precision, &mut GpuBackend::new(exec, gemv)))
             }
@@ -332,6 +339,7 @@ impl NativeRunner {
         };
         detail.notes.push(format!("load and quantize {:.1} ms; {}", run.load_us / 1e3, run.speed));
         rec.detail = Some(detail);
+        rec.bench = Some(run.bench);
         let t = RawTimings {
             compile_ms: None,
             upload_ms: run.load_us / 1e3,
@@ -340,6 +348,7 @@ impl NativeRunner {
             gpu_us: None,
         };
         judge_model(cell, &refs, &planted(cell, run.y), t, &mut rec);
+        judge_transcripts(cell, &refs, &run.transcripts, &mut rec);
         rec
     }
 }

@@ -38,7 +38,7 @@ pub fn fault_cells() -> Vec<(&'static str, Cell)> {
     let cell = |family, depth, sentences, tokens, decode| {
         let mut c = crate::cell::test_cell(Runtime::Native, CellBackend::Wasm, "int8-pc-sym", 0, 0);
         c.quantizer = Quantizer::RoundToNearest;
-        c.model = Some(ModelCell { family, depth, sentences, inputs: None, tokens, decode });
+        c.model = Some(ModelCell::new(family, depth, sentences, tokens, decode));
         c
     };
     vec![

@@ -9,12 +9,14 @@ use serde::{Deserialize, Serialize};
 use webq_conformance::{number, AccuracyVerdict, KernelTolerance, KernelVerdict};
 
 use crate::cell::Cell;
+use webq_engine::models::bench::ModelBench;
 use webq_engine::protocol::ErrorClass;
 
 /// Version of the record layout. Readers accept every version up to this one; fields added later
 /// are optional, so older records still read. 3: model cells (`cell.model`, `model`). 4: the kernel
-/// verdict's worst output (`kernel.verdict.worst`: expected, got, allowed).
-pub const RESULTS_SCHEMA: u32 = 4;
+/// verdict's worst output (`kernel.verdict.worst`: expected, got, allowed). 5: a model cell's
+/// benchmark (`bench`).
+pub const RESULTS_SCHEMA: u32 = 5;
 pub const RESULTS_FILE: &str = "results.jsonl";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -115,6 +117,9 @@ pub struct CellRecord {
     /// A model cell's measures against the fp16 model, its budget and what its weights cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelResult>,
+    /// A model cell's benchmark: load broken down, first and warm inferences, throughput, memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bench: Option<ModelBench>,
     pub finished_at: u64,
 }
 
@@ -134,6 +139,9 @@ pub struct ModelResult {
     pub histogram: webq_engine::models::accuracy::ErrorHistogram,
     /// The format of every tensor, bits per weight, bytes against fp16.
     pub storage: webq_engine::models::linear::ModelStorage,
+    /// audio with the decoder: each utterance's greedy transcript, as text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transcripts: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -161,6 +169,13 @@ pub struct ModelMeasures {
     /// `cosine_mean` are then per utterance).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
     pub rel_l2_max: Option<f64>,
+    /// audio with the decoder: the word error rate of the cell's greedy transcripts against fp16's
+    /// and against the sentences spoken, means over the utterances (`top1_agreement` and the
+    /// perplexities are then the decoder's, scoring fp16's transcripts).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub wer_vs_fp16: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "number::option")]
+    pub wer_vs_spoken: Option<f64>,
 }
 
 /// What actually ran, when it is more than the cell says.

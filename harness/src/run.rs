@@ -153,7 +153,7 @@ fn run_native(
     if native.is_empty() {
         return Ok(serde_json::Value::Null);
     }
-    let mut runner = NativeRunner::new(plan.matrix.reps);
+    let mut runner = NativeRunner::new(plan.matrix.reps, plan.matrix.bench);
     if let Some(a) = runner.adapter_environment().adapter {
         eprintln!("webq: native adapter: {a}");
     }
@@ -178,7 +178,7 @@ fn run_browsers(
     let server = PageServer::start(page)?;
     let url = server.url();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let ctx = RunContext { page_url: &url, reps: plan.matrix.reps };
+    let ctx = RunContext { page_url: &url, reps: plan.matrix.reps, bench: plan.matrix.bench };
     let ids = RunIds { run_id: plan.run_id, matrix: &plan.matrix.name };
     for kind in BrowserKind::ALL {
         let mine: Vec<&Cell> =

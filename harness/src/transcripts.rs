@@ -5,12 +5,11 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
 use webq_engine::models::ct2::Ct2;
 use webq_engine::models::exec::CpuExec;
 use webq_engine::models::linear::{ModelPrecision, ModelStorage};
 use webq_engine::models::whisper::WhisperEncoder;
-use webq_engine::models::whisper_decoder::{Suppress, WhisperDecoder};
+use webq_engine::models::whisper_decoder::{Suppress, WhisperDecoder, MAX_TOKENS};
 
 use crate::eval::{data_dir, data_lines};
 use crate::models::{cache_dir, PACKAGES};
@@ -19,8 +18,6 @@ use crate::tokenize::SpeechTokenizer;
 
 /// Whisper's 30 s window in mel frames.
 pub const WINDOW_FRAMES: usize = 3000;
-/// The longest transcript decoded (a sentence of speech.txt needs under 20 tokens).
-pub const MAX_TOKENS: usize = 64;
 
 /// The audio package's files, read once.
 pub struct WhisperFiles {
@@ -30,16 +27,9 @@ pub struct WhisperFiles {
     pub suppress: Suppress,
 }
 
-#[derive(Deserialize)]
-struct Config {
-    suppress_ids: Vec<u32>,
-    suppress_ids_begin: Vec<u32>,
-}
-
 /// The tokens greedy decoding suppresses, from the model's `config.json`.
 pub fn suppress_of(file: &str, json: &str) -> Result<Suppress, String> {
-    let c: Config = serde_json::from_str(json).map_err(|e| format!("{file}: {e}"))?;
-    Ok(Suppress { always: c.suppress_ids, begin: c.suppress_ids_begin })
+    Suppress::from_config(file, json).map_err(|e| e.to_string())
 }
 
 impl WhisperFiles {

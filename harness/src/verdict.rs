@@ -140,6 +140,7 @@ pub fn blank_record(cell: &Cell, run_id: &str, matrix: &str, environment: crate:
         timings: None,
         detail: None,
         model: None,
+        bench: None,
         finished_at: 0,
     }
 }

@@ -116,6 +116,11 @@ impl KvCache {
         self.len() == 0
     }
 
+    /// Bytes the cache holds (keys and values of every layer, f32).
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(|(k, v)| (k.len() + v.len()) * 4).sum()
+    }
+
     /// Values a position holds per layer (keys, and as many values).
     pub fn width(&self) -> usize {
         self.width

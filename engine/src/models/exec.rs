@@ -5,6 +5,7 @@
 //! itself. The CPU path ([`CpuExec`], the `wasm` backend's code) overrides only the matmul.
 
 use super::attention::{attention, Heads, KvCache, Mask};
+use super::bench::Footprint;
 use super::linear::{Linear, NormWeights};
 use super::ops::{gelu_erf, layer_norm, rms_norm, rope_adjacent, silu};
 use super::ModelError;
@@ -65,6 +66,11 @@ pub trait Backend {
             rope_adjacent(row, head_dim, pos0 + s, base);
         }
         Ok(x)
+    }
+
+    /// What the backend holds and has compiled, for the benchmark record.
+    fn footprint(&self) -> Footprint {
+        Footprint::default()
     }
 
     /// Writes `k`, `v` (the next positions) into `layer`'s cache.

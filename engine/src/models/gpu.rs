@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use super::attention::{Heads, Mask};
+use super::bench::Footprint;
 use super::exec::{add_bias, pad_rows, Backend, OpResult};
 use super::linear::{Linear, NormWeights};
 use super::ops::rope_table;
@@ -23,6 +24,8 @@ pub struct GpuBackend<'e> {
     pub uploaded: usize,
     /// The arithmetic of every op and matmul (f16 needs the adapter's shader-f16).
     arith: Arith,
+    /// The most bytes of activations one op uploaded and read back.
+    activation_peak: usize,
 }
 
 fn params(words: &[u32]) -> OpParams {
@@ -37,27 +40,40 @@ impl<'e> GpuBackend<'e> {
     }
 
     pub fn with_arith(exec: &'e Executor, gemv: GemvKernel, arith: Arith) -> Self {
-        GpuBackend { exec, resident: HashMap::new(), gemv, uploaded: 0, arith }
+        GpuBackend { exec, resident: HashMap::new(), gemv, uploaded: 0, arith, activation_peak: 0 }
     }
 
     fn failed(op: &str) -> impl Fn(GpuError) -> ModelError + '_ {
         move |e| ModelError::Backend { backend: "webgpu".into(), op: op.into(), why: e.to_string() }
     }
 
+    fn moved(&mut self, floats: usize) {
+        self.activation_peak = self.activation_peak.max(floats * 4);
+    }
+
     async fn op(
-        &self,
+        &mut self,
         op: ModelOp,
         p: &[u32],
         inputs: &[&[f32]],
         out_len: usize,
         threads: usize,
     ) -> OpResult<Vec<f32>> {
+        self.moved(inputs.iter().map(|x| x.len()).sum::<usize>() + out_len);
         let r = self.exec.run_op(op, self.arith, &params(p), inputs, out_len, threads).await;
         r.map_err(Self::failed(op.entry_point()))
     }
 }
 
 impl Backend for GpuBackend<'_> {
+    fn footprint(&self) -> Footprint {
+        Footprint {
+            device_weight_bytes: Some(self.uploaded as u64),
+            activation_peak_bytes: Some(self.activation_peak as u64),
+            compiled: Some(self.exec.compiled()),
+        }
+    }
+
     async fn preload(&mut self, l: &Linear) -> OpResult<()> {
         if !self.resident.contains_key(&l.name) {
             let w = self.exec.upload_matrix(&l.q).await.map_err(Self::failed(&l.name))?;
@@ -73,6 +89,7 @@ impl Backend for GpuBackend<'_> {
         let x = pad_rows(x, m, l.k, l.q.k);
         let variant = self.gemv.variant(m, l.q.k, Some(&l.q.format), self.arith);
         let mut y = self.exec.matmul_resident(w, &x, m, variant).await.map_err(Self::failed(&l.name))?;
+        self.moved(x.len() + y.len());
         add_bias(&mut y, l.bias.as_deref());
         Ok(y)
     }

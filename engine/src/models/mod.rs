@@ -12,7 +12,8 @@
 //!   the CPU path; [`gpu`]: the `webgpu` backend (every op in WGSL).
 //! - [`bert`] (text), [`vit`] (vision), [`whisper`] and [`whisper_decoder`] (audio: the encoder,
 //!   the decoder and greedy transcription) and [`llama`] (llm): the forward passes; [`accuracy`]: the measures that judge a quantized model against the fp16
-//!   one; [`run`]: a model cell end to end.
+//!   one; [`run`]: a model cell end to end (with the decoder for an audio cell that transcribes);
+//!   [`bench`]: its benchmark protocol (load broken down, first and warm inferences, memory).
 //! - [`op_cases`]: per-op cells with WPT-style tolerances; `faults` (tests and `webq faults`):
 //!   planted bugs in those ops.
 //!
@@ -21,6 +22,7 @@
 
 pub mod accuracy;
 pub mod attention;
+pub mod bench;
 pub mod bert;
 pub mod ct2;
 pub mod exec;

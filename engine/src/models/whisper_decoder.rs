@@ -24,6 +24,10 @@ pub const TEXT_POSITIONS: usize = 448;
 pub const END_OF_TEXT: u32 = 50256;
 pub const START_OF_TRANSCRIPT: u32 = 50257;
 pub const NO_TIMESTAMPS: u32 = 50362;
+/// What a transcription starts from: the start of transcript, without timestamps.
+pub const PROMPT: [u32; 2] = [START_OF_TRANSCRIPT, NO_TIMESTAMPS];
+/// The longest transcript decoded (a sentence of the harness's speech needs under 20 tokens).
+pub const MAX_TOKENS: usize = 64;
 
 const EPS: f64 = 1e-5;
 
@@ -46,6 +50,23 @@ struct Layer {
 pub struct Suppress {
     pub always: Vec<u32>,
     pub begin: Vec<u32>,
+}
+
+impl Suppress {
+    /// From the model's `config.json` (`suppress_ids`, `suppress_ids_begin`).
+    pub fn from_config(file: &str, json: &str) -> Result<Suppress, ModelError> {
+        #[derive(serde::Deserialize)]
+        struct Config {
+            suppress_ids: Vec<u32>,
+            suppress_ids_begin: Vec<u32>,
+        }
+        let c: Config = serde_json::from_str(json).map_err(|e| ModelError::Metadata {
+            file: file.into(),
+            key: "suppress_ids".into(),
+            why: e.to_string(),
+        })?;
+        Ok(Suppress { always: c.suppress_ids, begin: c.suppress_ids_begin })
+    }
 }
 
 /// Whisper's decoder in one precision.
@@ -220,6 +241,27 @@ impl WhisperDecoder {
         exec.linear(&last, 1, &self.head).await
     }
 
+    /// Teacher forcing: the logits after each token of `tokens` from the last of the prompt on
+    /// (`tokens` = [`PROMPT`] then a transcript; `tokens.len() - PROMPT.len() + 1` rows of
+    /// [`VOCAB`]), the prompt as one step and every later token one step at a time through the
+    /// cache, as greedy decoding runs them.
+    pub async fn score<B: Backend>(
+        &self,
+        exec: &mut B,
+        cross: &CrossKv,
+        tokens: &[u32],
+    ) -> Result<Vec<f32>, ModelError> {
+        if tokens.len() < PROMPT.len() || tokens[..PROMPT.len()] != PROMPT {
+            return Err(ModelError::Input { why: format!("a transcript to score starts with {PROMPT:?}: {tokens:?}") });
+        }
+        let mut cache = KvCache::new(self.layers.len(), WHISPER_TINY.dim);
+        let mut y = self.step(exec, &PROMPT, &mut cache, cross).await?;
+        for &id in &tokens[PROMPT.len()..] {
+            y.extend(self.step(exec, &[id], &mut cache, cross).await?);
+        }
+        Ok(y)
+    }
+
     /// Greedy transcription of one utterance's encoder output (`t x dim`): the prompt is the start
     /// of transcript without timestamps; at most `max_tokens` tokens, the end of text not included.
     pub async fn transcribe<B: Backend>(
@@ -230,11 +272,22 @@ impl WhisperDecoder {
         max_tokens: usize,
     ) -> Result<Vec<u32>, ModelError> {
         let cross = self.cross_kv(exec, enc).await?;
+        self.greedy(exec, &cross, suppress, max_tokens).await
+    }
+
+    /// Greedy transcription over computed cross-attention keys and values.
+    pub async fn greedy<B: Backend>(
+        &self,
+        exec: &mut B,
+        cross: &CrossKv,
+        suppress: &Suppress,
+        max_tokens: usize,
+    ) -> Result<Vec<u32>, ModelError> {
         let mut cache = KvCache::new(self.layers.len(), WHISPER_TINY.dim);
-        let mut input = vec![START_OF_TRANSCRIPT, NO_TIMESTAMPS];
+        let mut input = PROMPT.to_vec();
         let mut out = Vec::new();
         while out.len() < max_tokens && cache.len() + input.len() <= TEXT_POSITIONS {
-            let mut logits = self.step(exec, &input, &mut cache, &cross).await?;
+            let mut logits = self.step(exec, &input, &mut cache, cross).await?;
             let banned = suppress.always.iter().chain(if out.is_empty() { &suppress.begin[..] } else { &[] });
             for &b in banned {
                 if let Some(l) = logits.get_mut(b as usize) {

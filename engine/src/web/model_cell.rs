@@ -75,6 +75,11 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     out.dispatches = Some(1);
     out.notes.push(format!("load and quantize {:.1} ms; {}", run.load_us / 1e3, run.speed));
     out.set_output(&run.y);
+    let mut bench = run.bench;
+    // Linear memory only grows: after the run it is the cell's high-water mark.
+    bench.wasm_memory_bytes = Some(core::arch::wasm32::memory_size(0) as u64 * 65536);
+    out.bench = Some(bench);
+    out.transcripts = run.transcripts;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use super::webnn_api::{
 };
 use super::webnn_cell::weight_operand;
 use crate::models::attention::{Heads, Mask};
+use crate::models::bench::Footprint;
 use crate::models::exec::{pad_rows, Backend, OpResult};
 use crate::models::linear::{Linear, NormWeights};
 use crate::models::ops::rope_table;
@@ -159,6 +160,11 @@ impl<'c> WebnnBackend<'c> {
 }
 
 impl Backend for WebnnBackend<'_> {
+    /// Graphs built and their milliseconds; what a context holds, WebNN does not say.
+    fn footprint(&self) -> Footprint {
+        Footprint { compiled: Some((self.built, self.build_ms)), ..Footprint::default() }
+    }
+
     async fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> OpResult<Vec<f32>> {
         let x = pad_rows(x, m, l.k, l.q.k);
         let (n, k) = (l.n(), l.q.k);

@@ -57,6 +57,9 @@ pub struct Executor {
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     /// The model ops' pipelines (`model_ops.wgsl`), by entry point.
     pub(super) op_pipelines: Mutex<HashMap<(&'static str, Arith), Arc<wgpu::ComputePipeline>>>,
+    /// Pipelines compiled over the executor's life and the milliseconds they took (a model
+    /// cell's benchmark reads what its first inference added).
+    compiled: Mutex<(usize, f64)>,
 }
 
 /// Timings of repeated dispatches.
@@ -100,6 +103,7 @@ impl Executor {
             pipeline_layout,
             pipelines: Mutex::new(HashMap::new()),
             op_pipelines: Mutex::new(HashMap::new()),
+            compiled: Mutex::new((0, 0.0)),
         })
     }
 
@@ -108,6 +112,16 @@ impl Executor {
     }
 
     /// Whether kernels with this arithmetic can run here.
+    /// Pipelines compiled so far, and the milliseconds they took.
+    pub fn compiled(&self) -> (usize, f64) {
+        *self.compiled.lock().expect("compile count")
+    }
+
+    pub(super) fn count_compiled(&self, ms: f64) {
+        let mut c = self.compiled.lock().expect("compile count");
+        *c = (c.0 + 1, c.1 + ms);
+    }
+
     pub fn supports(&self, arith: Arith) -> bool {
         arith == Arith::F32 || self.summary.shader_f16
     }
@@ -153,6 +167,7 @@ impl Executor {
             return Err(GpuError::Compile(e.to_string()));
         }
         let ms = start.elapsed().as_secs_f64() * 1e3;
+        self.count_compiled(ms);
         let pipeline = Arc::new(pipeline);
         self.pipelines.lock().expect("pipeline cache").insert(key, pipeline.clone());
         Ok((pipeline, Some(ms)))

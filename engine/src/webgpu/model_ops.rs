@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use web_time::Instant;
 use wgpu::util::DeviceExt;
 
 use super::error::GpuError;
@@ -152,6 +153,7 @@ impl Executor {
         if let Some(p) = self.op_pipelines.lock().expect("op pipelines").get(&key) {
             return Ok(p.clone());
         }
+        let start = Instant::now();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("model ops"),
@@ -168,6 +170,7 @@ impl Executor {
         if let Some(e) = scope.pop().await {
             return Err(GpuError::Compile(e.to_string()));
         }
+        self.count_compiled(start.elapsed().as_secs_f64() * 1e3);
         let pipeline = Arc::new(pipeline);
         self.op_pipelines.lock().expect("op pipelines").insert(key, pipeline.clone());
         Ok(pipeline)

@@ -48,7 +48,10 @@ impl TuningTable {
     /// SwiftShader (int4 82 ms against 229 ms for 64x4 and 558 ms for the portable kernel) and 16 x 8
     /// across formats on lavapipe (Firefox names no adapter, so its row keys on the browser); at
     /// 8192x8192 on an NVIDIA H100, 128 x 2 (1.3-1.8x for fp16, int8, int3 and int2, even for int4;
-    /// bench/2026-11-27-nvidia-h100*.txt).
+    /// bench/2026-11-27-nvidia-h100*.txt). The seed's audio row for Firefox was measured on
+    /// lavapipe against 128x2 and vec-16x8 on Whisper's decoder shapes: 1.83x and 13.1x slower
+    /// (medians; bench/2026-12-02-firefox-audio-gemv.txt); it stays for the GPUs it was written for,
+    /// which this machine does not have.
     pub fn seed() -> Self {
         let any = TuningKey { runtime: None, adapter: None, kernel: None, family: None };
         let gemv_on = |runtime: Option<&str>, adapter: Option<&str>| TuningKey {

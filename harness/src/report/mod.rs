@@ -167,6 +167,15 @@ pub fn model_summary(r: &CellRecord) -> Option<String> {
     if let (Some(t), Some(p), Some(f)) = (x.top1_agreement, x.perplexity, x.fp16_perplexity) {
         parts.push(format!("top-1 agreement {t:.3}, perplexity {} (fp16 {})", num(Some(p), 3), num(Some(f), 3)));
     }
+    if let (Some(f), Some(w)) = (x.wer_vs_fp16, x.wer_vs_spoken) {
+        parts.push(format!("transcript WER {f:.3} against fp16's, {w:.3} against the sentence spoken"));
+    }
+    if !m.transcripts.is_empty() {
+        parts.push(format!(
+            "transcripts: {}",
+            m.transcripts.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")
+        ));
+    }
     let s = &m.storage;
     parts.push(format!(
         "{:.2} bits/weight, {:.2}x fp16's bytes",

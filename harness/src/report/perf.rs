@@ -9,6 +9,7 @@ use webq_reports::{Chart, PerfPage, Table};
 
 use super::{index_of, num, RunFacts};
 use crate::results::{CellRecord, Status};
+use webq_engine::models::bench::{ModelBench, Spread};
 
 /// The cell's id with its precision replaced: where its fp16 twin is.
 fn twin_id(r: &CellRecord, precision: &str) -> String {
@@ -49,6 +50,89 @@ fn grouped(
     }
     let values = (0..series.len()).map(|s| (0..groups.len()).map(|g| at.get(&(s, g)).copied()).collect()).collect();
     (groups, series, values)
+}
+
+/// The warm median of a benchmark (the first inference's time without warm runs).
+fn warm_ms(b: &ModelBench) -> f64 {
+    b.warm.map_or(b.first_ms, |s| s.median_ms)
+}
+
+/// The benchmark protocol of every model cell that has one; speed-up (warm medians) and size
+/// (stored weight bytes) against the fp16 cell of the same runtime and backend.
+fn bench_table<'r>(models: &[&'r CellRecord], fp16: impl Fn(&CellRecord) -> Option<&'r CellRecord>) -> Table {
+    let mb = |b: Option<u64>| num(b.map(|b| b as f64 / 1e6), 2);
+    let rows = models
+        .iter()
+        .filter_map(|r| Some((r, r.bench.as_ref()?)))
+        .map(|(r, b)| {
+            let twin = fp16(r).and_then(|f| f.bench.as_ref());
+            let speed = twin.map(|f| warm_ms(f) / warm_ms(b)).filter(|v| v.is_finite());
+            let size = twin.map(|f| b.weight_bytes as f64 / f.weight_bytes as f64).filter(|v| v.is_finite());
+            let spread = |s: Option<Spread>, f: fn(&Spread) -> f64| num(s.as_ref().map(f), 1);
+            let mut rate = format!("{:.2} {}", b.rate, b.unit);
+            if let Some(d) = b.decode_rate {
+                rate += &format!("; decode {d:.2} tokens/s");
+            }
+            vec![
+                r.id.clone(),
+                num(b.fetch_ms, 1),
+                num(Some(b.parse_ms), 1),
+                num(Some(b.quantize_ms), 1),
+                num(Some(b.upload_ms), 1),
+                num(Some(b.first_ms), 1),
+                b.compiled.map_or(String::new(), |(n, ms)| format!("{n} in {ms:.1} ms")),
+                b.warm.map_or("0".into(), |s| s.runs.to_string()),
+                spread(b.warm, |s| s.median_ms),
+                spread(b.warm, |s| s.p90_ms),
+                rate,
+                if b.warm.is_none() { String::new() } else { (if b.repeatable { "yes" } else { "no" }).into() },
+                mb(Some(b.weight_bytes)),
+                mb(b.device_weight_bytes),
+                mb(b.activation_peak_bytes),
+                mb(b.kv_cache_bytes),
+                mb(b.wasm_memory_bytes),
+                b.browser_memory_bytes
+                    .map_or_else(|| b.browser_memory_note.clone().unwrap_or_default(), |v| mb(Some(v))),
+                num(speed, 2),
+                num(size, 2),
+            ]
+        })
+        .collect();
+    Table {
+        title: "Model benchmarks".into(),
+        caption: "The benchmark protocol per model cell: the cold load (fetch, only when the page did not hold the \
+                  file already; parse; quantize; upload), the first inference (with the pipelines or graphs it \
+                  compiled), warm inferences after it (median and p90), throughput at the warm median, and memory \
+                  in MB: stored weights, weights on the device, the largest activations one op moved, the KV \
+                  cache, the wasm heap's high-water mark, the browser's own measure. Repeatable: every warm \
+                  output bit-identical to the first."
+            .into(),
+        header: [
+            "cell",
+            "fetch ms",
+            "parse ms",
+            "quantize ms",
+            "upload ms",
+            "first ms",
+            "compiled",
+            "warm runs",
+            "warm median ms",
+            "warm p90 ms",
+            "throughput",
+            "repeatable",
+            "weights MB",
+            "on device MB",
+            "activation peak MB",
+            "KV cache MB",
+            "wasm heap MB",
+            "browser MB",
+            "speed-up vs fp16",
+            "size vs fp16",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    }
 }
 
 pub fn page(records: &[CellRecord], facts: &RunFacts) -> PerfPage {
@@ -111,6 +195,7 @@ pub fn page(records: &[CellRecord], facts: &RunFacts) -> PerfPage {
             })
             .collect(),
     });
+    tables.push(bench_table(&models, |r| by_id.get(twin_id(r, "fp16").as_str()).copied()));
     tables.push(Table {
         title: "Kernels".into(),
         caption: "Wall time is the mean per dispatch over the matrix's repetitions; GPU time the median of \
