@@ -135,6 +135,51 @@ fn bench_table<'r>(models: &[&'r CellRecord], fp16: impl Fn(&CellRecord) -> Opti
     }
 }
 
+/// Kernel cells that differ only in the GEMV that ran, side by side: which was fastest and by how
+/// much (GPU time where there are timestamps, else wall time). `None` when no cell has a rival.
+fn workgroups_table(kernels: &[&CellRecord]) -> Option<Table> {
+    let mut groups: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+    for r in kernels.iter().filter(|r| r.status == Status::Pass) {
+        let (Some(t), Some(wg)) = (r.timings.as_ref(), r.workgroup.as_ref()) else { continue };
+        let c = &r.cell;
+        let key = format!(
+            "{}/{}/{}/{}-{}/{}",
+            c.runtime,
+            c.device.map_or(c.backend.to_string(), |d| format!("{}@{d}", c.backend)),
+            c.precision,
+            if c.kernel == webq_engine::webgpu::KernelKind::Gemm { "gemm" } else { "gemv" },
+            c.arith.name(),
+            c.shape
+        );
+        let entry = groups.entry(key).or_default();
+        if !entry.iter().any(|(w, _)| w == wg) {
+            entry.push((wg.clone(), t.gpu_us.unwrap_or(t.wall_us)));
+        }
+    }
+    let rows: Vec<Vec<String>> = groups
+        .into_iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(key, mut v)| {
+            v.sort_by(|a, b| a.1.total_cmp(&b.1));
+            let (fastest, slowest) = (&v[0], &v[v.len() - 1]);
+            vec![
+                key,
+                v.iter().map(|(w, us)| format!("{w}: {us:.1} us")).collect::<Vec<_>>().join(", "),
+                fastest.0.clone(),
+                num(Some(slowest.1 / fastest.1), 2),
+            ]
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Table {
+        title: "Workgroups compared".into(),
+        caption: "Kernel cells that differ only in the GEMV that ran (the tuning table's pick and the matrix's fixed \
+                  ones), fastest first: GPU time where the adapter has timestamps, else wall time per dispatch."
+            .into(),
+        header: ["cells", "time per GEMV", "fastest", "slowest / fastest"].map(String::from).to_vec(),
+        rows,
+    })
+}
+
 pub fn page(records: &[CellRecord], facts: &RunFacts) -> PerfPage {
     let by_id: BTreeMap<&str, &CellRecord> = records.iter().map(|r| (r.id.as_str(), r)).collect();
     let measured: Vec<&CellRecord> =
@@ -238,6 +283,10 @@ pub fn page(records: &[CellRecord], facts: &RunFacts) -> PerfPage {
             .collect(),
     });
 
+    if let Some(t) = workgroups_table(&kernels) {
+        tables.push(t);
+    }
+
     let mut charts = Vec::new();
     let mut families: Vec<String> = Vec::new();
     for r in &models {
@@ -309,8 +358,8 @@ pub fn page(records: &[CellRecord], facts: &RunFacts) -> PerfPage {
     let mut notes = vec![
         "Every figure is a single run on this run's machine: compare ratios within one run, not across machines."
             .to_string(),
-        "Load, first inference, p90 and memory per model come with the per-model benchmark protocol; this run's \
-         cells record what is shown."
+        "Model benchmarks repeat warm inferences only where the matrix asks (warm_ms, min_warm); without them the \
+         warm columns are empty and throughput is the first inference's."
             .to_string(),
     ];
     if !gpu {
@@ -320,4 +369,36 @@ pub fn page(records: &[CellRecord], facts: &RunFacts) -> PerfPage {
         );
     }
     PerfPage { title: "webq: performance".into(), info: facts.info(), notes, charts, tables }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::CellTimings;
+    use webq_engine::protocol::{CellBackend, Runtime};
+
+    fn ran(workgroup: &str, gpu_us: f64, shape: &str) -> CellRecord {
+        let mut c = crate::cell::test_cell(Runtime::Firefox, CellBackend::Webgpu, "int8-pc-sym", 384, 384);
+        c.shape = shape.into();
+        let mut r = crate::verdict::blank_record(&c, "r", "m", Default::default());
+        r.status = Status::Pass;
+        r.workgroup = Some(workgroup.into());
+        r.timings = Some(CellTimings { gpu_us: Some(gpu_us), wall_us: 3300.0, ..Default::default() });
+        r
+    }
+
+    /// Cells that differ only in their GEMV are set side by side, fastest first; a cell without a
+    /// rival is left out.
+    #[test]
+    fn workgroups_are_compared_within_a_cell_and_the_fastest_named() {
+        let records = [ran("256x1", 2889.0, "proj"), ran("128x2", 1456.0, "proj"), ran("vec-16x8", 220.0, "head")];
+        let refs: Vec<&CellRecord> = records.iter().collect();
+        let t = workgroups_table(&refs).expect("one group has two kernels");
+        assert_eq!(t.rows.len(), 1, "{:?}", t.rows);
+        let row = &t.rows[0];
+        assert!(row[0].ends_with("/proj") && row[0].starts_with("firefox/webgpu/int8-pc-sym/"), "{row:?}");
+        assert_eq!((row[2].as_str(), row[3].as_str()), ("128x2", "1.98"));
+        assert!(row[1].starts_with("128x2: 1456.0 us, 256x1"), "{row:?}");
+        assert!(workgroups_table(&refs[2..]).is_none());
+    }
 }
