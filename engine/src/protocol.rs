@@ -291,6 +291,13 @@ pub struct ModelSpec {
     /// The warm inferences of the benchmark protocol (none by default: the references run once).
     #[serde(default)]
     pub bench: BenchRequest,
+    /// Load stage by stage, each uploaded as it is stored (the seed's progressive loading);
+    /// otherwise everything is stored, then uploaded (how the references load).
+    #[serde(default)]
+    pub progressive: bool,
+    /// Trace the cell (`webq run --trace`, see `models::trace`): its ops, errors, memory and shaders.
+    #[serde(default)]
+    pub trace: bool,
 }
 
 impl ModelSpec {
@@ -358,6 +365,9 @@ pub struct CellOutput {
     pub recommendation: Option<String>,
     /// A model cell's benchmark record.
     pub bench: Option<ModelBench>,
+    /// A traced model cell's trace (`ModelSpec::trace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::models::trace::Trace>,
     /// An audio model cell with the decoder: each utterance's greedy transcript, as token ids.
     pub transcripts: Vec<Vec<u32>>,
 }

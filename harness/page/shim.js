@@ -57,6 +57,16 @@ async function environment() {
 
 let heldWeights = null;
 
+// Progressive loading's events (one a stage, from the engine) go to the harness as they happen:
+// it draws a progress bar while the cell loads. Fire and forget: the cell never waits on it.
+window.webqProgress = (json) => {
+  try {
+    navigator.sendBeacon('/progress', json);
+  } catch (e) {
+    // A beacon refused costs the bar, not the cell.
+  }
+};
+
 // The fetch of the weights file, for the benchmark record: null when the page already held it.
 async function loadWeights(file) {
   if (heldWeights === file) return null;

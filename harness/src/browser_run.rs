@@ -82,6 +82,8 @@ pub struct RunContext<'a> {
     pub reps: usize,
     /// Model cells' warm inferences.
     pub bench: BenchRequest,
+    /// Trace model cells (`webq run --trace`).
+    pub trace: bool,
 }
 
 /// One browser: a session opened on demand, reused cell after cell, opened anew after a crash or
@@ -201,6 +203,8 @@ async fn run_cell(
         match prepared {
             Ok((mut s, r)) => {
                 s.bench = ctx.bench;
+                s.progressive = true;
+                s.trace = ctx.trace;
                 spec.model = Some(s);
                 model_refs = Some(r);
             }
@@ -238,6 +242,7 @@ fn judge_model_answer(cell: &Cell, answer: Value, refs: Option<Arc<ModelRefs>>, 
     rec.workgroup = out.workgroup.clone();
     rec.detail = Some(RunDetail::from_page(&out));
     rec.bench = out.bench.clone();
+    rec.trace = out.trace.clone();
     let (judged, refs) = match refs {
         Some(r) => (cell.clone(), r),
         // A failure needs no references.
@@ -387,7 +392,7 @@ mod tests {
             }
         };
         let url = server.url();
-        let ctx = RunContext { page_url: &url, reps: 1, bench: BenchRequest::default() };
+        let ctx = RunContext { page_url: &url, reps: 1, bench: BenchRequest::default(), trace: false };
         let ids = RunIds { run_id: "kill", matrix: "kill" };
         let mut runner = BrowserRunner::new(BrowserKind::Firefox, &ctx);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

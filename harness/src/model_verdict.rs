@@ -5,6 +5,9 @@
 
 use webq_conformance::{AccuracyVerdict, KernelTolerance, Metrics};
 use webq_engine::models::accuracy::{self, ErrorHistogram};
+use webq_engine::models::bench::ModelBench;
+use webq_engine::models::loading::check_progress;
+use webq_engine::models::run::ModelRun;
 use webq_engine::platform::selection::Family;
 use webq_engine::protocol::ErrorClass;
 
@@ -254,6 +257,9 @@ pub fn judge_model(cell: &Cell, refs: &ModelRefs, y: &[f32], t: RawTimings, rec:
     if let Some(Err(short)) = &met {
         reasons.push(format!("budget: {short}"));
     }
+    if let Some(why) = rec.bench.as_ref().and_then(|b| load_problem(b, exact)) {
+        reasons.push(format!("load: {why}"));
+    }
     rec.status = if reasons.is_empty() { Status::Pass } else { Status::Fail };
     rec.reason = (!reasons.is_empty()).then(|| reasons.join("; "));
     rec.kernel = Some(KernelResult { tolerance, verdict });
@@ -267,6 +273,28 @@ pub fn judge_model(cell: &Cell, refs: &ModelRefs, y: &[f32], t: RawTimings, rec:
         storage: exact.storage.clone(),
         transcripts: Vec::new(),
     });
+}
+
+/// What is wrong with how a cell loaded its model: stored weights that are not bit-identical to
+/// the references' one-shot load (a progressive load, or the page's quantizer, that stored
+/// something else), or progress events a progress bar could not show.
+fn load_problem(bench: &ModelBench, exact: &ModelRun) -> Option<String> {
+    match &bench.weights_digest {
+        None => return Some("the cell sent no digest of the weights it stored".into()),
+        Some(d) if *d != exact.storage.digest => {
+            return Some(format!(
+                "the stored weights (digest {d}) differ from a one-shot load's (digest {})",
+                exact.storage.digest
+            ))
+        }
+        Some(_) => {}
+    }
+    if bench.progressive {
+        if let Err(why) = check_progress(&bench.progress) {
+            return Some(format!("progress events: {why}"));
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::verdict::{judge, RawTimings, References};
 use webq_engine::models::bench::BenchRequest;
 use webq_engine::models::exec::CpuExec;
 use webq_engine::models::gpu::GpuBackend;
-use webq_engine::models::run::run_model;
+use webq_engine::models::run::run_model_traced;
 use webq_engine::models::ModelError;
 
 /// The output with the cell's planted defect, if it has one.
@@ -38,6 +38,8 @@ pub struct NativeRunner {
     reps: usize,
     /// Model cells' warm inferences.
     bench: BenchRequest,
+    /// Trace model cells (`webq run --trace`).
+    pub trace: bool,
     /// Inputs and references of the last cell, reused by its neighbours.
     prepared: Option<References>,
 }
@@ -45,7 +47,7 @@ pub struct NativeRunner {
 impl NativeRunner {
     pub fn new(reps: usize, bench: BenchRequest) -> Self {
         let tuning = TuningTable::seed();
-        let mut r = NativeRunner { executor: None, missing: None, tuning, reps, bench, prepared: None };
+        let mut r = NativeRunner { executor: None, missing: None, tuning, reps, bench, trace: false, prepared: None };
         r.connect();
         r
     }
@@ -285,6 +287,8 @@ impl NativeRunner {
         let prepared = (|| {
             let mut spec = model_cells::spec(cell, FileAt::Native)?;
             spec.bench = self.bench;
+            spec.progressive = true;
+            spec.trace = self.trace;
             let bytes = model_cells::weights(cell)?;
             let (precision, _) = model_cells::precision(cell)?;
             let refs = model_cells::references(cell)?;
@@ -318,13 +322,15 @@ impl NativeRunner {
                     .workgroup
                     .unwrap_or_else(|| self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, family));
                 rec.workgroup = Some(gemv.to_string());
-                pollster::block_on(run_model(&spec, &bytes, &precision, &mut GpuBackend::new(exec, gemv)))
+                pollster::block_on(run_model_traced(&spec, &bytes, &precision, &mut GpuBackend::new(exec, gemv)))
             }
             _ => {
                 detail.dot_path = Some(cpu::DOT_PATH.into());
-                pollster::block_on(run_model(&spec, &bytes, &precision, &mut CpuExec::default()))
+                pollster::block_on(run_model_traced(&spec, &bytes, &precision, &mut CpuExec::default()))
             }
         };
+        let (run, trace) = run;
+        rec.trace = trace;
         let run = match run {
             Ok(r) => r,
             Err(e) => {
@@ -350,5 +356,47 @@ impl NativeRunner {
         judge_model(cell, &refs, &planted(cell, run.y), t, &mut rec);
         judge_transcripts(cell, &refs, &run.transcripts, &mut rec);
         rec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cell::ModelCell;
+    use webq_engine::platform::selection::Family;
+    use webq_engine::protocol::Runtime;
+
+    /// `--trace` natively: a model cell in WGSL records every op with its tensor, the WGSL of the
+    /// pipelines it created and its weights arriving on the device; untraced, it records nothing.
+    #[test]
+    fn a_traced_model_cell_records_its_ops_shaders_and_memory() {
+        if crate::models::cached_file(&crate::models::PACKAGES[0], 0).is_none() {
+            return;
+        }
+        let mut cell = crate::cell::test_cell(Runtime::Native, CellBackend::Webgpu, "int8-pc-sym", 0, 0);
+        cell.model = Some(ModelCell::new(Family::Text, Some(1), Some(2), 0, 0));
+        let mut runner = NativeRunner::new(1, BenchRequest::default());
+        if runner.executor.is_none() {
+            return crate::browsers::skip_without_browsers("needs a Vulkan adapter (lavapipe)");
+        }
+        runner.trace = true;
+        let blank = || crate::verdict::blank_record(&cell, "t", "t", Environment::default());
+        let rec = runner.run_model_cell(&cell, blank());
+        assert_eq!(rec.status, Status::Pass, "{:?}", rec.reason);
+        let t = rec.trace.expect("a traced cell has a trace");
+        let linears: Vec<&str> = t.ops.iter().filter(|e| e.op == "linear").map(|e| e.on.as_str()).collect();
+        assert_eq!(linears.len(), 6, "one layer's six matrices: {linears:?}");
+        assert!(linears[0].starts_with("encoder.layer.0.attention.self.query m="), "{linears:?}");
+        assert!(t.ops.iter().any(|e| e.op == "attention") && t.ops.iter().any(|e| e.op == "preload"));
+        assert!(
+            !t.shaders.is_empty() && t.shaders.iter().all(|s| s.source.contains("@compute")),
+            "{:?}",
+            t.shaders.len()
+        );
+        let last = t.memory.last().expect("a memory log");
+        assert!(last.device_weight_bytes.is_some_and(|b| b > 0), "{last:?}");
+        assert!(t.errors.is_empty(), "{:?}", t.errors);
+        runner.trace = false;
+        assert!(runner.run_model_cell(&cell, blank()).trace.is_none());
     }
 }

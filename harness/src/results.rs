@@ -15,8 +15,9 @@ use webq_engine::protocol::ErrorClass;
 /// Version of the record layout. Readers accept every version up to this one; fields added later
 /// are optional, so older records still read. 3: model cells (`cell.model`, `model`). 4: the kernel
 /// verdict's worst output (`kernel.verdict.worst`: expected, got, allowed). 5: a model cell's
-/// benchmark (`bench`).
-pub const RESULTS_SCHEMA: u32 = 5;
+/// benchmark (`bench`). 6: its load, stage by stage (`bench.progressive`, `first_layer_ms`,
+/// `progress`, `weights_digest`; `model.storage.digest`), and a traced cell's `trace`.
+pub const RESULTS_SCHEMA: u32 = 6;
 pub const RESULTS_FILE: &str = "results.jsonl";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -120,6 +121,9 @@ pub struct CellRecord {
     /// A model cell's benchmark: load broken down, first and warm inferences, throughput, memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bench: Option<ModelBench>,
+    /// A traced model cell's op, error, memory and shader logs (`webq run --trace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<webq_engine::models::trace::Trace>,
     pub finished_at: u64,
 }
 
@@ -410,6 +414,38 @@ mod tests {
         for (want, got) in [&clean, &nan, &inf].into_iter().zip(&back) {
             assert_eq!(format!("{want:?}"), format!("{got:?}"), "read back differently");
         }
+        // A model cell's record: the stored tensors with their digests, the load's events.
+        let mut model = clean.clone();
+        let storage = webq_engine::models::linear::ModelStorage::new(
+            "int8",
+            vec![webq_engine::models::linear::TensorRecord::vector("norm", &[&[1.0, 2.0]])],
+        );
+        let event = webq_engine::models::loading::LoadEvent {
+            stage: "layer 0".into(),
+            layer: Some(0),
+            bytes: 4,
+            fraction: 1.0,
+            ms: 0.25,
+        };
+        model.bench = Some(ModelBench {
+            progressive: true,
+            first_layer_ms: Some(0.25),
+            progress: vec![event],
+            weights_digest: Some(storage.digest.clone()),
+            ..Default::default()
+        });
+        model.model = Some(ModelResult {
+            full_depth: true,
+            measures: Default::default(),
+            budget: None,
+            budget_pass: None,
+            histogram: webq_engine::models::accuracy::ErrorHistogram::of(&[1.0], &[1.0], 1.0),
+            storage,
+            transcripts: Vec::new(),
+        });
+        let (again, unreadable) = store_and_load(std::slice::from_ref(&model));
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        assert_eq!(format!("{model:?}"), format!("{:?}", again[0]), "a model record read back differently");
         let t = back[1].timings.as_ref().unwrap();
         assert!(t.wall_us.is_nan() && t.gpu_us.unwrap().is_nan() && t.weight_gbps.is_nan());
         let k = &back[1].kernel.as_ref().unwrap().verdict;

@@ -40,6 +40,11 @@ pub struct RunArgs {
     /// Print every `unsupported` cell as it happens (they are in the report either way).
     #[arg(long)]
     show_unsupported: bool,
+    /// Trace every model cell: each op with its milliseconds, every error with its op, the
+    /// backend's memory after each op and the WGSL of each pipeline the cell created, in its
+    /// record and the report's cell detail. Off by default (and then nothing is traced).
+    #[arg(long)]
+    trace: bool,
 }
 
 #[derive(Args)]
@@ -87,7 +92,7 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         appended.push((r.id.clone(), r.status));
         bar.record(r);
     };
-    let ctx = Plan { run_id: &run_id, matrix: &matrix, done: &done };
+    let ctx = Plan { run_id: &run_id, matrix: &matrix, done: &done, trace: args.trace };
     let native_adapter = run_native(&cells, &ctx, &mut store, &mut progress)?;
     let census = run_browsers(&cells, &ctx, &args.page, &mut store, &mut progress)?;
     bar.finish();
@@ -140,6 +145,8 @@ struct Plan<'a> {
     matrix: &'a Matrix,
     /// Cells already recorded (`--resume`).
     done: &'a HashSet<String>,
+    /// `--trace`.
+    trace: bool,
 }
 
 /// The native cells; returns the adapter they ran on (JSON), if any ran.
@@ -154,6 +161,7 @@ fn run_native(
         return Ok(serde_json::Value::Null);
     }
     let mut runner = NativeRunner::new(plan.matrix.reps, plan.matrix.bench);
+    runner.trace = plan.trace;
     if let Some(a) = runner.adapter_environment().adapter {
         eprintln!("webq: native adapter: {a}");
     }
@@ -178,7 +186,7 @@ fn run_browsers(
     let server = PageServer::start(page)?;
     let url = server.url();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let ctx = RunContext { page_url: &url, reps: plan.matrix.reps, bench: plan.matrix.bench };
+    let ctx = RunContext { page_url: &url, reps: plan.matrix.reps, bench: plan.matrix.bench, trace: plan.trace };
     let ids = RunIds { run_id: plan.run_id, matrix: &plan.matrix.name };
     for kind in BrowserKind::ALL {
         let mine: Vec<&Cell> =
@@ -193,6 +201,7 @@ fn run_browsers(
             tokio::select! {
                 r = work => r.map(|_| false),
                 _ = tokio::signal::ctrl_c() => Ok(true),
+                _ = draw_loading(&server) => unreachable!("the bar draws until the cells end"),
             }
         })?;
         if let Some(env) = runner.census() {
@@ -205,6 +214,33 @@ fn run_browsers(
         }
     }
     Ok(census.into())
+}
+
+/// On a terminal, a bar on the progress line for the model a page is loading, redrawn at each
+/// load event the page posts (the next cell's line replaces it); elsewhere nothing.
+async fn draw_loading(server: &PageServer) {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return std::future::pending().await;
+    }
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if let (n, Some(e)) = server.progress() {
+            if n != seen {
+                seen = n;
+                eprint!("\r\x1b[2K  {}", loading_bar(&e));
+            }
+        }
+    }
+}
+
+/// `loading [#########-----------]  45% 12.3 MB: layer 3`.
+fn loading_bar(e: &webq_engine::models::loading::LoadEvent) -> String {
+    let f = e.fraction.clamp(0.0, 1.0);
+    let full = (f * 20.0).round() as usize;
+    let bar = format!("{}{}", "#".repeat(full), "-".repeat(20 - full));
+    format!("loading [{bar}] {:>3.0}% {:.1} MB: {}", f * 100.0, e.bytes as f64 / 1e6, e.stage)
 }
 
 /// The counts of a run, checked against what was appended: a cell this invocation recorded that
@@ -413,5 +449,19 @@ fn print_table(records: &[CellRecord], expects: &[crate::matrix::Expect]) {
             eprint!(" {:>11}", if v == 0 { "-".to_string() } else { v.to_string() });
         }
         eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webq_engine::models::loading::LoadEvent;
+
+    #[test]
+    fn the_loading_bar_fills_with_the_fraction() {
+        let e = |fraction| LoadEvent { stage: "layer 3".into(), layer: Some(3), bytes: 12_340_000, fraction, ms: 1.0 };
+        assert_eq!(loading_bar(&e(0.45)), "loading [#########-----------]  45% 12.3 MB: layer 3");
+        assert_eq!(loading_bar(&e(1.0)), format!("loading [{}] 100% 12.3 MB: layer 3", "#".repeat(20)));
+        assert!(loading_bar(&e(f64::NAN)).starts_with("loading ["), "a NaN fraction draws, never panics");
     }
 }

@@ -1,15 +1,18 @@
 //! The page server: serves the page bundle (the page, the JS shim, the engine as wasm) on
-//! 127.0.0.1 at an ephemeral port, and nothing else. Built on axum (hyper) with tower-http's file
+//! 127.0.0.1 at an ephemeral port, and takes the page's load events (`POST /progress`), nothing
+//! else. Built on axum (hyper) with tower-http's file
 //! service, so responses carry correct lengths, content types and byte ranges (`Range`), which
 //! streaming tens of megabytes of weights needs; every response is cross-origin isolated.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::Router;
 use tower_http::services::ServeFile;
 use tower_http::set_header::SetResponseHeaderLayer;
+use webq_engine::models::loading::LoadEvent;
 
 /// The only files the server hands out, with their content types.
 pub const BUNDLE: &[(&str, &str)] = &[
@@ -23,6 +26,7 @@ pub const BUNDLE: &[(&str, &str)] = &[
 
 pub struct PageServer {
     port: u16,
+    progress: Arc<Mutex<Progress>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -50,11 +54,31 @@ fn model_files() -> Vec<(std::path::PathBuf, String)> {
         .collect()
 }
 
+/// The load events pages posted: how many, and the latest.
+#[derive(Default)]
+struct Progress {
+    received: usize,
+    latest: Option<LoadEvent>,
+}
+
 /// One route per bundle file (so no other path can be reached: no traversal to refuse), `/` for
-/// the page, the peer's files under `/ort/`, the models' weights under `/models/`, 404 for
-/// anything else.
-fn router(dir: &Path, peer: Option<&Path>) -> Router {
-    let mut app = Router::new().route_service("/", ServeFile::new(dir.join("index.html")));
+/// the page, the peer's files under `/ort/`, the models' weights under `/models/`, `POST
+/// /progress` for load events (400 for one that is not a [`LoadEvent`]), 404 for anything else.
+fn router(dir: &Path, peer: Option<&Path>, progress: Arc<Mutex<Progress>>) -> Router {
+    let take = move |body: String| async move {
+        match serde_json::from_str::<LoadEvent>(&body) {
+            Ok(e) => {
+                let mut p = progress.lock().expect("progress lock");
+                p.received += 1;
+                p.latest = Some(e);
+                StatusCode::NO_CONTENT
+            }
+            Err(_) => StatusCode::BAD_REQUEST,
+        }
+    };
+    let mut app = Router::new()
+        .route_service("/", ServeFile::new(dir.join("index.html")))
+        .route("/progress", axum::routing::post(take));
     let files = BUNDLE.iter().map(|(name, ctype)| (dir.join(name), format!("/{name}"), *ctype));
     let peer_files = PEER.iter().filter_map(|(name, ctype)| Some((peer?.join(name), format!("/ort/{name}"), *ctype)));
     let models = model_files().into_iter().map(|(path, route)| (path, route, "application/octet-stream"));
@@ -94,7 +118,8 @@ impl PageServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("page server: {e}"))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let app = router(dir, peer);
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let app = router(dir, peer, progress.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         let thread = std::thread::spawn(move || {
@@ -112,11 +137,17 @@ impl PageServer {
             })
         });
         tracing::debug!(port, dir = %dir.display(), "page server started");
-        Ok(PageServer { port, stop: Some(stop), thread: Some(thread) })
+        Ok(PageServer { port, progress, stop: Some(stop), thread: Some(thread) })
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/index.html", self.port)
+    }
+
+    /// How many load events pages have posted, and the latest.
+    pub fn progress(&self) -> (usize, Option<LoadEvent>) {
+        let p = self.progress.lock().expect("progress lock");
+        (p.received, p.latest.clone())
     }
 }
 
@@ -145,6 +176,16 @@ mod tests {
         out
     }
 
+    fn post(port: u16, path: &str, body: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let head =
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        write!(s, "{head}{body}").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
     #[test]
     fn serves_the_bundle_with_ranges_and_isolation_and_nothing_else() {
         let dir = std::env::temp_dir().join(format!("webq-server-test-{}", std::process::id()));
@@ -167,6 +208,15 @@ mod tests {
         assert!(get(port, "/secret.txt", "").starts_with("HTTP/1.1 404"));
         assert!(get(port, "/../Cargo.toml", "").starts_with("HTTP/1.1 404"));
         assert!(get(port, "/%2e%2e/Cargo.toml", "").starts_with("HTTP/1.1 404"));
+        // Load events: a well-formed one is kept, anything else refused, nothing served back.
+        assert_eq!(server.progress(), (0, None));
+        let event = r#"{"stage":"layer 0","layer":0,"bytes":10,"fraction":0.5,"ms":1.5}"#;
+        assert!(post(port, "/progress", event).starts_with("HTTP/1.1 204"));
+        assert!(post(port, "/progress", "{\"stage\":1}").starts_with("HTTP/1.1 400"));
+        let (n, latest) = server.progress();
+        assert_eq!((n, latest.map(|e| (e.stage, e.layer, e.bytes))), (1, Some(("layer 0".into(), Some(0), 10))));
+        assert!(!get(port, "/progress", "").starts_with("HTTP/1.1 2"));
+        assert!(post(port, "/shim.js", event).starts_with("HTTP/1.1 405"));
         drop(server);
         // The peer's files, under /ort/ only, and only those listed.
         let peer = dir.join("dist");

@@ -126,7 +126,7 @@ pub struct MatrixPage {
     pub changes: Option<Changes>,
 }
 
-/// One cell that is not a pass, in full (`cells.html`).
+/// One cell that is not a pass (or was traced), in full (`cells.html`).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CellDetail {
     pub anchor: String,
@@ -141,6 +141,10 @@ pub struct CellDetail {
     pub tolerance: String,
     pub ran: String,
     pub notes: Vec<String>,
+    /// A traced cell's logs: (title, lines) each (ops, errors, memory).
+    pub trace: Vec<(String, Vec<String>)>,
+    /// A traced cell's shader log: (what was compiled, its WGSL).
+    pub shaders: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

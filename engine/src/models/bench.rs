@@ -114,6 +114,16 @@ pub struct ModelBench {
     /// there is none.
     pub browser_memory_bytes: Option<u64>,
     pub browser_memory_note: Option<String>,
+    /// Whether the weights went to the backend stage by stage as they were stored (then
+    /// `quantize_ms` and `upload_ms` interleave; `upload_ms` is the part spent uploading).
+    pub progressive: bool,
+    /// From the start of the load (parsing included) until the first layer was on the backend.
+    #[serde(with = "webq_conformance::number::option")]
+    pub first_layer_ms: Option<f64>,
+    /// One event per stage of the load, in order (see [`super::loading`]).
+    pub progress: Vec<super::loading::LoadEvent>,
+    /// The stored weights' digest ([`super::linear::ModelStorage::digest`]).
+    pub weights_digest: Option<String>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::attention::{Heads, Mask};
 use super::exec::Backend;
 use super::linear::{Linear, ModelPrecision, ModelStorage, NormWeights};
+use super::loading::{ready, Loading};
 use super::ops::mean_pool_normalized;
 use super::safetensors::Safetensors;
 use super::ModelError;
@@ -58,6 +59,12 @@ struct Layer {
     out_norm: NormWeights,
 }
 
+impl Layer {
+    fn matrices(&self) -> [&Linear; 6] {
+        [&self.q, &self.k, &self.v, &self.o, &self.up, &self.down]
+    }
+}
+
 /// A BERT encoder in one precision.
 pub struct Bert {
     pub config: BertConfig,
@@ -70,13 +77,25 @@ pub struct Bert {
 }
 
 impl Bert {
-    /// Reads the first `depth` layers (all when `None`) and stores them in `precision`.
+    /// Reads the first `depth` layers (all when `None`) and stores them in `precision`, in one shot.
     pub fn load(
         file: &str,
         st: &Safetensors,
         config: BertConfig,
         precision: &ModelPrecision,
         depth: Option<usize>,
+    ) -> Result<Bert, ModelError> {
+        ready(Self::load_staged(file, st, config, precision, depth, &mut Loading::one_shot()))
+    }
+
+    /// As [`Bert::load`], stage by stage (the embeddings, then each layer) through `loading`.
+    pub async fn load_staged<B: Backend>(
+        file: &str,
+        st: &Safetensors<'_>,
+        config: BertConfig,
+        precision: &ModelPrecision,
+        depth: Option<usize>,
+        loading: &mut Loading<'_, B>,
     ) -> Result<Bert, ModelError> {
         let h = config.hidden_size;
         let linear = |name: &str, kind: LayerKind, bias: bool| -> Result<Linear, ModelError> {
@@ -103,36 +122,36 @@ impl Bert {
             Ok(NormWeights::new(name, &g, Some(&b)))
         };
         let depth = depth.unwrap_or(config.num_hidden_layers).min(config.num_hidden_layers);
-        let layers = (0..depth)
-            .map(|i| {
-                let p = format!("encoder.layer.{i}");
-                Ok(Layer {
-                    q: linear(&format!("{p}.attention.self.query"), LayerKind::Attention, true)?,
-                    k: linear(&format!("{p}.attention.self.key"), LayerKind::Attention, true)?,
-                    v: linear(&format!("{p}.attention.self.value"), LayerKind::Attention, true)?,
-                    o: linear(&format!("{p}.attention.output.dense"), LayerKind::Attention, true)?,
-                    attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
-                    up: linear(&format!("{p}.intermediate.dense"), LayerKind::Mlp, true)?,
-                    down: linear(&format!("{p}.output.dense"), LayerKind::Mlp, true)?,
-                    out_norm: norm(&format!("{p}.output.LayerNorm"))?,
-                })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
-        Ok(Bert {
-            word: linear("embeddings.word_embeddings", LayerKind::Embedding, false)?,
-            position: linear("embeddings.position_embeddings", LayerKind::Embedding, false)?,
-            token_type: linear("embeddings.token_type_embeddings", LayerKind::Embedding, false)?,
-            emb_norm: norm("embeddings.LayerNorm")?,
-            layers,
-            precision: precision.name().into(),
-            config,
-        })
+        loading.expect("bert", depth + 1);
+        let word = linear("embeddings.word_embeddings", LayerKind::Embedding, false)?;
+        let position = linear("embeddings.position_embeddings", LayerKind::Embedding, false)?;
+        let token_type = linear("embeddings.token_type_embeddings", LayerKind::Embedding, false)?;
+        let emb_norm = norm("embeddings.LayerNorm")?;
+        // The embeddings are looked up on the CPU: nothing of them goes to the device.
+        loading.stage("embeddings".into(), None, &[]).await?;
+        let mut layers = Vec::with_capacity(depth);
+        for i in 0..depth {
+            let p = format!("encoder.layer.{i}");
+            let l = Layer {
+                q: linear(&format!("{p}.attention.self.query"), LayerKind::Attention, true)?,
+                k: linear(&format!("{p}.attention.self.key"), LayerKind::Attention, true)?,
+                v: linear(&format!("{p}.attention.self.value"), LayerKind::Attention, true)?,
+                o: linear(&format!("{p}.attention.output.dense"), LayerKind::Attention, true)?,
+                attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                up: linear(&format!("{p}.intermediate.dense"), LayerKind::Mlp, true)?,
+                down: linear(&format!("{p}.output.dense"), LayerKind::Mlp, true)?,
+                out_norm: norm(&format!("{p}.output.LayerNorm"))?,
+            };
+            loading.stage(format!("layer {i}"), Some(i), &l.matrices()).await?;
+            layers.push(l);
+        }
+        Ok(Bert { word, position, token_type, emb_norm, layers, precision: precision.name().into(), config })
     }
 
     /// Hands every weight matrix to the backend before a run (see [`Backend::preload`]).
     pub async fn preload<B: Backend>(&self, exec: &mut B) -> Result<(), ModelError> {
         for l in &self.layers {
-            for m in [&l.q, &l.k, &l.v, &l.o, &l.up, &l.down] {
+            for m in l.matrices() {
                 exec.preload(m).await?;
             }
         }

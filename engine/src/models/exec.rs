@@ -73,6 +73,12 @@ pub trait Backend {
         Footprint::default()
     }
 
+    /// The pipelines compiled after the first `from` of [`Footprint::compiled`], with their
+    /// source (a traced cell's shader log); none where the backend compiles no shaders.
+    fn shaders_since(&self, _from: usize) -> Vec<super::trace::ShaderEntry> {
+        Vec::new()
+    }
+
     /// Writes `k`, `v` (the next positions) into `layer`'s cache.
     fn cache_append(&mut self, cache: &mut KvCache, layer: usize, k: &[f32], v: &[f32]) {
         cache.append(layer, k, v);

@@ -74,6 +74,10 @@ impl Backend for GpuBackend<'_> {
         }
     }
 
+    fn shaders_since(&self, from: usize) -> Vec<super::trace::ShaderEntry> {
+        self.exec.compiled_shaders(from)
+    }
+
     async fn preload(&mut self, l: &Linear) -> OpResult<()> {
         if !self.resident.contains_key(&l.name) {
             let w = self.exec.upload_matrix(&l.q).await.map_err(Self::failed(&l.name))?;

@@ -40,12 +40,18 @@ pub struct TensorRecord {
     /// not counted again, and its bytes only where its format differs from the first copy's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tied: bool,
+    /// The stored bits hashed ([`Digest`], 16 hex digits): which tensor two loads stored apart.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
 }
 
 impl TensorRecord {
-    /// A vector of `len` values stored as f16 (norms, layer scales, position tables), counted
-    /// with the norms.
-    pub fn vector(name: &str, len: usize) -> TensorRecord {
+    /// A vector stored as f16 (norms, layer scales, position tables), the concatenation of
+    /// `parts`, counted with the norms.
+    pub fn vector(name: &str, parts: &[&[f32]]) -> TensorRecord {
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut d = Digest::new();
+        parts.iter().for_each(|p| d.f32s(p));
         TensorRecord {
             name: name.into(),
             kind: LayerKind::Norm.to_string(),
@@ -54,7 +60,55 @@ impl TensorRecord {
             bytes: 2 * len,
             fp16_bytes: 2 * len,
             tied: false,
+            digest: d.hex(),
         }
+    }
+}
+
+/// A 64-bit FNV-1a-style hash over little-endian 8-byte words (the tail zero-padded, its length
+/// mixed in): enough to tell two stored models apart, fast enough to run over every cell's
+/// weights in wasm. Not cryptographic.
+pub struct Digest(u64);
+
+impl Default for Digest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Digest {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    pub fn new() -> Digest {
+        Digest(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub fn bytes(&mut self, b: &[u8]) {
+        let mut words = b.chunks_exact(8);
+        for w in &mut words {
+            self.word(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        let rest = words.remainder();
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        self.word(u64::from_le_bytes(tail));
+        self.word(b.len() as u64);
+    }
+
+    pub fn f32s(&mut self, v: &[f32]) {
+        self.bytes(bytemuck::cast_slice(v));
+    }
+
+    pub fn word(&mut self, w: u64) {
+        self.0 = (self.0 ^ w).wrapping_mul(Self::PRIME);
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
     }
 }
 
@@ -178,10 +232,20 @@ impl Linear {
         r
     }
 
+    /// The bytes the matrix and its bias are stored in.
+    pub fn stored_bytes(&self) -> usize {
+        self.q.format.storage_bytes(self.q.n, self.q.k).map(|b| b.total()).unwrap_or(0)
+            + self.bias.as_ref().map_or(0, |b| 2 * b.len())
+    }
+
     pub fn record(&self) -> TensorRecord {
         let (n, k) = (self.q.n, self.k);
-        let bytes = self.q.format.storage_bytes(n, self.q.k).map(|b| b.total()).unwrap_or(0)
-            + self.bias.as_ref().map_or(0, |b| 2 * b.len());
+        let bytes = self.stored_bytes();
+        let mut d = Digest::new();
+        d.bytes(&self.q.codes);
+        d.f32s(&self.q.scales);
+        d.bytes(&self.q.zeros);
+        d.f32s(self.bias.as_deref().unwrap_or(&[]));
         TensorRecord {
             name: self.name.clone(),
             kind: self.kind.to_string(),
@@ -190,6 +254,7 @@ impl Linear {
             bytes,
             fp16_bytes: 2 * n * k + self.bias.as_ref().map_or(0, |b| 2 * b.len()),
             tied: false,
+            digest: d.hex(),
         }
     }
 }
@@ -208,7 +273,7 @@ impl NormWeights {
     }
 
     pub fn record(&self) -> TensorRecord {
-        TensorRecord::vector(&self.name, self.gamma.len() + self.beta.as_ref().map_or(0, Vec::len))
+        TensorRecord::vector(&self.name, &[&self.gamma, self.beta.as_deref().unwrap_or(&[])])
     }
 }
 
@@ -221,10 +286,20 @@ pub struct ModelStorage {
     pub bytes: usize,
     pub fp16_bytes: usize,
     pub bits_per_weight: f64,
+    /// Every stored tensor's bits and name hashed in order (16 hex digits): equal for two loads
+    /// that stored the same model (a progressive load in the page and a one-shot load natively).
+    #[serde(default)]
+    pub digest: String,
 }
 
 impl ModelStorage {
     pub fn new(precision: &str, tensors: Vec<TensorRecord>) -> ModelStorage {
+        let mut d = Digest::new();
+        for t in &tensors {
+            d.bytes(t.name.as_bytes());
+            d.bytes(t.format.as_bytes());
+            d.bytes(t.digest.as_bytes());
+        }
         let weights = tensors.iter().filter(|t| !t.tied).map(|t| t.shape[0] * t.shape[1]).sum::<usize>();
         let bytes = tensors.iter().map(|t| t.bytes).sum::<usize>();
         let fp16_bytes = tensors.iter().map(|t| t.fp16_bytes).sum();
@@ -235,6 +310,7 @@ impl ModelStorage {
             bytes,
             fp16_bytes,
             bits_per_weight: bytes as f64 * 8.0 / weights.max(1) as f64,
+            digest: d.hex(),
         }
     }
 }

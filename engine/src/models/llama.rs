@@ -11,6 +11,7 @@ use super::bert::add;
 use super::exec::Backend;
 use super::gguf::Gguf;
 use super::linear::{Linear, ModelPrecision, ModelStorage, NormWeights};
+use super::loading::{ready, Loading};
 use super::ModelError;
 use crate::quant::LayerKind;
 
@@ -83,6 +84,12 @@ struct Block {
     down: Linear,
 }
 
+impl Block {
+    fn matrices(&self) -> [&Linear; 7] {
+        [&self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down]
+    }
+}
+
 /// A llama decoder in one precision.
 pub struct Llama {
     pub config: LlamaConfig,
@@ -99,6 +106,18 @@ impl Llama {
     /// Reads the first `depth` blocks (all when `None`), the final norm and the output head, and
     /// stores them in `precision` (from the file's weights dequantized to f32).
     pub fn load(file: &str, g: &Gguf, precision: &ModelPrecision, depth: Option<usize>) -> Result<Llama, ModelError> {
+        ready(Self::load_staged(file, g, precision, depth, &mut Loading::one_shot()))
+    }
+
+    /// As [`Llama::load`], stage by stage (the token embedding, each block, the final norm with
+    /// the output head) through `loading`.
+    pub async fn load_staged<B: Backend>(
+        file: &str,
+        g: &Gguf<'_>,
+        precision: &ModelPrecision,
+        depth: Option<usize>,
+        loading: &mut Loading<'_, B>,
+    ) -> Result<Llama, ModelError> {
         let config = LlamaConfig::from_gguf(file, g)?;
         let linear = |name: &str, tensor: &str, kind: LayerKind| -> Result<Linear, ModelError> {
             let info = g.info(tensor)?;
@@ -123,25 +142,26 @@ impl Llama {
             Ok(NormWeights::new(tensor, &w, None))
         };
         let depth = depth.unwrap_or(config.blocks).min(config.blocks);
-        let blocks = (0..depth)
-            .map(|i| {
-                let t = |s: &str| format!("blk.{i}.{s}.weight");
-                Ok(Block {
-                    attn_norm: norm(&t("attn_norm"))?,
-                    q: linear(&t("attn_q"), &t("attn_q"), LayerKind::Attention)?,
-                    k: linear(&t("attn_k"), &t("attn_k"), LayerKind::Attention)?,
-                    v: linear(&t("attn_v"), &t("attn_v"), LayerKind::Attention)?,
-                    o: linear(&t("attn_output"), &t("attn_output"), LayerKind::Attention)?,
-                    ffn_norm: norm(&t("ffn_norm"))?,
-                    gate: linear(&t("ffn_gate"), &t("ffn_gate"), LayerKind::Mlp)?,
-                    up: linear(&t("ffn_up"), &t("ffn_up"), LayerKind::Mlp)?,
-                    down: linear(&t("ffn_down"), &t("ffn_down"), LayerKind::Mlp)?,
-                })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
+        loading.expect("llama", depth + 2);
+        let embed = linear("token_embd.weight", "token_embd.weight", LayerKind::Embedding)?;
+        // The embedding is looked up on the CPU: nothing of it goes to the device.
+        loading.stage("token embedding".into(), None, &[]).await?;
         let head = if g.info("output.weight").is_ok() { "output.weight" } else { "token_embd.weight" };
         let (h, q) = (&config.heads, |l: &Linear| (l.n(), l.k));
-        for (b, i) in blocks.iter().zip(0..) {
+        let mut blocks = Vec::with_capacity(depth);
+        for i in 0..depth {
+            let t = |s: &str| format!("blk.{i}.{s}.weight");
+            let b = Block {
+                attn_norm: norm(&t("attn_norm"))?,
+                q: linear(&t("attn_q"), &t("attn_q"), LayerKind::Attention)?,
+                k: linear(&t("attn_k"), &t("attn_k"), LayerKind::Attention)?,
+                v: linear(&t("attn_v"), &t("attn_v"), LayerKind::Attention)?,
+                o: linear(&t("attn_output"), &t("attn_output"), LayerKind::Attention)?,
+                ffn_norm: norm(&t("ffn_norm"))?,
+                gate: linear(&t("ffn_gate"), &t("ffn_gate"), LayerKind::Mlp)?,
+                up: linear(&t("ffn_up"), &t("ffn_up"), LayerKind::Mlp)?,
+                down: linear(&t("ffn_down"), &t("ffn_down"), LayerKind::Mlp)?,
+            };
             let want = [(h.q_width(), config.dim), (h.kv_width(), config.dim), (config.dim, config.ffn)];
             if q(&b.q) != want[0] || q(&b.k) != want[1] || q(&b.down) != want[2] {
                 return Err(ModelError::Tensor {
@@ -150,8 +170,9 @@ impl Llama {
                     why: "shapes do not match the metadata".into(),
                 });
             }
+            loading.stage(format!("block {i}"), Some(i), &b.matrices()).await?;
+            blocks.push(b);
         }
-        let embed = linear("token_embd.weight", "token_embd.weight", LayerKind::Embedding)?;
         let tied = head == "token_embd.weight";
         let policy = &precision.policy;
         // A tied head in the embedding's format is the same stored matrix: quantized once.
@@ -160,21 +181,15 @@ impl Llama {
         } else {
             linear(&format!("{head} (output head)"), head, LayerKind::LmHead)?
         };
-        Ok(Llama {
-            embed,
-            blocks,
-            out_norm: norm("output_norm.weight")?,
-            head,
-            tied,
-            precision: precision.name().into(),
-            config,
-        })
+        let out_norm = norm("output_norm.weight")?;
+        loading.stage("final norm and output head".into(), None, &[&head]).await?;
+        Ok(Llama { embed, blocks, out_norm, head, tied, precision: precision.name().into(), config })
     }
 
     /// Hands every weight matrix to the backend before a run (see [`Backend::preload`]).
     pub async fn preload<B: Backend>(&self, exec: &mut B) -> Result<(), ModelError> {
         for b in &self.blocks {
-            for m in [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down] {
+            for m in b.matrices() {
                 exec.preload(m).await?;
             }
         }

@@ -13,7 +13,9 @@
 //! - [`bert`] (text), [`vit`] (vision), [`whisper`] and [`whisper_decoder`] (audio: the encoder,
 //!   the decoder and greedy transcription) and [`llama`] (llm): the forward passes; [`accuracy`]: the measures that judge a quantized model against the fp16
 //!   one; [`run`]: a model cell end to end (with the decoder for an audio cell that transcribes);
-//!   [`bench`]: its benchmark protocol (load broken down, first and warm inferences, memory).
+//!   [`bench`]: its benchmark protocol (load broken down, first and warm inferences, memory);
+//!   [`loading`]: progressive loading, stage by stage; [`trace`]: `webq run --trace`'s op,
+//!   error, memory and shader logs.
 //! - [`op_cases`]: per-op cells with WPT-style tolerances; `faults` (tests and `webq faults`):
 //!   planted bugs in those ops.
 //!
@@ -32,11 +34,13 @@ pub mod gguf;
 pub mod gpu;
 pub mod linear;
 pub mod llama;
+pub mod loading;
 pub mod onnx;
 pub mod op_cases;
 pub mod ops;
 pub mod run;
 pub mod safetensors;
+pub mod trace;
 pub mod vit;
 pub mod whisper;
 pub mod whisper_decoder;

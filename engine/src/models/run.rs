@@ -12,8 +12,10 @@ use super::exec::Backend;
 use super::gguf::Gguf;
 use super::linear::{ModelPrecision, ModelStorage};
 use super::llama::Llama;
+use super::loading::{LoadEvent, Loading};
 use super::onnx::Onnx;
 use super::safetensors::Safetensors;
+use super::trace::{Trace, Traced};
 use super::vit::Vit;
 use super::whisper::WhisperEncoder;
 use super::whisper_decoder::{Suppress, WhisperDecoder, MAX_TOKENS, VOCAB};
@@ -65,8 +67,14 @@ fn ms(t: Instant) -> f64 {
 }
 
 impl Loaded {
-    /// Parses the container (timed apart: `parse_ms`) and stores every tensor in `precision`.
-    fn read(spec: &ModelSpec, bytes: &[u8], precision: &ModelPrecision) -> Result<(Loaded, f64), ModelError> {
+    /// Parses the container (timed apart: `parse_ms`) and stores every tensor in `precision`,
+    /// stage by stage through `loading`.
+    async fn read<B: Backend>(
+        spec: &ModelSpec,
+        bytes: &[u8],
+        precision: &ModelPrecision,
+        loading: &mut Loading<'_, B>,
+    ) -> Result<(Loaded, f64), ModelError> {
         let start = Instant::now();
         let input = |why: String| ModelError::Input { why };
         Ok(match spec.family {
@@ -78,7 +86,10 @@ impl Loaded {
                     .as_deref()
                     .ok_or_else(|| input("a text model cell needs the model's config.json".into()))?;
                 let config = BertConfig::parse(&format!("{} (config.json)", spec.file), config)?;
-                (Loaded::Text(Bert::load(&spec.file, &st, config, precision, spec.depth)?), parse_ms)
+                (
+                    Loaded::Text(Bert::load_staged(&spec.file, &st, config, precision, spec.depth, loading).await?),
+                    parse_ms,
+                )
             }
             Family::Llm => {
                 let g = Gguf::parse(&spec.file, bytes)?;
@@ -89,18 +100,22 @@ impl Loaded {
                 if spec.prefill == 0 || spec.prefill > ids.len() {
                     return Err(input(format!("prefill {} of {} tokens", spec.prefill, ids.len())));
                 }
-                (Loaded::Llm(Llama::load(&spec.file, &g, precision, spec.depth)?), parse_ms)
+                (Loaded::Llm(Llama::load_staged(&spec.file, &g, precision, spec.depth, loading).await?), parse_ms)
             }
             Family::Vision => {
                 let g = Onnx::parse(&spec.file, bytes)?;
                 let parse_ms = ms(start);
-                let model = Vit::load(&spec.file, &g, precision, spec.depth)?;
+                let model = Vit::load_staged(&spec.file, &g, precision, spec.depth, loading).await?;
                 (Loaded::Vision(model, spec.features().map_err(input)?), parse_ms)
             }
             Family::Audio => {
                 let m = Ct2::parse(&spec.file, bytes)?;
                 let parse_ms = ms(start);
-                let model = WhisperEncoder::load(&spec.file, &m, precision, spec.depth)?;
+                if !spec.ids.is_empty() {
+                    // The decoder's stages are announced first, so the fraction never goes back.
+                    loading.expect("whisper decoder", WhisperDecoder::stages(None));
+                }
+                let model = WhisperEncoder::load_staged(&spec.file, &m, precision, spec.depth, loading).await?;
                 let mels = spec.features().map_err(input)?;
                 // Token ids ask for the decoder: each utterance's transcript to score, and its own
                 // greedy transcript (the suppressed tokens come from the model's config.json).
@@ -116,7 +131,8 @@ impl Loaded {
                         .as_deref()
                         .ok_or_else(|| input("an audio cell with transcripts needs the model's config.json".into()))?;
                     let suppress = Suppress::from_config(&format!("{} (config.json)", spec.file), config)?;
-                    Some(Box::new((WhisperDecoder::load(&spec.file, &m, precision, None)?, suppress)))
+                    let decoder = WhisperDecoder::load_staged(&spec.file, &m, precision, None, loading).await?;
+                    Some(Box::new((decoder, suppress)))
                 };
                 (Loaded::Audio(model, mels, decoder), parse_ms)
             }
@@ -218,6 +234,25 @@ impl Loaded {
     }
 }
 
+/// [`run_model`], traced when `spec.trace` asks (every op through [`Traced`], the shaders the run
+/// compiled from the backend): the trace comes back whether the run succeeded or not.
+pub async fn run_model_traced<B: Backend>(
+    spec: &ModelSpec,
+    bytes: &[u8],
+    precision: &ModelPrecision,
+    exec: &mut B,
+) -> (Result<ModelRun, ModelError>, Option<Trace>) {
+    if !spec.trace {
+        return (run_model(spec, bytes, precision, exec).await, None);
+    }
+    let from = exec.footprint().compiled.map_or(0, |c| c.0);
+    let mut traced = Traced::new(&mut *exec);
+    let run = run_model(spec, bytes, precision, &mut traced).await;
+    let mut trace = traced.trace;
+    trace.shaders = exec.shaders_since(from);
+    (run, Some(trace))
+}
+
 /// Runs `spec` on `bytes` (its weights file) with weights stored in `precision`: load, the first
 /// inference, then the warm inferences `spec.bench` asks for.
 pub async fn run_model<B: Backend>(
@@ -227,11 +262,20 @@ pub async fn run_model<B: Backend>(
     exec: &mut B,
 ) -> Result<ModelRun, ModelError> {
     let start = Instant::now();
-    let (model, parse_ms) = Loaded::read(spec, bytes, precision)?;
-    let quantize_ms = ms(start) - parse_ms;
+    let (model, parse_ms, mut loading) = if spec.progressive {
+        let mut loading = Loading::new(Some(&mut *exec));
+        let (model, parse_ms) = Loaded::read(spec, bytes, precision, &mut loading).await?;
+        (model, parse_ms, Stages::of(loading))
+    } else {
+        let mut loading = Loading::one_shot();
+        let (model, parse_ms) = Loaded::read(spec, bytes, precision, &mut loading).await?;
+        (model, parse_ms, Stages::of(loading))
+    };
+    // What a progressive load did not upload as it went (nothing), or a one-shot load's upload.
     let uploading = Instant::now();
     model.preload(exec).await?;
-    let upload_ms = ms(uploading);
+    loading.upload_ms += ms(uploading);
+    let (upload_ms, quantize_ms) = (loading.upload_ms, ms(start) - parse_ms - loading.upload_ms);
     let before = exec.footprint().compiled;
     let first_at = Instant::now();
     let first = model.infer(exec, spec).await?;
@@ -293,6 +337,10 @@ pub async fn run_model<B: Backend>(
         device_weight_bytes: footprint.device_weight_bytes,
         activation_peak_bytes: footprint.activation_peak_bytes,
         kv_cache_bytes: first.llm.map(|(_, _, b)| b as u64),
+        progressive: spec.progressive,
+        first_layer_ms: loading.first_layer_ms,
+        progress: loading.events,
+        weights_digest: Some(storage.digest.clone()),
         ..ModelBench::default()
     };
     Ok(ModelRun {
@@ -306,6 +354,19 @@ pub async fn run_model<B: Backend>(
         bench,
         transcripts: first.transcripts,
     })
+}
+
+/// What a load's stages left for the benchmark record (the [`Loading`] without its backend).
+struct Stages {
+    upload_ms: f64,
+    first_layer_ms: Option<f64>,
+    events: Vec<LoadEvent>,
+}
+
+impl Stages {
+    fn of<B: Backend>(l: Loading<'_, B>) -> Stages {
+        Stages { upload_ms: l.upload_ms, first_layer_ms: l.first_layer_ms(), events: l.events }
+    }
 }
 
 /// `8` for 8 sentences, `2.35` for seconds of audio.

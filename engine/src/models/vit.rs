@@ -15,6 +15,7 @@ use super::attention::{attend_each, Heads};
 use super::bert::add;
 use super::exec::Backend;
 use super::linear::{f16_vector, Linear, ModelPrecision, ModelStorage, NormWeights, TensorRecord};
+use super::loading::{ready, Loading};
 use super::onnx::Onnx;
 use super::ModelError;
 use crate::quant::LayerKind;
@@ -67,6 +68,12 @@ struct Layer {
     scale2: Vec<f32>,
 }
 
+impl Layer {
+    fn matrices(&self) -> [&Linear; 6] {
+        [&self.q, &self.k, &self.v, &self.o, &self.fc1, &self.fc2]
+    }
+}
+
 /// A ViT encoder in one precision.
 pub struct Vit {
     pub config: VitConfig,
@@ -86,8 +93,19 @@ fn at(i: usize, part: &str) -> String {
 }
 
 impl Vit {
-    /// Reads the first `depth` layers (all when `None`) and stores them in `precision`.
+    /// Reads the first `depth` layers (all when `None`) and stores them in `precision`, in one shot.
     pub fn load(file: &str, g: &Onnx, precision: &ModelPrecision, depth: Option<usize>) -> Result<Vit, ModelError> {
+        ready(Self::load_staged(file, g, precision, depth, &mut Loading::one_shot()))
+    }
+
+    /// As [`Vit::load`], stage by stage (the patch embedding, each layer, the final norm) through `loading`.
+    pub async fn load_staged<B: Backend>(
+        file: &str,
+        g: &Onnx,
+        precision: &ModelPrecision,
+        depth: Option<usize>,
+        loading: &mut Loading<'_, B>,
+    ) -> Result<Vit, ModelError> {
         let c = VIT_S14;
         let d = c.dim;
         let vector = |node: &str, input: usize| g.input(node, input, &[d]).map(|t| t.data);
@@ -115,28 +133,32 @@ impl Vit {
         let cls: Vec<f32> = cls_token.iter().zip(&cls_pos).map(|(a, b)| a + b).collect();
         let pos = resize_bicubic(&pos, trained, c.grid(), d);
         let depth = depth.unwrap_or(c.layers).min(c.layers);
-        let layers = (0..depth)
-            .map(|i| {
-                let (norm1, eps1) = norm(&at(i, "norm1"))?;
-                let (norm2, eps2) = norm(&at(i, "norm2"))?;
-                let attn = |p: &str| linear(&at(i, &format!("attention/{p}")), LayerKind::Attention, (d, d));
-                Ok(Layer {
-                    norm1,
-                    eps1,
-                    q: attn("attention/query")?,
-                    k: attn("attention/key")?,
-                    v: attn("attention/value")?,
-                    o: attn("output/dense")?,
-                    scale1: f16_vector(&vector(&at(i, "layer_scale1/Mul"), 1)?),
-                    norm2,
-                    eps2,
-                    fc1: linear(&at(i, "mlp/fc1"), LayerKind::Mlp, (d, c.mlp))?,
-                    fc2: linear(&at(i, "mlp/fc2"), LayerKind::Mlp, (c.mlp, d))?,
-                    scale2: f16_vector(&vector(&at(i, "layer_scale2/Mul"), 1)?),
-                })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
+        loading.expect("vit", depth + 2);
+        loading.stage("patch embedding".into(), None, &[&patch]).await?;
+        let mut layers = Vec::with_capacity(depth);
+        for i in 0..depth {
+            let (norm1, eps1) = norm(&at(i, "norm1"))?;
+            let (norm2, eps2) = norm(&at(i, "norm2"))?;
+            let attn = |p: &str| linear(&at(i, &format!("attention/{p}")), LayerKind::Attention, (d, d));
+            let l = Layer {
+                norm1,
+                eps1,
+                q: attn("attention/query")?,
+                k: attn("attention/key")?,
+                v: attn("attention/value")?,
+                o: attn("output/dense")?,
+                scale1: f16_vector(&vector(&at(i, "layer_scale1/Mul"), 1)?),
+                norm2,
+                eps2,
+                fc1: linear(&at(i, "mlp/fc1"), LayerKind::Mlp, (d, c.mlp))?,
+                fc2: linear(&at(i, "mlp/fc2"), LayerKind::Mlp, (c.mlp, d))?,
+                scale2: f16_vector(&vector(&at(i, "layer_scale2/Mul"), 1)?),
+            };
+            loading.stage(format!("layer {i}"), Some(i), &l.matrices()).await?;
+            layers.push(l);
+        }
         let (norm, eps) = norm("/backbone/layernorm")?;
+        loading.stage("final norm".into(), None, &[]).await?;
         Ok(Vit {
             config: c,
             patch,
@@ -154,7 +176,7 @@ impl Vit {
     }
 
     fn matrices(&self) -> impl Iterator<Item = &Linear> {
-        std::iter::once(&self.patch).chain(self.layers.iter().flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.fc1, &l.fc2]))
+        std::iter::once(&self.patch).chain(self.layers.iter().flat_map(Layer::matrices))
     }
 
     pub async fn preload<B: Backend>(&self, exec: &mut B) -> Result<(), ModelError> {
@@ -166,14 +188,14 @@ impl Vit {
 
     pub fn storage(&self) -> ModelStorage {
         let vector = TensorRecord::vector;
-        let mut t = vec![self.patch.record(), vector("positions", self.cls.len() + self.pos.len())];
+        let mut t = vec![self.patch.record(), vector("positions", &[&self.cls, &self.pos])];
         for l in &self.layers {
             t.push(l.norm1.record());
             t.extend([&l.q, &l.k, &l.v, &l.o].map(Linear::record));
-            t.push(vector("layer_scale1", l.scale1.len()));
+            t.push(vector("layer_scale1", &[&l.scale1]));
             t.push(l.norm2.record());
             t.extend([&l.fc1, &l.fc2].map(Linear::record));
-            t.push(vector("layer_scale2", l.scale2.len()));
+            t.push(vector("layer_scale2", &[&l.scale2]));
         }
         t.push(self.norm.record());
         ModelStorage::new(&self.precision, t)

@@ -14,6 +14,7 @@ use super::bert::add;
 use super::ct2::Ct2;
 use super::exec::Backend;
 use super::linear::{f16_vector, Linear, ModelPrecision, ModelStorage, NormWeights, TensorRecord};
+use super::loading::{ready, Loading};
 use super::ModelError;
 use crate::quant::LayerKind;
 
@@ -104,8 +105,20 @@ pub struct WhisperEncoder {
 }
 
 impl WhisperEncoder {
-    /// Reads the first `depth` layers (all when `None`) and stores them in `precision`.
+    /// Reads the first `depth` layers (all when `None`) and stores them in `precision`, in one shot.
     pub fn load(file: &str, m: &Ct2, precision: &ModelPrecision, depth: Option<usize>) -> Result<Self, ModelError> {
+        ready(Self::load_staged(file, m, precision, depth, &mut Loading::one_shot()))
+    }
+
+    /// As [`WhisperEncoder::load`], stage by stage (the two convolutions with the positions,
+    /// each layer, the final norm) through `loading`.
+    pub async fn load_staged<B: Backend>(
+        file: &str,
+        m: &Ct2<'_>,
+        precision: &ModelPrecision,
+        depth: Option<usize>,
+        loading: &mut Loading<'_, B>,
+    ) -> Result<Self, ModelError> {
         let c = WHISPER_TINY;
         let d = c.dim;
         let r = Ct2Weights::new(file, m, precision, "encoder/num_heads")?;
@@ -117,28 +130,27 @@ impl WhisperEncoder {
         };
         let norm = |name: &str| r.norm(name);
         let depth = depth.unwrap_or(c.layers).min(c.layers);
-        let layers = (0..depth)
-            .map(|i| {
-                let p = format!("encoder/layer_{i}");
-                Ok(Layer {
-                    norm1: norm(&format!("{p}/self_attention/layer_norm"))?,
-                    qkv: linear(&format!("{p}/self_attention/linear_0"), LayerKind::Attention, (3 * d, d))?,
-                    o: linear(&format!("{p}/self_attention/linear_1"), LayerKind::Attention, (d, d))?,
-                    norm2: norm(&format!("{p}/ffn/layer_norm"))?,
-                    fc1: linear(&format!("{p}/ffn/linear_0"), LayerKind::Mlp, (c.mlp, d))?,
-                    fc2: linear(&format!("{p}/ffn/linear_1"), LayerKind::Mlp, (d, c.mlp))?,
-                })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
-        Ok(WhisperEncoder {
-            config: c,
-            conv1: conv("encoder/conv1", c.mels)?,
-            conv2: conv("encoder/conv2", d)?,
-            positions: f16_vector(&m.f32s("encoder/position_encodings/encodings", &[c.positions, d])?),
-            layers,
-            norm: norm("encoder/layer_norm")?,
-            precision: precision.name().into(),
-        })
+        loading.expect("whisper encoder", depth + 2);
+        let (conv1, conv2) = (conv("encoder/conv1", c.mels)?, conv("encoder/conv2", d)?);
+        let positions = f16_vector(&m.f32s("encoder/position_encodings/encodings", &[c.positions, d])?);
+        loading.stage("encoder convolutions".into(), None, &[&conv1, &conv2]).await?;
+        let mut layers = Vec::with_capacity(depth);
+        for i in 0..depth {
+            let p = format!("encoder/layer_{i}");
+            let l = Layer {
+                norm1: norm(&format!("{p}/self_attention/layer_norm"))?,
+                qkv: linear(&format!("{p}/self_attention/linear_0"), LayerKind::Attention, (3 * d, d))?,
+                o: linear(&format!("{p}/self_attention/linear_1"), LayerKind::Attention, (d, d))?,
+                norm2: norm(&format!("{p}/ffn/layer_norm"))?,
+                fc1: linear(&format!("{p}/ffn/linear_0"), LayerKind::Mlp, (c.mlp, d))?,
+                fc2: linear(&format!("{p}/ffn/linear_1"), LayerKind::Mlp, (d, c.mlp))?,
+            };
+            loading.stage(format!("encoder layer {i}"), Some(i), &[&l.qkv, &l.o, &l.fc1, &l.fc2]).await?;
+            layers.push(l);
+        }
+        let norm = norm("encoder/layer_norm")?;
+        loading.stage("encoder norm".into(), None, &[]).await?;
+        Ok(WhisperEncoder { config: c, conv1, conv2, positions, layers, norm, precision: precision.name().into() })
     }
 
     pub fn depth(&self) -> usize {
@@ -157,7 +169,7 @@ impl WhisperEncoder {
     }
 
     pub fn storage(&self) -> ModelStorage {
-        let positions = TensorRecord::vector("encoder/position_encodings", self.positions.len());
+        let positions = TensorRecord::vector("encoder/position_encodings", &[&self.positions]);
         let mut t = vec![self.conv1.record(), self.conv2.record(), positions];
         for l in &self.layers {
             t.push(l.norm1.record());

@@ -14,6 +14,7 @@ use super::bert::add;
 use super::ct2::Ct2;
 use super::exec::Backend;
 use super::linear::{f16_vector, Linear, ModelPrecision, ModelStorage, NormWeights, TensorRecord};
+use super::loading::{ready, Loading};
 use super::whisper::{Ct2Weights, WHISPER_TINY};
 use super::ModelError;
 use crate::quant::LayerKind;
@@ -42,6 +43,12 @@ struct Layer {
     norm3: NormWeights,
     fc1: Linear,
     fc2: Linear,
+}
+
+impl Layer {
+    fn matrices(&self) -> [&Linear; 7] {
+        [&self.qkv, &self.o, &self.cross_q, &self.cross_kv, &self.cross_o, &self.fc1, &self.fc2]
+    }
 }
 
 /// Tokens greedy decoding never picks (`suppress_ids` of the model's `config.json`), and those it
@@ -88,48 +95,67 @@ pub struct CrossKv {
 }
 
 impl WhisperDecoder {
-    /// Reads the first `depth` layers (all when `None`) and stores them in `precision`.
+    /// Reads the first `depth` layers (all when `None`) and stores them in `precision`, in one shot.
     pub fn load(file: &str, m: &Ct2, precision: &ModelPrecision, depth: Option<usize>) -> Result<Self, ModelError> {
+        ready(Self::load_staged(file, m, precision, depth, &mut Loading::one_shot()))
+    }
+
+    /// The stages [`WhisperDecoder::load_staged`] goes through for `depth`, so that a caller
+    /// loading the encoder first can announce them (see [`Loading::expect`]).
+    pub fn stages(depth: Option<usize>) -> usize {
+        depth.unwrap_or(WHISPER_TINY.layers).min(WHISPER_TINY.layers) + 2
+    }
+
+    /// As [`WhisperDecoder::load`], stage by stage (the embedding with the positions, each layer,
+    /// the final norm with the output head) through `loading`.
+    pub async fn load_staged<B: Backend>(
+        file: &str,
+        m: &Ct2<'_>,
+        precision: &ModelPrecision,
+        depth: Option<usize>,
+        loading: &mut Loading<'_, B>,
+    ) -> Result<Self, ModelError> {
         let c = WHISPER_TINY;
         let d = c.dim;
         let r = Ct2Weights::new(file, m, precision, "decoder/num_heads")?;
         let linear = |name: &str, kind: LayerKind, shape: (usize, usize)| r.linear(name, kind, shape);
         let norm = |name: &str| r.norm(name);
-        let layers = (0..depth.unwrap_or(c.layers).min(c.layers))
-            .map(|i| {
-                let p = format!("decoder/layer_{i}");
-                let attn = |s: &str, n: usize| linear(&format!("{p}/{s}"), LayerKind::Attention, (n, d));
-                Ok(Layer {
-                    norm1: norm(&format!("{p}/self_attention/layer_norm"))?,
-                    qkv: attn("self_attention/linear_0", 3 * d)?,
-                    o: attn("self_attention/linear_1", d)?,
-                    norm2: norm(&format!("{p}/attention/layer_norm"))?,
-                    cross_q: attn("attention/linear_0", d)?,
-                    cross_kv: attn("attention/linear_1", 2 * d)?,
-                    cross_o: attn("attention/linear_2", d)?,
-                    norm3: norm(&format!("{p}/ffn/layer_norm"))?,
-                    fc1: linear(&format!("{p}/ffn/linear_0"), LayerKind::Mlp, (c.mlp, d))?,
-                    fc2: linear(&format!("{p}/ffn/linear_1"), LayerKind::Mlp, (d, c.mlp))?,
-                })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
+        loading.expect("whisper decoder", Self::stages(depth));
         let name = "decoder/embeddings/weight";
         let w = m.f32s(name, &[VOCAB, d])?;
         let embed = Linear::new(file, name, LayerKind::Embedding, &w, (VOCAB, d), None, precision)?;
+        let positions = f16_vector(&m.f32s("decoder/position_encodings/encodings", &[TEXT_POSITIONS, d])?);
+        // The embedding is looked up on the CPU: nothing of it goes to the device.
+        loading.stage("decoder embedding".into(), None, &[]).await?;
+        let depth = depth.unwrap_or(c.layers).min(c.layers);
+        let mut layers = Vec::with_capacity(depth);
+        for i in 0..depth {
+            let p = format!("decoder/layer_{i}");
+            let attn = |s: &str, n: usize| linear(&format!("{p}/{s}"), LayerKind::Attention, (n, d));
+            let l = Layer {
+                norm1: norm(&format!("{p}/self_attention/layer_norm"))?,
+                qkv: attn("self_attention/linear_0", 3 * d)?,
+                o: attn("self_attention/linear_1", d)?,
+                norm2: norm(&format!("{p}/attention/layer_norm"))?,
+                cross_q: attn("attention/linear_0", d)?,
+                cross_kv: attn("attention/linear_1", 2 * d)?,
+                cross_o: attn("attention/linear_2", d)?,
+                norm3: norm(&format!("{p}/ffn/layer_norm"))?,
+                fc1: linear(&format!("{p}/ffn/linear_0"), LayerKind::Mlp, (c.mlp, d))?,
+                fc2: linear(&format!("{p}/ffn/linear_1"), LayerKind::Mlp, (d, c.mlp))?,
+            };
+            loading.stage(format!("decoder layer {i}"), None, &l.matrices()).await?;
+            layers.push(l);
+        }
         let policy = &precision.policy;
         let head = if policy.format_for(LayerKind::LmHead) == policy.format_for(LayerKind::Embedding) {
             Linear { name: "decoder/projection/weight".into(), kind: LayerKind::LmHead, ..embed.clone() }
         } else {
             Linear::new(file, "decoder/projection/weight", LayerKind::LmHead, &w, (VOCAB, d), None, precision)?
         };
-        Ok(WhisperDecoder {
-            embed,
-            head,
-            positions: f16_vector(&m.f32s("decoder/position_encodings/encodings", &[TEXT_POSITIONS, d])?),
-            layers,
-            norm: norm("decoder/layer_norm")?,
-            precision: precision.name().into(),
-        })
+        let norm = norm("decoder/layer_norm")?;
+        loading.stage("decoder norm and output head".into(), None, &[&head]).await?;
+        Ok(WhisperDecoder { embed, head, positions, layers, norm, precision: precision.name().into() })
     }
 
     pub fn depth(&self) -> usize {
@@ -137,10 +163,7 @@ impl WhisperDecoder {
     }
 
     fn matrices(&self) -> impl Iterator<Item = &Linear> {
-        self.layers
-            .iter()
-            .flat_map(|l| [&l.qkv, &l.o, &l.cross_q, &l.cross_kv, &l.cross_o, &l.fc1, &l.fc2])
-            .chain([&self.head])
+        self.layers.iter().flat_map(Layer::matrices).chain([&self.head])
     }
 
     pub async fn preload<B: Backend>(&self, exec: &mut B) -> Result<(), ModelError> {
@@ -152,7 +175,7 @@ impl WhisperDecoder {
 
     /// What the decoder stores; the output head counts once where it is the embedding.
     pub fn storage(&self) -> ModelStorage {
-        let mut t = vec![self.embed.record(), TensorRecord::vector("decoder/position_encodings", self.positions.len())];
+        let mut t = vec![self.embed.record(), TensorRecord::vector("decoder/position_encodings", &[&self.positions])];
         for l in &self.layers {
             t.push(l.norm1.record());
             t.extend([&l.qkv, &l.o].map(Linear::record));

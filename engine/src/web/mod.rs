@@ -21,6 +21,16 @@ pub use crate::protocol::{Attempt, CellBackend, CellOutput, CellSpec, ErrorClass
 use crate::quant::{quantize, QuantFormat, QuantizedMatrix};
 use crate::seeded;
 
+/// Hands a load event to the page's `webqProgress` hook, where the page set one (the shim posts
+/// it to the harness, which draws a progress bar while the cell loads). A hook that throws costs
+/// the bar, never the cell.
+pub fn report_progress(e: &crate::models::loading::LoadEvent) {
+    let Ok(hook) = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("webqProgress")) else { return };
+    if let (Some(f), Ok(json)) = (hook.dyn_ref::<js_sys::Function>(), serde_json::to_string(e)) {
+        let _ = f.call1(&JsValue::NULL, &JsValue::from_str(&json));
+    }
+}
+
 /// Records a failure in the answer, classified.
 trait Fail {
     fn fail(&mut self, f: Failure);

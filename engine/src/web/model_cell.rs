@@ -15,7 +15,8 @@ use super::{CellOutput, CellSpec, Failure};
 use crate::models::exec::CpuExec;
 use crate::models::gpu::GpuBackend;
 use crate::models::linear::ModelPrecision;
-use crate::models::run::{run_model, ModelRun};
+use crate::models::run::{run_model_traced, ModelRun};
+use crate::models::trace::Trace;
 use crate::models::ModelError;
 use crate::protocol::{CellBackend, ErrorClass, ModelSpec};
 
@@ -63,7 +64,9 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     };
     let run = run_on(spec, model, &bytes, &precision, out).await;
     WEIGHTS.with(|w| *w.borrow_mut() = Some((file, bytes)));
-    let run = run?.map_err(|e| match e {
+    let run = run?;
+    out.trace = run.1;
+    let run = run.0.map_err(|e| match e {
         ModelError::Backend { .. } => Failure::classified(ErrorClass::Dispatch, e.to_string()),
         other => Failure::new(ErrorClass::BadInput, other.to_string()),
     })?;
@@ -83,30 +86,30 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The model on the cell's backend: `Err` when the backend could not be had at all, `Ok(Err)`
-/// when the model failed on it.
+/// The model on the cell's backend: `Err` when the backend could not be had at all, `Ok((Err, _))`
+/// when the model failed on it; with the trace, where the cell asked for one.
 async fn run_on(
     spec: &CellSpec,
     model: &ModelSpec,
     bytes: &[u8],
     precision: &ModelPrecision,
     out: &mut CellOutput,
-) -> Result<Result<ModelRun, ModelError>, Failure> {
+) -> Result<(Result<ModelRun, ModelError>, Option<Trace>), Failure> {
     Ok(match spec.backend {
         CellBackend::Webgpu => {
             let exec = shared_executor().await.map_err(gpu)?;
             out.adapter = Some(exec.adapter().clone());
             out.workgroup = Some(spec.gemv.to_string());
-            run_model(model, bytes, precision, &mut GpuBackend::new(&exec, spec.gemv)).await
+            run_model_traced(model, bytes, precision, &mut GpuBackend::new(&exec, spec.gemv)).await
         }
         CellBackend::Webnn | CellBackend::WebnnExperimental => {
             let ctx = webnn_cell::context(spec, out).await?;
             let mut exec = WebnnBackend::new(&ctx);
-            let run = run_model(model, bytes, precision, &mut exec).await;
+            let run = run_model_traced(model, bytes, precision, &mut exec).await;
             out.notes.extend(exec.finish());
             ctx.destroy();
             run
         }
-        _ => run_model(model, bytes, precision, &mut CpuExec::default()).await,
+        _ => run_model_traced(model, bytes, precision, &mut CpuExec::default()).await,
     })
 }

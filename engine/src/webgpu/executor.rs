@@ -60,6 +60,8 @@ pub struct Executor {
     /// Pipelines compiled over the executor's life and the milliseconds they took (a model
     /// cell's benchmark reads what its first inference added).
     compiled: Mutex<(usize, f64)>,
+    /// Every pipeline compiled, with its WGSL, in order (a traced cell keeps those it added).
+    shaders: Mutex<Vec<crate::models::trace::ShaderEntry>>,
 }
 
 /// Timings of repeated dispatches.
@@ -104,6 +106,7 @@ impl Executor {
             pipelines: Mutex::new(HashMap::new()),
             op_pipelines: Mutex::new(HashMap::new()),
             compiled: Mutex::new((0, 0.0)),
+            shaders: Mutex::new(Vec::new()),
         })
     }
 
@@ -117,9 +120,20 @@ impl Executor {
         *self.compiled.lock().expect("compile count")
     }
 
-    pub(super) fn count_compiled(&self, ms: f64) {
+    pub(super) fn count_compiled(&self, label: &str, entry_point: &str, source: &str, ms: f64) {
         let mut c = self.compiled.lock().expect("compile count");
         *c = (c.0 + 1, c.1 + ms);
+        self.shaders.lock().expect("shader log").push(crate::models::trace::ShaderEntry {
+            label: label.into(),
+            entry_point: entry_point.into(),
+            ms,
+            source: source.into(),
+        });
+    }
+
+    /// The pipelines compiled after the first `from` (see [`Executor::compiled`]), with their WGSL.
+    pub fn compiled_shaders(&self, from: usize) -> Vec<crate::models::trace::ShaderEntry> {
+        self.shaders.lock().expect("shader log").iter().skip(from).cloned().collect()
     }
 
     pub fn supports(&self, arith: Arith) -> bool {
@@ -149,7 +163,7 @@ impl Executor {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(variant.kind.name()),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
+            source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
         });
         let constants = pipeline_constants(&format, &variant);
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -167,7 +181,7 @@ impl Executor {
             return Err(GpuError::Compile(e.to_string()));
         }
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        self.count_compiled(ms);
+        self.count_compiled(&format!("{} {format}", variant.kind.name()), variant.kind.entry_point(), &source, ms);
         let pipeline = Arc::new(pipeline);
         self.pipelines.lock().expect("pipeline cache").insert(key, pipeline.clone());
         Ok((pipeline, Some(ms)))

@@ -155,9 +155,10 @@ impl Executor {
         }
         let start = Instant::now();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let source = assemble(arith, "", OPS_SOURCE);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("model ops"),
-            source: wgpu::ShaderSource::Wgsl(assemble(arith, "", OPS_SOURCE).into()),
+            source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
         });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(op.entry_point()),
@@ -170,7 +171,7 @@ impl Executor {
         if let Some(e) = scope.pop().await {
             return Err(GpuError::Compile(e.to_string()));
         }
-        self.count_compiled(start.elapsed().as_secs_f64() * 1e3);
+        self.count_compiled("model ops", op.entry_point(), &source, start.elapsed().as_secs_f64() * 1e3);
         let pipeline = Arc::new(pipeline);
         self.op_pipelines.lock().expect("op pipelines").insert(key, pipeline.clone());
         Ok(pipeline)

@@ -152,11 +152,45 @@ pub fn page(
 }
 
 /// Every cell that is not a pass, most severe first.
+/// A trace in sections a reader opens one at a time: time per op kind, every op in order, the
+/// errors, the memory log.
+fn trace_sections(t: &webq_engine::models::trace::Trace) -> Vec<(String, Vec<String>)> {
+    let total: f64 = t.ops.iter().map(|e| e.ms).sum();
+    let kinds = t
+        .by_op()
+        .into_iter()
+        .map(|(op, n, ms)| {
+            format!("{op:<12} {n:>6} ops {ms:>10.2} ms {:>5.1}%", 100.0 * ms / total.max(f64::MIN_POSITIVE))
+        })
+        .collect();
+    let ops = t.ops.iter().map(|e| format!("{:>10.2} ms {:>9.3} ms  {} {}", e.at_ms, e.ms, e.op, e.on)).collect();
+    let errors = t.errors.iter().map(|e| format!("{:>10.2} ms  {} {}: {}", e.at_ms, e.op, e.on, e.message)).collect();
+    let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.2} MB", b as f64 / 1e6));
+    let memory = t
+        .memory
+        .iter()
+        .map(|m| {
+            format!(
+                "{:>10.2} ms  weights on device {}, activation peak {}",
+                m.at_ms,
+                mb(m.device_weight_bytes),
+                mb(m.activation_peak_bytes)
+            )
+        })
+        .collect();
+    vec![
+        (format!("trace: {} ops, {total:.1} ms, by kind", t.ops.len()), kinds),
+        (format!("op trace ({} ops, in order)", t.ops.len()), ops),
+        (format!("error log ({})", t.errors.len()), errors),
+        (format!("memory log ({} changes)", t.memory.len()), memory),
+    ]
+}
+
 pub fn details(records: &[CellRecord], expects: &[Expect]) -> DetailPage {
     let mut bad: Vec<(usize, &CellRecord, OutcomeStatus)> = records
         .iter()
         .map(|r| (r, shown(r, expects)))
-        .filter(|(_, s)| *s != OutcomeStatus::Pass)
+        .filter(|(r, s)| *s != OutcomeStatus::Pass || r.trace.is_some())
         .map(|(r, s)| (SEVERITY.iter().position(|x| *x == s).unwrap_or(0), r, s))
         .collect();
     bad.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
@@ -210,8 +244,15 @@ pub fn details(records: &[CellRecord], expects: &[Expect]) -> DetailPage {
                 tolerance,
                 ran: ran(r),
                 notes: n,
+                trace: r.trace.as_ref().map(trace_sections).unwrap_or_default(),
+                shaders: r.trace.as_ref().map_or(Vec::new(), |t| {
+                    t.shaders
+                        .iter()
+                        .map(|sh| (format!("{} ({}, {:.1} ms)", sh.label, sh.entry_point, sh.ms), sh.source.clone()))
+                        .collect()
+                }),
             }
         })
         .collect();
-    DetailPage { title: "webq: every cell that is not a pass".into(), cells }
+    DetailPage { title: "webq: every cell that is not a pass, and every traced cell".into(), cells }
 }

@@ -182,6 +182,15 @@ pub fn model_summary(r: &CellRecord) -> Option<String> {
         s.bits_per_weight,
         s.bytes as f64 / s.fp16_bytes.max(1) as f64
     ));
+    if let Some(b) = r.bench.as_ref().filter(|b| b.progressive) {
+        if let (Some(first), Some(last)) = (b.first_layer_ms, b.progress.last()) {
+            parts.push(format!(
+                "loaded progressively in {} stages: first layer ready at {first:.1} ms, all at {:.1} ms",
+                b.progress.len(),
+                last.ms
+            ));
+        }
+    }
     parts.push(match (m.budget, m.budget_pass) {
         (Some(b), Some(ok)) => format!("budget ({}, {}) {}", b.0, b.1, if ok { "met" } else { "NOT met" }),
         _ if !m.full_depth => "cut model: no budget".into(),

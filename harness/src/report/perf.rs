@@ -79,6 +79,7 @@ fn bench_table<'r>(models: &[&'r CellRecord], fp16: impl Fn(&CellRecord) -> Opti
                 num(Some(b.parse_ms), 1),
                 num(Some(b.quantize_ms), 1),
                 num(Some(b.upload_ms), 1),
+                num(b.first_layer_ms, 1),
                 num(Some(b.first_ms), 1),
                 b.compiled.map_or(String::new(), |(n, ms)| format!("{n} in {ms:.1} ms")),
                 b.warm.map_or("0".into(), |s| s.runs.to_string()),
@@ -101,11 +102,12 @@ fn bench_table<'r>(models: &[&'r CellRecord], fp16: impl Fn(&CellRecord) -> Opti
     Table {
         title: "Model benchmarks".into(),
         caption: "The benchmark protocol per model cell: the cold load (fetch, only when the page did not hold the \
-                  file already; parse; quantize; upload), the first inference (with the pipelines or graphs it \
-                  compiled), warm inferences after it (median and p90), throughput at the warm median, and memory \
-                  in MB: stored weights, weights on the device, the largest activations one op moved, the KV \
-                  cache, the wasm heap's high-water mark, the browser's own measure. Repeatable: every warm \
-                  output bit-identical to the first."
+                  file already; parse; quantize; upload, which a progressive load interleaves stage by stage; \
+                  first layer: from the start of the load until the first layer was on the backend), the first \
+                  inference (with the pipelines or graphs it compiled), warm inferences after it (median and \
+                  p90), throughput at the warm median, and memory in MB: stored weights, weights on the device, \
+                  the largest activations one op moved, the KV cache, the wasm heap's high-water mark, the \
+                  browser's own measure. Repeatable: every warm output bit-identical to the first."
             .into(),
         header: [
             "cell",
@@ -113,6 +115,7 @@ fn bench_table<'r>(models: &[&'r CellRecord], fp16: impl Fn(&CellRecord) -> Opti
             "parse ms",
             "quantize ms",
             "upload ms",
+            "first layer ms",
             "first ms",
             "compiled",
             "warm runs",
