@@ -42,8 +42,8 @@ pub struct Loading<'e, B> {
     done: usize,
     bytes: u64,
     /// Milliseconds spent handing stages to the backend (inside the load, for a progressive one).
-    pub upload_ms: f64,
-    pub events: Vec<LoadEvent>,
+    upload_ms: f64,
+    events: Vec<LoadEvent>,
 }
 
 impl Loading<'static, CpuExec> {
@@ -65,10 +65,6 @@ impl<'e, B: Backend> Loading<'e, B> {
             upload_ms: 0.0,
             events: Vec::new(),
         }
-    }
-
-    pub fn progressive(&self) -> bool {
-        self.exec.is_some()
     }
 
     /// Says how many stages `model` will have; saying it again for the same model replaces it, so
@@ -104,6 +100,12 @@ impl<'e, B: Backend> Loading<'e, B> {
     /// Milliseconds from the start of the load until the first layer was ready.
     pub fn first_layer_ms(&self) -> Option<f64> {
         self.events.iter().find(|e| e.layer == Some(0)).map(|e| e.ms)
+    }
+
+    /// What the load leaves for the benchmark record, giving the backend back: the milliseconds
+    /// spent uploading, the first layer's time, the events.
+    pub fn finish(self) -> (f64, Option<f64>, Vec<LoadEvent>) {
+        (self.upload_ms, self.first_layer_ms(), self.events)
     }
 }
 

@@ -12,7 +12,7 @@ use super::exec::Backend;
 use super::gguf::Gguf;
 use super::linear::{ModelPrecision, ModelStorage};
 use super::llama::Llama;
-use super::loading::{LoadEvent, Loading};
+use super::loading::Loading;
 use super::onnx::Onnx;
 use super::safetensors::Safetensors;
 use super::trace::{Trace, Traced};
@@ -262,20 +262,14 @@ pub async fn run_model<B: Backend>(
     exec: &mut B,
 ) -> Result<ModelRun, ModelError> {
     let start = Instant::now();
-    let (model, parse_ms, mut loading) = if spec.progressive {
-        let mut loading = Loading::new(Some(&mut *exec));
-        let (model, parse_ms) = Loaded::read(spec, bytes, precision, &mut loading).await?;
-        (model, parse_ms, Stages::of(loading))
-    } else {
-        let mut loading = Loading::one_shot();
-        let (model, parse_ms) = Loaded::read(spec, bytes, precision, &mut loading).await?;
-        (model, parse_ms, Stages::of(loading))
-    };
+    let mut loading = Loading::new(spec.progressive.then_some(&mut *exec));
+    let (model, parse_ms) = Loaded::read(spec, bytes, precision, &mut loading).await?;
+    let (mut upload_ms, first_layer_ms, progress) = loading.finish();
     // What a progressive load did not upload as it went (nothing), or a one-shot load's upload.
     let uploading = Instant::now();
     model.preload(exec).await?;
-    loading.upload_ms += ms(uploading);
-    let (upload_ms, quantize_ms) = (loading.upload_ms, ms(start) - parse_ms - loading.upload_ms);
+    upload_ms += ms(uploading);
+    let quantize_ms = ms(start) - parse_ms - upload_ms;
     let before = exec.footprint().compiled;
     let first_at = Instant::now();
     let first = model.infer(exec, spec).await?;
@@ -338,8 +332,8 @@ pub async fn run_model<B: Backend>(
         activation_peak_bytes: footprint.activation_peak_bytes,
         kv_cache_bytes: first.llm.map(|(_, _, b)| b as u64),
         progressive: spec.progressive,
-        first_layer_ms: loading.first_layer_ms,
-        progress: loading.events,
+        first_layer_ms,
+        progress,
         weights_digest: Some(storage.digest.clone()),
         ..ModelBench::default()
     };
@@ -354,19 +348,6 @@ pub async fn run_model<B: Backend>(
         bench,
         transcripts: first.transcripts,
     })
-}
-
-/// What a load's stages left for the benchmark record (the [`Loading`] without its backend).
-struct Stages {
-    upload_ms: f64,
-    first_layer_ms: Option<f64>,
-    events: Vec<LoadEvent>,
-}
-
-impl Stages {
-    fn of<B: Backend>(l: Loading<'_, B>) -> Stages {
-        Stages { upload_ms: l.upload_ms, first_layer_ms: l.first_layer_ms(), events: l.events }
-    }
 }
 
 /// `8` for 8 sentences, `2.35` for seconds of audio.
