@@ -2,6 +2,7 @@
 //! cell per script call. A crashed or hung browser marks its cell (`crash`, `timeout`) and the next
 //! cell gets a new session.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,7 +73,8 @@ fn environment_record(kind: BrowserKind, env: &Value) -> Environment {
 }
 
 enum Failure {
-    Timeout,
+    /// No answer in time: why (whose clock ran out).
+    Timeout(String),
     Crash(String),
 }
 
@@ -86,13 +88,23 @@ pub struct RunContext<'a> {
     pub trace: bool,
 }
 
+/// How many times a session that could not be started is tried again, and the first wait.
+const OPEN_RETRIES: u32 = 2;
+const OPEN_BACKOFF: Duration = Duration::from_secs(1);
+
 /// One browser: a session opened on demand, reused cell after cell, opened anew after a crash or
-/// a hang.
+/// a hang, or after `recycle_after` cells (a pool's setting: a long-lived page leaks).
 pub struct BrowserRunner<'a> {
     kind: BrowserKind,
     located: Result<Located, String>,
     tuning: TuningTable,
     session: Option<(Session, Value)>,
+    /// Cells the open session has run.
+    session_cells: usize,
+    pub recycle_after: Option<usize>,
+    /// A W3C WebDriver endpoint (`--webdriver`: a Selenium Grid, a remote driver) that opens this
+    /// runner's sessions instead of a driver webq starts here.
+    pub endpoint: Option<String>,
     refs: Option<References>,
     ctx: &'a RunContext<'a>,
     /// What the page reported when a session last opened (the run's census of this browser).
@@ -102,7 +114,22 @@ pub struct BrowserRunner<'a> {
 impl<'a> BrowserRunner<'a> {
     pub fn new(kind: BrowserKind, ctx: &'a RunContext<'a>) -> Self {
         let located = kind.locate();
-        BrowserRunner { kind, located, tuning: TuningTable::seed(), session: None, refs: None, ctx, census: None }
+        BrowserRunner {
+            kind,
+            located,
+            tuning: TuningTable::seed(),
+            session: None,
+            session_cells: 0,
+            recycle_after: None,
+            endpoint: None,
+            refs: None,
+            ctx,
+            census: None,
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        self.kind.name()
     }
 
     /// The page's environment report from the latest session, for the run's `census.json`.
@@ -112,40 +139,69 @@ impl<'a> BrowserRunner<'a> {
 }
 
 impl CellRunner for BrowserRunner<'_> {
+    fn runtime(&self) -> webq_engine::protocol::Runtime {
+        self.kind.runtime()
+    }
+
     fn environment(&self) -> Environment {
         Environment { runtime: self.kind.name().into(), ..Default::default() }
     }
 
     async fn run(&mut self, cell: &Cell, mut rec: CellRecord) -> CellRecord {
-        let located = match &self.located {
-            Err(missing) => {
+        let from = match (&self.located, &self.endpoint) {
+            (Err(missing), None) => {
                 rec.error_class = Some(ErrorClass::NotInstalled);
                 rec.reason = Some(missing.clone());
                 return rec;
             }
-            Ok(l) => l,
+            (Ok(l), None) => SessionSource::Local(l),
+            (l, Some(url)) => SessionSource::Remote { url, binary: l.as_ref().ok().map(|l| l.browser.as_path()) },
         };
-        if self.session.is_none() {
-            match open(self.kind, located, self.ctx.page_url).await {
-                Ok(s) => {
-                    self.census = Some(s.1.clone());
-                    self.session = Some(s);
-                }
-                Err(e) => {
-                    rec.error_class = Some(ErrorClass::Session);
-                    rec.reason = Some(e);
-                    return rec;
+        // A remote session lost mid-cell or while it opened (a Grid node gone) costs the cell one
+        // more try on a fresh session, never more: the infrastructure is in doubt there, not the
+        // cell. Locally a lost session is the browser's crash, and the cell's.
+        let tries = if self.endpoint.is_some() { 2 } else { 1 };
+        let mut outcome = Ok(());
+        let blank = rec.clone();
+        for attempt in 1..=tries {
+            if attempt > 1 {
+                rec = blank.clone();
+            }
+            if self.session.is_none() {
+                match open(self.kind, &from, self.ctx.page_url).await {
+                    Ok(s) => {
+                        self.census = Some(s.1.clone());
+                        self.session = Some(s);
+                        self.session_cells = 0;
+                    }
+                    Err(e) if attempt < tries => {
+                        tracing::warn!(cell = %cell.id(), error = %e, "the remote session did not open; trying a new one");
+                        continue;
+                    }
+                    Err(e) => {
+                        rec.error_class = Some(ErrorClass::Session);
+                        rec.reason = Some(e);
+                        return rec;
+                    }
                 }
             }
+            let Some((s, env)) = &self.session else { return rec };
+            rec.environment = environment_record(self.kind, env);
+            outcome = run_cell(s, env, cell, &self.tuning, self.ctx, &mut self.refs, &mut rec).await;
+            match &outcome {
+                Err(Failure::Crash(msg)) if attempt < tries => {
+                    tracing::warn!(cell = %cell.id(), error = %msg, "the remote session was lost; the cell runs again on a new one");
+                    self.session = None;
+                }
+                _ => break,
+            }
         }
-        let Some((s, env)) = &self.session else { return rec };
-        rec.environment = environment_record(self.kind, env);
-        match run_cell(s, env, cell, &self.tuning, self.ctx, &mut self.refs, &mut rec).await {
+        match outcome {
             Ok(()) => {}
-            Err(Failure::Timeout) => {
+            Err(Failure::Timeout(why)) => {
                 rec.status = Status::Timeout;
                 rec.error_class = Some(ErrorClass::Timeout);
-                rec.reason = Some(format!("no answer within {} s: the browser was restarted", CELL_TIMEOUT.as_secs()));
+                rec.reason = Some(format!("{why}: the browser was restarted"));
                 self.session = None;
             }
             Err(Failure::Crash(msg)) => {
@@ -153,6 +209,12 @@ impl CellRunner for BrowserRunner<'_> {
                 rec.error_class = Some(ErrorClass::Crash);
                 rec.reason = Some(format!("the browser session died: {msg}"));
                 self.session = None;
+            }
+        }
+        self.session_cells += 1;
+        if self.recycle_after.is_some_and(|n| self.session_cells >= n) {
+            if let Some((s, _)) = self.session.take() {
+                s.close().await;
             }
         }
         rec
@@ -165,8 +227,26 @@ impl CellRunner for BrowserRunner<'_> {
     }
 }
 
-async fn open(kind: BrowserKind, located: &Located, url: &str) -> Result<(Session, Value), String> {
-    let s = Session::start(kind, located).await?;
+fn our_timeout() -> String {
+    format!("no answer within {} s", CELL_TIMEOUT.as_secs())
+}
+
+/// A Selenium Grid ended the command (and the session) at its `--session-timeout`: the Grid's
+/// timeout, not a crash, reported as Java's exception in an `unknown error`.
+fn grid_timed_out(e: &fantoccini::error::CmdError) -> bool {
+    e.to_string().contains("java.util.concurrent.TimeoutException")
+}
+
+/// Where a runner's sessions come from.
+enum SessionSource<'a> {
+    /// A driver webq starts on this machine.
+    Local(&'a Located),
+    /// A WebDriver endpoint, sent this machine's browser binary where there is one.
+    Remote { url: &'a str, binary: Option<&'a Path> },
+}
+
+async fn open(kind: BrowserKind, from: &SessionSource<'_>, url: &str) -> Result<(Session, Value), String> {
+    let s = start_with_retries(kind, from).await?;
     load_page(&s.client, url).await?;
     let env = environment(&s.client).await?;
     Ok((s, env))
@@ -220,8 +300,11 @@ async fn run_cell(
                   window.webq.runCell(spec).then(done, (e) => done({error_class: 'js_exception', error: String(e && e.stack || e)}));";
     let call = s.client.execute_async(script, vec![spec]);
     let answer = match tokio::time::timeout(CELL_TIMEOUT, call).await {
-        Err(_) => return Err(Failure::Timeout),
-        Ok(Err(e)) if e.is_script_timeout() || e.is_timeout() => return Err(Failure::Timeout),
+        Err(_) => return Err(Failure::Timeout(our_timeout())),
+        Ok(Err(e)) if e.is_script_timeout() || e.is_timeout() => return Err(Failure::Timeout(our_timeout())),
+        Ok(Err(e)) if grid_timed_out(&e) => {
+            return Err(Failure::Timeout("the WebDriver endpoint timed the session out (its --session-timeout)".into()))
+        }
         Ok(Err(e)) => return Err(Failure::Crash(e.to_string())),
         Ok(Ok(v)) => v,
     };
@@ -334,13 +417,40 @@ pub fn judge_answer(cell: &Cell, answer: Value, refs: &mut Option<References>, r
     }
 }
 
+/// A new session, tried again after [`OPEN_BACKOFF`] (doubling) when it fails, [`OPEN_RETRIES`]
+/// times: a local driver may not listen yet, a remote endpoint may not be reachable for a moment.
+/// A remote endpoint's refusal or timeout is its answer and not retried; nor is the page's load (a
+/// page that does not load is an answer), nor any verdict.
+async fn start_with_retries(kind: BrowserKind, from: &SessionSource<'_>) -> Result<Session, String> {
+    let mut wait = OPEN_BACKOFF;
+    let mut tries = 1;
+    loop {
+        let started = match from {
+            SessionSource::Local(located) => Session::start(kind, located).await.map_err(|e| (e, true)),
+            SessionSource::Remote { url, binary } => {
+                Session::connect(kind, *binary, url).await.map_err(|e| (e.message, e.unreachable))
+            }
+        };
+        match started {
+            Ok(s) => return Ok(s),
+            Err((e, _)) if tries > OPEN_RETRIES => return Err(format!("{e} ({tries} tries)")),
+            Err((e, false)) => return Err(e),
+            Err((e, true)) => {
+                tracing::warn!(browser = kind.name(), error = %e, "starting a session failed; trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::results::ResultsStore;
     use crate::runner::{run_cells, RunIds};
     use crate::server::PageServer;
-    use std::path::Path;
     use webq_engine::protocol::Runtime;
 
     /// An `auto` model cell is judged as what its answer says ran; an answer that names no backend,

@@ -102,7 +102,11 @@ impl BrowserKind {
         Ok(Located { driver, browser: browser.canonicalize().unwrap_or(browser) })
     }
 
-    fn capabilities(self, located: &Located, profile: &Path) -> Map<String, Value> {
+    /// The capabilities of a session of this browser: the one place they are written, for local
+    /// drivers and remote endpoints alike. `binary` is the browser found on this machine (a remote
+    /// endpoint without one uses its node's own); `profile` the fresh profile directory of a local
+    /// session (a remote one leaves the profile to its node's driver: the path is not its).
+    fn capabilities(self, binary: Option<&Path>, profile: Option<&Path>) -> Map<String, Value> {
         let chrome_args = |extra: &[&str]| -> Vec<String> {
             let mut args: Vec<String> = [
                 "--headless=new",
@@ -121,23 +125,40 @@ impl BrowserKind {
             .chain(extra)
             .map(|s| s.to_string())
             .collect();
-            args.push(format!("--user-data-dir={}", profile.display()));
+            if let Some(profile) = profile {
+                args.push(format!("--user-data-dir={}", profile.display()));
+            }
             args
         };
-        let caps = match self {
-            BrowserKind::Chromium => json!({"browserName": "chrome", "goog:chromeOptions": {
-                "binary": located.browser, "args": chrome_args(&["--enable-features=Vulkan"])}}),
-            BrowserKind::ChromeShell => json!({"browserName": "chrome", "goog:chromeOptions": {
-                "binary": located.browser,
-                "args": chrome_args(&["--enable-features=Vulkan,WebMachineLearningNeuralNetwork"])}}),
-            BrowserKind::Firefox => json!({"browserName": "firefox", "moz:firefoxOptions": {
-                "binary": located.browser, "args": ["-headless", "-profile", profile],
+        let mut firefox_args = vec![Value::from("-headless")];
+        if let Some(profile) = profile {
+            firefox_args.extend(["-profile".into(), Value::from(profile.display().to_string())]);
+        }
+        let (browser_name, options_key, mut options) = match self {
+            BrowserKind::Chromium => {
+                ("chrome", "goog:chromeOptions", json!({"args": chrome_args(&["--enable-features=Vulkan"])}))
+            }
+            BrowserKind::ChromeShell => (
+                "chrome",
+                "goog:chromeOptions",
+                json!({"args": chrome_args(&["--enable-features=Vulkan,WebMachineLearningNeuralNetwork"])}),
+            ),
+            BrowserKind::Firefox => (
+                "firefox",
+                "moz:firefoxOptions",
+                json!({"args": firefox_args,
                 "prefs": {"dom.webgpu.enabled": true, "gfx.webgpu.ignore-blocklist": true,
-                          "gfx.webgpu.force-enabled": true, "dom.webgpu.workers.enabled": true}}}),
-            BrowserKind::WebKitGtk => json!({"browserName": "MiniBrowser", "webkitgtk:browserOptions": {
-                "binary": located.browser, "args": ["--automation"]}}),
+                          "gfx.webgpu.force-enabled": true, "dom.webgpu.workers.enabled": true}}),
+            ),
+            BrowserKind::WebKitGtk => ("MiniBrowser", "webkitgtk:browserOptions", json!({"args": ["--automation"]})),
         };
-        caps.as_object().cloned().unwrap_or_default()
+        if let Some(binary) = binary {
+            options["binary"] = json!(binary);
+        }
+        let mut caps = Map::new();
+        caps.insert("browserName".into(), browser_name.into());
+        caps.insert(options_key.into(), options);
+        caps
     }
 }
 
@@ -183,7 +204,7 @@ pub fn skip_without_browsers(why: &str) {
 pub struct Guarded(Child);
 
 impl Guarded {
-    fn spawn(cmd: &mut Command) -> std::io::Result<Guarded> {
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Guarded> {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0).stdin(Stdio::null());
         let child = cmd.spawn()?;
@@ -272,10 +293,24 @@ pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(900);
 /// One browser under WebDriver.
 pub struct Session {
     pub client: fantoccini::Client,
-    _driver: Guarded,
+    /// The driver webq started, or none for a session of a remote endpoint.
+    _driver: Option<Guarded>,
     _xvfb: Option<Guarded>,
-    profile: PathBuf,
+    profile: Option<PathBuf>,
 }
+
+/// A remote endpoint gave no session: `unreachable` when it could not be reached (worth trying
+/// again: a Grid starting, a network blip), else it refused or timed out (an answer, not retried).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    pub message: String,
+    pub unreachable: bool,
+}
+
+/// How long a remote endpoint may take to answer a new-session request: a Grid queues requests
+/// while its nodes are busy (its own `--session-request-timeout` is 300 s by default).
+pub const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(330);
 
 impl Session {
     /// Starts the driver (and Xvfb for WebKitGTK) and opens a session.
@@ -321,20 +356,14 @@ impl Session {
         let driver = Guarded::spawn(&mut cmd).map_err(|e| format!("{}: {e}", located.driver.display()))?;
         tracing::debug!(browser = kind.name(), port, profile = %profile.display(), "driver started");
         let url = format!("http://127.0.0.1:{port}");
-        let caps = kind.capabilities(located, &profile);
+        let caps = kind.capabilities(Some(&located.browser), Some(&profile));
         let mut last = String::new();
         for _ in 0..60 {
             tokio::time::sleep(Duration::from_millis(250)).await;
             match fantoccini::ClientBuilder::native().capabilities(caps.clone()).connect(&url).await {
                 Ok(client) => {
-                    // Without this the driver's own 30 s script timeout (the W3C default) ends any
-                    // slower call first, reported as an error, not as the harness's `timeout`.
-                    let timeouts = fantoccini::wd::TimeoutConfiguration::new(Some(SCRIPT_TIMEOUT), None, None);
-                    if let Err(e) = client.update_timeouts(timeouts).await {
-                        let _ = client.close().await;
-                        return Err(format!("{} refused the script timeout: {e}", kind.name()));
-                    }
-                    return Ok(Session { client, _driver: driver, _xvfb: xvfb, profile });
+                    set_script_timeout(&client, kind).await?;
+                    return Ok(Session { client, _driver: Some(driver), _xvfb: xvfb, profile: Some(profile) });
                 }
                 Err(e) => last = e.to_string(),
             }
@@ -347,6 +376,38 @@ impl Session {
         Err(format!("{} did not open a session: {last}", kind.name()))
     }
 
+    /// Opens a session of `kind` at a W3C WebDriver endpoint someone else runs (a Selenium Grid's
+    /// hub or standalone server, a driver on another machine), with the capabilities a local
+    /// session gets. Errors name the endpoint and the browser: unreachable, refused, or too slow.
+    pub async fn connect(kind: BrowserKind, binary: Option<&Path>, endpoint: &str) -> Result<Session, ConnectError> {
+        let caps = kind.capabilities(binary, None);
+        let mut builder = fantoccini::ClientBuilder::native();
+        let connect = builder.capabilities(caps).connect(endpoint);
+        let refused = |message: String| ConnectError { message, unreachable: false };
+        let client = match tokio::time::timeout(REMOTE_CONNECT_TIMEOUT, connect).await {
+            Err(_) => {
+                return Err(refused(format!(
+                    "the WebDriver endpoint {endpoint} opened no {} session within {} s",
+                    kind.name(),
+                    REMOTE_CONNECT_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(Err(e)) => {
+                use fantoccini::error::NewSessionError as E;
+                let unreachable = matches!(e, E::Failed(_) | E::FailedC(_) | E::Lost(_));
+                let what = if unreachable { "could not be reached for" } else { "refused" };
+                return Err(ConnectError {
+                    message: format!("the WebDriver endpoint {endpoint} {what} a {} session: {e}", kind.name()),
+                    unreachable,
+                });
+            }
+            Ok(Ok(client)) => client,
+        };
+        set_script_timeout(&client, kind).await.map_err(refused)?;
+        tracing::debug!(browser = kind.name(), endpoint, "remote session opened");
+        Ok(Session { client, _driver: None, _xvfb: None, profile: None })
+    }
+
     /// Ends the session politely, then the processes go with the guards.
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.client.clone().close()).await;
@@ -355,9 +416,22 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.profile);
-        let _ = std::fs::remove_file(self.profile.with_extension("driver.log"));
+        if let Some(profile) = &self.profile {
+            let _ = std::fs::remove_dir_all(profile);
+            let _ = std::fs::remove_file(profile.with_extension("driver.log"));
+        }
     }
+}
+
+/// Without this the driver's own 30 s script timeout (the W3C default) ends any slower call first,
+/// reported as an error, not as the harness's `timeout`.
+async fn set_script_timeout(client: &fantoccini::Client, kind: BrowserKind) -> Result<(), String> {
+    let timeouts = fantoccini::wd::TimeoutConfiguration::new(Some(SCRIPT_TIMEOUT), None, None);
+    if let Err(e) = client.update_timeouts(timeouts).await {
+        let _ = client.clone().close().await;
+        return Err(format!("{} refused the script timeout: {e}", kind.name()));
+    }
+    Ok(())
 }
 
 fn free_display() -> u32 {

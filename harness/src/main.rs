@@ -5,10 +5,13 @@ mod browsers;
 mod cell;
 mod compare;
 mod doctor;
+mod endpoints;
 mod eval;
 mod expect;
 mod faults;
 mod formats;
+#[cfg(test)]
+mod grid_tests;
 mod matrix;
 mod messages;
 mod model_cells;

@@ -121,6 +121,37 @@ struct RawMatrix {
     models: Vec<RawModel>,
     #[serde(default)]
     expect: Vec<RawExpect>,
+    #[serde(default)]
+    pool: Option<RawPool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    #[serde(default)]
+    sessions: Option<Spanned<usize>>,
+    #[serde(default)]
+    recycle_after: Option<Spanned<usize>>,
+    #[serde(default)]
+    high_priority: Vec<String>,
+}
+
+/// How `webq run --pool` schedules browser cells (a matrix's `[pool]`; `--pool N` overrides
+/// `sessions`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PoolConfig {
+    /// Sessions per browser, all browsers at once; 0: one session at a time, browser after browser.
+    pub sessions: usize,
+    /// A session is closed and a new one opened after this many cells.
+    pub recycle_after: Option<usize>,
+    /// Cell id patterns (`*` matches anything) that run before every other cell.
+    pub high_priority: Vec<String>,
+}
+
+impl PoolConfig {
+    pub fn is_high(&self, id: &str) -> bool {
+        self.high_priority.iter().any(|p| crate::expect::glob(p, id))
+    }
 }
 
 #[derive(Deserialize)]
@@ -293,6 +324,7 @@ pub struct Matrix {
     pub shapes: Vec<Shape>,
     pub models: Vec<ModelEntry>,
     pub expect: Vec<Expect>,
+    pub pool: PoolConfig,
 }
 
 impl Matrix {
@@ -336,6 +368,10 @@ impl Matrix {
             shapes: raw.shapes.iter().map(|s| src.shape(s)).collect::<Result<_, _>>()?,
             models: raw.models.iter().map(|m| src.model(m)).collect::<Result<_, _>>()?,
             expect: raw.expect.iter().map(|e| src.expectation(e)).collect::<Result<_, _>>()?,
+            pool: match &raw.pool {
+                None => PoolConfig::default(),
+                Some(p) => src.pool(p)?,
+            },
         })
     }
 }
@@ -398,6 +434,18 @@ impl Source<'_> {
             }
         }
         Ok(out)
+    }
+
+    fn pool(&self, p: &RawPool) -> Result<PoolConfig, MatrixError> {
+        let positive = |v: &Option<Spanned<usize>>, field: &str| match v {
+            Some(n) if *n.get_ref() == 0 => Err(self.field(n, field, "1 or more".into())),
+            _ => Ok(v.as_ref().map(|n| *n.get_ref())),
+        };
+        Ok(PoolConfig {
+            sessions: positive(&p.sessions, "pool.sessions")?.unwrap_or(0),
+            recycle_after: positive(&p.recycle_after, "pool.recycle_after")?,
+            high_priority: p.high_priority.clone(),
+        })
     }
 
     fn arith(&self, s: &Spanned<String>) -> Result<Arith, MatrixError> {
@@ -593,6 +641,19 @@ mod tests {
         assert_eq!(m.bench, BenchRequest { warm_ms: 1000.0, min_warm: 3 });
         let err = parse(&GOOD.replace("name = \"t\"", "name = \"t\"\nwarm_ms = -1.0")).unwrap_err().to_string();
         assert!(err.starts_with("m.toml:3: field `warm_ms`:"), "{err}");
+    }
+
+    #[test]
+    fn a_pool_section_is_read_and_zero_sessions_refused_where_it_is() {
+        assert_eq!(parse(GOOD).unwrap().pool, PoolConfig::default(), "sequential unless asked");
+        let pool = "\n[pool]\nsessions = 2\nrecycle_after = 50\nhigh_priority = [\"*/model/*\"]\n";
+        let m = parse(&(GOOD.to_string() + pool)).unwrap();
+        assert_eq!((m.pool.sessions, m.pool.recycle_after), (2, Some(50)));
+        assert!(m.pool.is_high("chromium/wasm/int8-pc-sym/model/minilm") && !m.pool.is_high("chromium/wasm/fp16/gemv"));
+        let err = parse(&(GOOD.to_string() + &pool.replace("= 2", "= 0"))).unwrap_err().to_string();
+        assert!(err.contains("field `pool.sessions`") && err.contains("1 or more"), "{err}");
+        let err = parse(&(GOOD.to_string() + &pool.replace("sessions", "session"))).unwrap_err().to_string();
+        assert!(err.contains("session"), "{err}");
     }
 
     #[test]

@@ -85,6 +85,10 @@ impl NativeRunner {
 }
 
 impl CellRunner for NativeRunner {
+    fn runtime(&self) -> webq_engine::protocol::Runtime {
+        webq_engine::protocol::Runtime::Native
+    }
+
     fn environment(&self) -> Environment {
         self.adapter_environment()
     }

@@ -10,6 +10,7 @@ use webq_engine::protocol::Runtime;
 use crate::browser_run::{BrowserRunner, RunContext};
 use crate::browsers::BrowserKind;
 use crate::cell::{expand, Cell};
+use crate::endpoints::Endpoints;
 use crate::matrix::Matrix;
 use crate::native::NativeRunner;
 use crate::report;
@@ -45,6 +46,21 @@ pub struct RunArgs {
     /// record and the report's cell detail. Off by default (and then nothing is traced).
     #[arg(long)]
     trace: bool,
+    /// Run the browser cells over N sessions of each browser, every browser at once (a cell goes
+    /// to a free session of its browser; the matrix's `[pool]` may set this, recycle sessions and
+    /// put cells first). Without it (and without `[pool] sessions`): one session, browser after
+    /// browser.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pool: Option<u64>,
+    /// Open browser sessions at this W3C WebDriver endpoint (a Selenium Grid's hub or standalone
+    /// server) instead of starting drivers here; `BROWSER=URL` for one browser only. Repeatable:
+    /// a pool's sessions take the endpoints in turn. Browsers no endpoint serves run locally.
+    #[arg(long, value_name = "[BROWSER=]URL")]
+    webdriver: Vec<String>,
+    /// The address the page server binds and sends browsers to (loopback by default): one the
+    /// endpoints' browsers can reach when they run on other machines.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    page_host: String,
 }
 
 #[derive(Args)]
@@ -92,9 +108,28 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         appended.push((r.id.clone(), r.status));
         bar.record(r);
     };
-    let ctx = Plan { run_id: &run_id, matrix: &matrix, done: &done, trace: args.trace };
-    let native_adapter = run_native(&cells, &ctx, &mut store, &mut progress)?;
-    let census = run_browsers(&cells, &ctx, &args.page, &mut store, &mut progress)?;
+    let mut pool = matrix.pool.clone();
+    if let Some(n) = args.pool {
+        pool.sessions = n as usize;
+    }
+    let endpoints = Endpoints::parse(&args.webdriver)?;
+    let ctx = Plan {
+        run_id: &run_id,
+        matrix: &matrix,
+        done: &done,
+        trace: args.trace,
+        pool: &pool,
+        endpoints: &endpoints,
+        page_host: &args.page_host,
+    };
+    let (native_adapter, census) = if pool.sessions > 0 {
+        run_side_by_side(&cells, &ctx, &args.page, &args.out, &mut store, &mut progress)?
+    } else {
+        (
+            run_native(&cells, &ctx, &mut store, &mut progress)?,
+            run_browsers(&cells, &ctx, &args.page, &mut store, &mut progress)?,
+        )
+    };
     bar.finish();
     report::write_atomic(&args.out.join("census.json"), &serde_json::to_string_pretty(&census)?)?;
     let run_info = serde_json::json!({
@@ -147,6 +182,48 @@ struct Plan<'a> {
     done: &'a HashSet<String>,
     /// `--trace`.
     trace: bool,
+    /// `--pool` and the matrix's `[pool]`.
+    pool: &'a crate::matrix::PoolConfig,
+    /// `--webdriver`.
+    endpoints: &'a Endpoints,
+    /// `--page-host`.
+    page_host: &'a str,
+}
+
+/// Ctrl-C stopped the run.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: every browser and driver webq started has been stopped; --resume continues")]
+struct Interrupted;
+
+/// A pool's run: the native cells on a thread of their own beside the browsers' sessions (the
+/// CPU the browsers leave idle), both appending to the results file (one whole-line write per
+/// record) and telling the one progress line. Returns the native adapter and the census.
+fn run_side_by_side(
+    cells: &[Cell],
+    plan: &Plan,
+    page: &Path,
+    out: &Path,
+    store: &mut ResultsStore,
+    progress: &mut (impl FnMut(&CellRecord) + Send),
+) -> Result<(serde_json::Value, serde_json::Value), Box<dyn std::error::Error>> {
+    let shared = std::sync::Mutex::new(progress);
+    let tell = |r: &CellRecord| (shared.lock().expect("progress lock"))(r);
+    std::thread::scope(|scope| {
+        let native = scope.spawn(|| -> Result<serde_json::Value, String> {
+            let mut store = ResultsStore::open(out).map_err(|e| format!("{}: {e}", out.display()))?;
+            run_native(cells, plan, &mut store, &mut |r| tell(r)).map_err(|e| e.to_string())
+        });
+        let census = run_browsers(cells, plan, page, store, &mut |r| tell(r));
+        if let Err(e) = &census {
+            if e.is::<Interrupted>() {
+                // The native thread would finish its cells first; what it recorded is kept.
+                eprintln!("webq: {e}");
+                std::process::exit(130);
+            }
+        }
+        let native = native.join().map_err(|_| "the native cells' thread panicked")??;
+        Ok((native, census?))
+    })
 }
 
 /// The native cells; returns the adapter they ran on (JSON), if any ran.
@@ -183,19 +260,24 @@ fn run_browsers(
         return Ok(census.into());
     }
     crate::browsers::remove_stale_profiles();
-    let server = PageServer::start(page)?;
+    let server = PageServer::start_on(page, plan.page_host)?;
     let url = server.url();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let ctx = RunContext { page_url: &url, reps: plan.matrix.reps, bench: plan.matrix.bench, trace: plan.trace };
     let ids = RunIds { run_id: plan.run_id, matrix: &plan.matrix.name };
+    if plan.pool.sessions > 0 {
+        return run_browser_pool(cells, plan, &ctx, &ids, &rt, &server, store, progress);
+    }
     for kind in BrowserKind::ALL {
         let mine: Vec<&Cell> =
             cells.iter().filter(|c| c.runtime == kind.runtime() && !plan.done.contains(&c.id())).collect();
         if mine.is_empty() {
             continue;
         }
-        eprintln!("webq: {} cells in {}", mine.len(), kind.name());
+        let endpoint = plan.endpoints.for_kind(kind).first().map(|u| u.to_string());
+        eprintln!("webq: {} cells in {}{}", mine.len(), kind.name(), at(endpoint.as_deref()));
         let mut runner = BrowserRunner::new(kind, &ctx);
+        runner.endpoint = endpoint;
         let work = run_cells(&mut runner, mine, plan.done, &ids, store, progress);
         let interrupted = rt.block_on(async {
             tokio::select! {
@@ -208,12 +290,67 @@ fn run_browsers(
             census.insert(kind.name().to_string(), env.clone());
         }
         if interrupted {
-            return Err(
-                "interrupted: every browser and driver webq started has been stopped; --resume continues".into()
-            );
+            return Err(Interrupted.into());
         }
     }
     Ok(census.into())
+}
+
+/// The browser cells over a pool: `plan.pool.sessions` sessions of each browser that has cells,
+/// all at once on one thread (the browsers are processes of their own), high-priority cells first.
+#[allow(clippy::too_many_arguments)]
+fn run_browser_pool(
+    cells: &[Cell],
+    plan: &Plan,
+    ctx: &RunContext,
+    ids: &RunIds,
+    rt: &tokio::runtime::Runtime,
+    server: &PageServer,
+    store: &mut ResultsStore,
+    progress: &mut impl FnMut(&CellRecord),
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let mine: Vec<&Cell> = cells.iter().filter(|c| c.runtime != Runtime::Native).collect();
+    let mut runners = Vec::new();
+    for kind in BrowserKind::ALL {
+        let n = mine.iter().filter(|c| c.runtime == kind.runtime() && !plan.done.contains(&c.id())).count();
+        let sessions = plan.pool.sessions.min(n);
+        let endpoints = plan.endpoints.for_kind(kind);
+        if sessions > 0 {
+            let list = if endpoints.is_empty() { String::new() } else { at(Some(&endpoints.join(", "))) };
+            eprintln!("webq: {n} cells in {} over {sessions} sessions{list}", kind.name());
+        }
+        for i in 0..sessions {
+            let mut r = BrowserRunner::new(kind, ctx);
+            r.recycle_after = plan.pool.recycle_after;
+            // The sessions take the endpoints in turn.
+            r.endpoint = (!endpoints.is_empty()).then(|| endpoints[i % endpoints.len()].to_string());
+            runners.push(r);
+        }
+    }
+    let high = |c: &Cell| plan.pool.is_high(&c.id());
+    let work = crate::runner::run_pool(&mut runners, mine, high, plan.done, ids, store, progress);
+    let interrupted = rt.block_on(async {
+        tokio::select! {
+            r = work => r.map(|_| false),
+            _ = tokio::signal::ctrl_c() => Ok(true),
+            _ = draw_loading(server) => unreachable!("the bar draws until the cells end"),
+        }
+    })?;
+    let mut census = serde_json::Map::new();
+    for r in &runners {
+        if let Some(env) = r.census() {
+            census.entry(r.kind_name().to_string()).or_insert_with(|| env.clone());
+        }
+    }
+    if interrupted {
+        return Err(Interrupted.into());
+    }
+    Ok(census.into())
+}
+
+/// " at URL" for a browser whose sessions an endpoint opens, else nothing.
+fn at(endpoint: Option<&str>) -> String {
+    endpoint.map(|u| format!(" at {u}")).unwrap_or_default()
 }
 
 /// On a terminal, a bar on the progress line for the model a page is loading, redrawn at each

@@ -1,5 +1,5 @@
 //! The page server: serves the page bundle (the page, the JS shim, the engine as wasm) on
-//! 127.0.0.1 at an ephemeral port, and takes the page's load events (`POST /progress`), nothing
+//! 127.0.0.1 (or the address `--page-host` gives, for a Grid's nodes) at an ephemeral port, and takes the page's load events (`POST /progress`), nothing
 //! else. Built on axum (hyper) with tower-http's file
 //! service, so responses carry correct lengths, content types and byte ranges (`Range`), which
 //! streaming tens of megabytes of weights needs; every response is cross-origin isolated.
@@ -25,6 +25,8 @@ pub const BUNDLE: &[(&str, &str)] = &[
 ];
 
 pub struct PageServer {
+    /// The host the page's URL names (the bound address).
+    host: String,
     port: u16,
     progress: Arc<Mutex<Progress>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -100,8 +102,18 @@ impl PageServer {
         Self::start_with_peer(dir, None)
     }
 
+    /// As [`PageServer::start`], bound to `host` (an address of this machine that browsers on
+    /// other machines, a Grid's nodes, can reach) instead of loopback; the page's URL names it.
+    pub fn start_on(dir: &Path, host: &str) -> Result<PageServer, String> {
+        Self::start_at(dir, None, host)
+    }
+
     /// As [`PageServer::start`], also serving onnxruntime-web's files from `peer` under `/ort/`.
     pub fn start_with_peer(dir: &Path, peer: Option<&Path>) -> Result<PageServer, String> {
+        Self::start_at(dir, peer, "127.0.0.1")
+    }
+
+    fn start_at(dir: &Path, peer: Option<&Path>, host: &str) -> Result<PageServer, String> {
         for path in PEER.iter().filter_map(|(name, _)| Some(peer?.join(name))) {
             if !path.is_file() {
                 return Err(format!("onnxruntime-web lacks {}: run scripts/setup", path.display()));
@@ -115,7 +127,7 @@ impl PageServer {
                 ));
             }
         }
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("page server: {e}"))?;
+        let listener = std::net::TcpListener::bind((host, 0)).map_err(|e| format!("page server on {host}: {e}"))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let progress = Arc::new(Mutex::new(Progress::default()));
@@ -137,11 +149,12 @@ impl PageServer {
             })
         });
         tracing::debug!(port, dir = %dir.display(), "page server started");
-        Ok(PageServer { port, progress, stop: Some(stop), thread: Some(thread) })
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        Ok(PageServer { host, port, progress, stop: Some(stop), thread: Some(thread) })
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/index.html", self.port)
+        format!("http://{}:{}/index.html", self.host, self.port)
     }
 
     /// How many load events pages have posted, and the latest.
@@ -217,6 +230,16 @@ mod tests {
         assert_eq!((n, latest.map(|e| (e.stage, e.layer, e.bytes))), (1, Some(("layer 0".into(), Some(0), 10))));
         assert!(!get(port, "/progress", "").starts_with("HTTP/1.1 2"));
         assert!(post(port, "/shim.js", event).starts_with("HTTP/1.1 405"));
+        drop(server);
+        // `--page-host`: bound to that address only, and the page's URL names it.
+        let server = PageServer::start_on(&dir, "127.0.0.2").unwrap();
+        assert_eq!(server.url(), format!("http://127.0.0.2:{}/index.html", server.port));
+        let mut s = TcpStream::connect(("127.0.0.2", server.port)).unwrap();
+        write!(s, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        assert!(page.contains("content of index.html"), "{page}");
+        assert!(TcpStream::connect(("127.0.0.1", server.port)).is_err(), "not on every address");
         drop(server);
         // The peer's files, under /ort/ only, and only those listed.
         let peer = dir.join("dist");
