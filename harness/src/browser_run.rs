@@ -232,9 +232,12 @@ fn our_timeout() -> String {
 }
 
 /// A Selenium Grid ended the command (and the session) at its `--session-timeout`: the Grid's
-/// timeout, not a crash, reported as Java's exception in an `unknown error`.
+/// timeout, not a crash, in an `unknown error` in one of two wordings (seen here: which one
+/// depends on where in the Grid the clock ran out).
 fn grid_timed_out(e: &fantoccini::error::CmdError) -> bool {
-    e.to_string().contains("java.util.concurrent.TimeoutException")
+    let text = e.to_string();
+    text.contains("Unable to execute request for an existing session")
+        && (text.contains("java.util.concurrent.TimeoutException") || text.contains("Timeout when executing request"))
 }
 
 /// Where a runner's sessions come from.
@@ -417,25 +420,25 @@ pub fn judge_answer(cell: &Cell, answer: Value, refs: &mut Option<References>, r
     }
 }
 
-/// A new session, tried again after [`OPEN_BACKOFF`] (doubling) when it fails, [`OPEN_RETRIES`]
-/// times: a local driver may not listen yet, a remote endpoint may not be reachable for a moment.
-/// A remote endpoint's refusal or timeout is its answer and not retried; nor is the page's load (a
+/// A new session, tried again after [`OPEN_BACKOFF`] (doubling) when it fails: [`OPEN_RETRIES`]
+/// times for a local driver that may not listen yet, as [`ConnectError::retries`] says for a
+/// remote endpoint. A remote endpoint's refusal or timeout is its answer and not retried; nor is the page's load (a
 /// page that does not load is an answer), nor any verdict.
 async fn start_with_retries(kind: BrowserKind, from: &SessionSource<'_>) -> Result<Session, String> {
     let mut wait = OPEN_BACKOFF;
     let mut tries = 1;
     loop {
         let started = match from {
-            SessionSource::Local(located) => Session::start(kind, located).await.map_err(|e| (e, true)),
+            SessionSource::Local(located) => Session::start(kind, located).await.map_err(|e| (e, OPEN_RETRIES)),
             SessionSource::Remote { url, binary } => {
-                Session::connect(kind, *binary, url).await.map_err(|e| (e.message, e.unreachable))
+                Session::connect(kind, *binary, url).await.map_err(|e| (e.message, e.retries))
             }
         };
         match started {
             Ok(s) => return Ok(s),
-            Err((e, _)) if tries > OPEN_RETRIES => return Err(format!("{e} ({tries} tries)")),
-            Err((e, false)) => return Err(e),
-            Err((e, true)) => {
+            Err((e, 0)) => return Err(e),
+            Err((e, retries)) if tries > retries => return Err(format!("{e} ({tries} tries)")),
+            Err((e, _)) => {
                 tracing::warn!(browser = kind.name(), error = %e, "starting a session failed; trying again");
                 tokio::time::sleep(wait).await;
                 wait *= 2;

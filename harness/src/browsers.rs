@@ -299,14 +299,22 @@ pub struct Session {
     profile: Option<PathBuf>,
 }
 
-/// A remote endpoint gave no session: `unreachable` when it could not be reached (worth trying
-/// again: a Grid starting, a network blip), else it refused or timed out (an answer, not retried).
+/// A remote endpoint gave no session, and how many more tries that is worth: an endpoint that
+/// could not be reached (a Grid starting, a network blip) a few; a Grid that could not reach the
+/// node it picked (a node gone, which the Grid sees only at its next health check) more; a
+/// refusal or a timeout none (an answer).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ConnectError {
     pub message: String,
-    pub unreachable: bool,
+    pub retries: u32,
 }
+
+/// Tries again for an endpoint that could not be reached.
+pub const UNREACHABLE_RETRIES: u32 = 2;
+/// Tries again when the Grid could not reach its node: 1 + 2 + 4 + 8 + 16 s of waiting, for a
+/// Grid whose health check (`--healthcheck-interval`) runs at least every 30 s.
+pub const NODE_LOST_RETRIES: u32 = 5;
 
 /// How long a remote endpoint may take to answer a new-session request: a Grid queues requests
 /// while its nodes are busy (its own `--session-request-timeout` is 300 s by default).
@@ -383,7 +391,7 @@ impl Session {
         let caps = kind.capabilities(binary, None);
         let mut builder = fantoccini::ClientBuilder::native();
         let connect = builder.capabilities(caps).connect(endpoint);
-        let refused = |message: String| ConnectError { message, unreachable: false };
+        let refused = |message: String| ConnectError { message, retries: 0 };
         let client = match tokio::time::timeout(REMOTE_CONNECT_TIMEOUT, connect).await {
             Err(_) => {
                 return Err(refused(format!(
@@ -396,10 +404,15 @@ impl Session {
                 use fantoccini::error::NewSessionError as E;
                 let unreachable = matches!(e, E::Failed(_) | E::FailedC(_) | E::Lost(_));
                 let what = if unreachable { "could not be reached for" } else { "refused" };
-                return Err(ConnectError {
-                    message: format!("the WebDriver endpoint {endpoint} {what} a {} session: {e}", kind.name()),
-                    unreachable,
-                });
+                let message = format!("the WebDriver endpoint {endpoint} {what} a {} session: {e}", kind.name());
+                // Selenium Grid's words when the node it chose did not answer.
+                let node_lost = message.contains("Could not start a new session. Connection error");
+                let retries = match (unreachable, node_lost) {
+                    (true, _) => UNREACHABLE_RETRIES,
+                    (false, true) => NODE_LOST_RETRIES,
+                    (false, false) => 0,
+                };
+                return Err(ConnectError { message, retries });
             }
             Ok(Ok(client)) => client,
         };
