@@ -255,6 +255,8 @@ fn a_grid_node_killed_mid_run_loses_no_cell_and_runs_none_twice() {
 /// that runs longer): that cell is `timeout`, saying whose timeout it was, and the cells after it
 /// run on a new session and pass.
 #[test]
+#[ignore = "timing-bound: the Grid's 6 s timeout also cuts a Firefox start on a loaded 2-core CI \
+            machine; run it with `-- --ignored grid_tests` on a quiet one"]
 fn a_cell_the_grid_times_out_is_timeout_and_the_run_goes_on() {
     let server = match prerequisites(&[BrowserKind::Firefox]) {
         Ok(s) => s,
