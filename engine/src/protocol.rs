@@ -370,6 +370,9 @@ pub struct CellOutput {
     pub trace: Option<crate::models::trace::Trace>,
     /// An audio model cell with the decoder: each utterance's greedy transcript, as token ids.
     pub transcripts: Vec<Vec<u32>>,
+    /// The page's wasm linear memory after the cell (the shim's measure: it only grows, so it is
+    /// the page's high-water mark), for the pool's memory budget.
+    pub wasm_memory_bytes: Option<u64>,
 }
 
 /// Timings as the page measured them, every one present.

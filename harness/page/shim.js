@@ -1,11 +1,15 @@
 // The thin JS shim between the harness (over WebDriver) and the engine (wasm).
 // window.webq.environment(): what this browser offers (WebGPU adapter, features, limits; WebNN contexts).
 // window.webq.runCell(spec): runs one cell in the engine; its output comes back as bytes (base64).
+// window.webq.runPair({gpu, cpu, mode}): a WebGPU model cell here and a wasm one in a Web Worker,
+// at once or one after the other (pair.js).
 // window.webq.runOpCases(spec): the per-op cells on one backend, outputs only (webq ops judges them).
 // A model cell's weights file is streamed from the page server into wasm memory first (chunk by
 // chunk: the page never holds the file twice), and kept for the next cell of the same model.
 import init, { runCell, runOpCases, seedChecksum, modelBegin, modelChunk } from './webq_engine.js';
 import { provokeErrors } from './provoke.js';
+import { loadWeights } from './weights.js';
+import { runPair } from './pair.js';
 
 const LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupSizeX',
   'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension'];
@@ -55,8 +59,6 @@ async function environment() {
   return { userAgent: navigator.userAgent, crossOriginIsolated: self.crossOriginIsolated === true, wasm: typeof WebAssembly === 'object', webgpu: await webgpu(), webnn: await webnn() };
 }
 
-let heldWeights = null;
-
 // Progressive loading's events (one a stage, from the engine) go to the harness as they happen:
 // it draws a progress bar while the cell loads. Fire and forget: the cell never waits on it.
 window.webqProgress = (json) => {
@@ -66,26 +68,6 @@ window.webqProgress = (json) => {
     // A beacon refused costs the bar, not the cell.
   }
 };
-
-// The fetch of the weights file, for the benchmark record: null when the page already held it.
-async function loadWeights(file) {
-  if (heldWeights === file) return null;
-  heldWeights = null;
-  const start = performance.now();
-  let bytes = 0;
-  const res = await fetch(file);
-  if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
-  modelBegin(file, Number(res.headers.get('content-length') || 0));
-  const reader = res.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    bytes += value.length;
-    modelChunk(value);
-  }
-  heldWeights = file;
-  return { fetch_ms: performance.now() - start, fetch_bytes: bytes };
-}
 
 // The browser's own measure of the page's memory, where it has one (Chromium, cross-origin
 // isolated); otherwise why not, in words.
@@ -104,16 +86,20 @@ async function browserMemory() {
   }
 }
 
+// The engine's linear memory (the page's high-water mark: it never shrinks).
+let engineMemory = null;
+
 async function runOne(spec) {
   let fetched = null;
   if (spec.model) {
     try {
-      fetched = await loadWeights(spec.model.file);
+      fetched = await loadWeights(spec.model.file, modelBegin, modelChunk);
     } catch (e) {
       return { error_class: 'bad_input', error: `loading ${spec.model.file}: ${describe(e)}` };
     }
   }
   const out = JSON.parse(await runCell(JSON.stringify(spec)));
+  out.wasm_memory_bytes = engineMemory ? engineMemory.buffer.byteLength : null;
   if (out.bench) Object.assign(out.bench, fetched || {}, await browserMemory());
   return out;
 }
@@ -121,8 +107,9 @@ async function runOne(spec) {
 window.webq = {
   environment,
   runCell: runOne,
+  runPair: (pair) => runPair(pair, runOne),
   runOpCases: async (spec) => JSON.parse(await runOpCases(JSON.stringify(spec))),
   seedChecksum: (seed, n, k) => seedChecksum(BigInt(seed), n, k),
   provokeErrors,
 };
-init().then(() => { window.webqReady = true; }, (e) => { window.webqReady = `engine failed to load: ${describe(e)}`; });
+init().then((engine) => { engineMemory = engine.memory; window.webqReady = true; }, (e) => { window.webqReady = `engine failed to load: ${describe(e)}`; });

@@ -9,11 +9,12 @@ use std::time::Duration;
 use serde_json::Value;
 use webq_engine::models::bench::BenchRequest;
 use webq_engine::platform::classify::ErrorKind;
-use webq_engine::protocol::{CellBackend, CellOutput, ErrorClass, Outcome, Precision};
+use webq_engine::protocol::{CellBackend, CellOutput, CellSpec, ErrorClass, Outcome, Precision};
 use webq_engine::webgpu::TuningTable;
 
 use crate::browsers::{BrowserKind, Located, Session};
 use crate::cell::Cell;
+use crate::memory_budget::{MemoryAction, MemoryLedger};
 use crate::model_cells::{self, FileAt, ModelRefs};
 use crate::model_verdict::{judge_model, judge_transcripts};
 use crate::results::{CellRecord, Environment, RunDetail, Status};
@@ -105,6 +106,8 @@ pub struct BrowserRunner<'a> {
     /// A W3C WebDriver endpoint (`--webdriver`: a Selenium Grid, a remote driver) that opens this
     /// runner's sessions instead of a driver webq starts here.
     pub endpoint: Option<String>,
+    /// The session's memory budget (`[pool] memory_budget_mb`), with what its page holds.
+    pub memory: Option<MemoryLedger>,
     refs: Option<References>,
     ctx: &'a RunContext<'a>,
     /// What the page reported when a session last opened (the run's census of this browser).
@@ -122,6 +125,7 @@ impl<'a> BrowserRunner<'a> {
             session_cells: 0,
             recycle_after: None,
             endpoint: None,
+            memory: None,
             refs: None,
             ctx,
             census: None,
@@ -148,6 +152,18 @@ impl CellRunner for BrowserRunner<'_> {
     }
 
     async fn run(&mut self, cell: &Cell, mut rec: CellRecord) -> CellRecord {
+        let mut memory = self.memory.as_ref().map(|l| l.plan(cell));
+        match memory.as_ref().map(|m| m.action) {
+            Some(MemoryAction::Refused) => {
+                rec.status = Status::Unsupported;
+                rec.error_class = Some(ErrorClass::ResourceLimit);
+                rec.reason = memory.as_ref().map(MemoryLedger::refusal);
+                rec.memory = memory;
+                return rec;
+            }
+            Some(MemoryAction::NewSession) => self.close_session().await,
+            _ => {}
+        }
         let from = match (&self.located, &self.endpoint) {
             (Err(missing), None) => {
                 rec.error_class = Some(ErrorClass::NotInstalled);
@@ -173,6 +189,9 @@ impl CellRunner for BrowserRunner<'_> {
                         self.census = Some(s.1.clone());
                         self.session = Some(s);
                         self.session_cells = 0;
+                        if let Some(l) = self.memory.as_mut() {
+                            l.new_session();
+                        }
                     }
                     Err(e) if attempt < tries => {
                         tracing::warn!(cell = %cell.id(), error = %e, "the remote session did not open; trying a new one");
@@ -212,15 +231,34 @@ impl CellRunner for BrowserRunner<'_> {
             }
         }
         self.session_cells += 1;
-        if self.recycle_after.is_some_and(|n| self.session_cells >= n) {
-            if let Some((s, _)) = self.session.take() {
-                s.close().await;
-            }
+        let mut over_budget = false;
+        if let (Some(l), Some(m)) = (self.memory.as_mut(), memory.as_mut()) {
+            // Only a report from the session that ran the cell counts (not one lost on the way).
+            // The browser's own measure (Chromium, cross-origin isolated, model cells) where it
+            // has one: it counts what the page holds outside the engine's memory too.
+            let browser = rec.bench.as_ref().and_then(|b| b.browser_memory_bytes);
+            let held = self
+                .session
+                .as_ref()
+                .and(rec.detail.as_ref())
+                .and_then(|d| d.wasm_memory_bytes)
+                .map(|w| w.max(browser.unwrap_or(0)));
+            over_budget = l.measured(cell, m, held);
+        }
+        rec.memory = memory;
+        if over_budget || self.recycle_after.is_some_and(|n| self.session_cells >= n) {
+            self.close_session().await;
         }
         rec
     }
 
     async fn finish(&mut self) {
+        self.close_session().await;
+    }
+}
+
+impl BrowserRunner<'_> {
+    async fn close_session(&mut self) {
         if let Some((s, _)) = self.session.take() {
             s.close().await;
         }
@@ -271,33 +309,14 @@ async fn run_cell(
         return Ok(());
     }
     let adapter = rec.environment.adapter.clone().unwrap_or_default();
-    // The family picks its row (the seed's 256x1 GEMV for audio models in Firefox).
-    let family = cell.model.as_ref().map(|m| m.family).or(cell.family).map(|f| f.name());
-    let gemv = cell.workgroup.unwrap_or_else(|| tuning.pick(cell.runtime.name(), &adapter, cell.kernel, family));
-    let mut spec = cell.spec(gemv, ctx.reps);
-    let mut model_refs = None;
-    if cell.model.is_some() {
-        // An `auto` cell's references are those of what it chose: known from its answer.
-        let refs = |c: &Cell| match c.backend {
-            CellBackend::Auto => Ok(None),
-            _ => model_cells::references(c).map(Some),
-        };
-        let prepared = model_cells::spec(cell, FileAt::Page).and_then(|s| Ok((s, refs(cell)?)));
-        match prepared {
-            Ok((mut s, r)) => {
-                s.bench = ctx.bench;
-                s.progressive = true;
-                s.trace = ctx.trace;
-                spec.model = Some(s);
-                model_refs = Some(r);
-            }
-            Err(e) => {
-                rec.error_class = Some(ErrorClass::BadInput);
-                rec.reason = Some(e);
-                return Ok(());
-            }
+    let (spec, model_refs) = match page_spec(cell, tuning, &adapter, ctx) {
+        Ok(s) => s,
+        Err(e) => {
+            rec.error_class = Some(ErrorClass::BadInput);
+            rec.reason = Some(e);
+            return Ok(());
         }
-    }
+    };
     let spec = serde_json::to_value(spec).map_err(|e| Failure::Crash(e.to_string()))?;
     let script = "const [spec, done] = arguments; \
                   window.webq.runCell(spec).then(done, (e) => done({error_class: 'js_exception', error: String(e && e.stack || e)}));";
@@ -318,9 +337,37 @@ async fn run_cell(
     Ok(())
 }
 
+/// What the page is asked to run for `cell` on `adapter`, and for a model cell its references
+/// (`None` inside for an `auto` cell: those of what it chose, known from its answer).
+#[allow(clippy::type_complexity)]
+pub fn page_spec(
+    cell: &Cell,
+    tuning: &TuningTable,
+    adapter: &str,
+    ctx: &RunContext<'_>,
+) -> Result<(CellSpec, Option<Option<Arc<ModelRefs>>>), String> {
+    // The family picks its row (the seed's 256x1 GEMV for audio models in Firefox).
+    let family = cell.model.as_ref().map(|m| m.family).or(cell.family).map(|f| f.name());
+    let gemv = cell.workgroup.unwrap_or_else(|| tuning.pick(cell.runtime.name(), adapter, cell.kernel, family));
+    let mut spec = cell.spec(gemv, ctx.reps);
+    if cell.model.is_none() {
+        return Ok((spec, None));
+    }
+    let refs = match cell.backend {
+        CellBackend::Auto => None,
+        _ => Some(model_cells::references(cell)?),
+    };
+    let mut s = model_cells::spec(cell, FileAt::Page)?;
+    s.bench = ctx.bench;
+    s.progressive = true;
+    s.trace = ctx.trace;
+    spec.model = Some(s);
+    Ok((spec, Some(refs)))
+}
+
 /// The page's answer to a model cell, judged as [`judge_answer`] judges a matmul's; `refs` is
 /// `None` for an `auto` cell, judged against the references of the backend and precision it ran.
-fn judge_model_answer(cell: &Cell, answer: Value, refs: Option<Arc<ModelRefs>>, rec: &mut CellRecord) {
+pub fn judge_model_answer(cell: &Cell, answer: Value, refs: Option<Arc<ModelRefs>>, rec: &mut CellRecord) {
     let out: CellOutput = match serde_json::from_value(answer) {
         Ok(o) => o,
         Err(e) => return malformed(rec, e.to_string()),

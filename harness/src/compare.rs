@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::report::RunFacts;
 use crate::results::{self, latest_run, CellRecord};
 
 #[derive(Args)]
@@ -50,6 +51,22 @@ pub fn differences(runs: &[(String, Vec<CellRecord>)]) -> Vec<String> {
     out
 }
 
+/// Each run's wall time against the first's, with how it was scheduled (`run.json`): what a pool
+/// or a Grid bought, measured on the same matrix.
+fn print_wall_times(dirs: &[PathBuf]) {
+    let facts: Vec<RunFacts> = dirs.iter().map(|d| RunFacts::load(d)).collect();
+    let Some(first) = facts[0].wall_s().filter(|s| *s > 0.0) else { return };
+    for (dir, f) in dirs.iter().zip(&facts) {
+        let Some(wall) = f.wall_s() else { continue };
+        let how = f.scheduling().unwrap_or_else(|| "scheduling not recorded".into());
+        eprintln!(
+            "webq compare: {}: {wall:.0} s, {:.2}x the first run's wall time ({how})",
+            dir.display(),
+            wall / first
+        );
+    }
+}
+
 pub fn run(args: &CompareArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut runs = Vec::new();
     for dir in &args.results {
@@ -59,6 +76,7 @@ pub fn run(args: &CompareArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         runs.push((dir.display().to_string(), latest_run(records)));
     }
+    print_wall_times(&args.results);
     let diffs = differences(&runs);
     for d in &diffs {
         eprintln!("webq compare: {d}");

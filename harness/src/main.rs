@@ -13,6 +13,7 @@ mod formats;
 #[cfg(test)]
 mod grid_tests;
 mod matrix;
+mod memory_budget;
 mod messages;
 mod model_cells;
 mod model_verdict;
@@ -21,6 +22,7 @@ mod native;
 mod onnx;
 mod op_faults;
 mod ops;
+mod pair;
 mod peer;
 mod photos;
 mod report;
@@ -83,6 +85,8 @@ enum Command {
     Peer(peer::PeerArgs),
     /// The per-op cells (norms, GELU, SwiGLU, rotary, attention, KV cache) on each backend of each browser.
     Ops(ops::OpsArgs),
+    /// A WebGPU model on the page and a wasm model in a Web Worker at once, against one after the other.
+    Pair(pair::PairArgs),
 }
 
 fn main() {
@@ -104,6 +108,7 @@ fn main() {
         Command::Messages(args) => messages::run(&args),
         Command::Peer(args) => peer::run(&args),
         Command::Ops(args) => ops::run(&args),
+        Command::Pair(args) => pair::run(&args),
     };
     if let Err(e) = result {
         eprintln!("webq: {e}");

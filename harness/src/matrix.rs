@@ -134,6 +134,8 @@ struct RawPool {
     recycle_after: Option<Spanned<usize>>,
     #[serde(default)]
     high_priority: Vec<String>,
+    #[serde(default)]
+    memory_budget_mb: Option<Spanned<usize>>,
 }
 
 /// How `webq run --pool` schedules browser cells (a matrix's `[pool]`; `--pool N` overrides
@@ -146,6 +148,8 @@ pub struct PoolConfig {
     pub recycle_after: Option<usize>,
     /// Cell id patterns (`*` matches anything) that run before every other cell.
     pub high_priority: Vec<String>,
+    /// What one browser session's page may hold, in MiB (`memory_budget`); none: no budget.
+    pub memory_budget_mb: Option<usize>,
 }
 
 impl PoolConfig {
@@ -445,6 +449,7 @@ impl Source<'_> {
             sessions: positive(&p.sessions, "pool.sessions")?.unwrap_or(0),
             recycle_after: positive(&p.recycle_after, "pool.recycle_after")?,
             high_priority: p.high_priority.clone(),
+            memory_budget_mb: positive(&p.memory_budget_mb, "pool.memory_budget_mb")?,
         })
     }
 
@@ -646,9 +651,10 @@ mod tests {
     #[test]
     fn a_pool_section_is_read_and_zero_sessions_refused_where_it_is() {
         assert_eq!(parse(GOOD).unwrap().pool, PoolConfig::default(), "sequential unless asked");
-        let pool = "\n[pool]\nsessions = 2\nrecycle_after = 50\nhigh_priority = [\"*/model/*\"]\n";
+        let pool =
+            "\n[pool]\nsessions = 2\nrecycle_after = 50\nmemory_budget_mb = 512\nhigh_priority = [\"*/model/*\"]\n";
         let m = parse(&(GOOD.to_string() + pool)).unwrap();
-        assert_eq!((m.pool.sessions, m.pool.recycle_after), (2, Some(50)));
+        assert_eq!((m.pool.sessions, m.pool.recycle_after, m.pool.memory_budget_mb), (2, Some(50), Some(512)));
         assert!(m.pool.is_high("chromium/wasm/int8-pc-sym/model/minilm") && !m.pool.is_high("chromium/wasm/fp16/gemv"));
         let err = parse(&(GOOD.to_string() + &pool.replace("= 2", "= 0"))).unwrap_err().to_string();
         assert!(err.contains("field `pool.sessions`") && err.contains("1 or more"), "{err}");

@@ -121,6 +121,10 @@ pub struct CellRecord {
     /// A model cell's benchmark: load broken down, first and warm inferences, throughput, memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bench: Option<ModelBench>,
+    /// The session's memory budget: what the cell was predicted to need, what the page held
+    /// before and after, what the runner did (`memory_budget`). Only under a budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::memory_budget::MemoryRecord>,
     /// A traced model cell's op, error, memory and shader logs (`webq run --trace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<webq_engine::models::trace::Trace>,
@@ -210,6 +214,9 @@ pub struct RunDetail {
     pub error_kind: Option<String>,
     #[serde(default)]
     pub recommendation: Option<String>,
+    /// The page's wasm linear memory after the cell (its high-water mark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm_memory_bytes: Option<u64>,
 }
 
 impl RunDetail {
@@ -227,6 +234,7 @@ impl RunDetail {
             dot_path: out.dot_path.clone(),
             error_kind: out.error_kind.map(|k| k.name().to_string()),
             recommendation: out.recommendation.clone(),
+            wasm_memory_bytes: out.wasm_memory_bytes,
         }
     }
 

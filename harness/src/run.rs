@@ -12,6 +12,7 @@ use crate::browsers::BrowserKind;
 use crate::cell::{expand, Cell};
 use crate::endpoints::Endpoints;
 use crate::matrix::Matrix;
+use crate::memory_budget::MemoryLedger;
 use crate::native::NativeRunner;
 use crate::report;
 use crate::results::{self, latest_run, unix_now, CellRecord, ResultsStore, Status};
@@ -61,6 +62,11 @@ pub struct RunArgs {
     /// endpoints' browsers can reach when they run on other machines.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     page_host: String,
+    /// What one browser session's page may hold, in MiB (overrides `[pool] memory_budget_mb`): a
+    /// cell predicted over it runs on a new session, or not at all when it alone needs more
+    /// (`unsupported`, `resource_limit`); a session measured over it after a cell is closed.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    memory_budget: Option<u64>,
 }
 
 #[derive(Args)]
@@ -112,6 +118,9 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = args.pool {
         pool.sessions = n as usize;
     }
+    if let Some(mib) = args.memory_budget {
+        pool.memory_budget_mb = Some(mib as usize);
+    }
     let endpoints = Endpoints::parse(&args.webdriver)?;
     let ctx = Plan {
         run_id: &run_id,
@@ -143,6 +152,13 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         "finished_at": unix_now(),
         "webq_version": env!("CARGO_PKG_VERSION"),
         "native_adapter": native_adapter,
+        "pool": {
+            "sessions": pool.sessions,
+            "recycle_after": pool.recycle_after,
+            "memory_budget_mb": pool.memory_budget_mb,
+            "webdriver": args.webdriver,
+        },
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "expect": matrix.expect,
         "revision": revision(),
     });
@@ -278,6 +294,7 @@ fn run_browsers(
         eprintln!("webq: {} cells in {}{}", mine.len(), kind.name(), at(endpoint.as_deref()));
         let mut runner = BrowserRunner::new(kind, &ctx);
         runner.endpoint = endpoint;
+        runner.memory = plan.pool.memory_budget_mb.map(|mib| MemoryLedger::new((mib as u64) << 20));
         let work = run_cells(&mut runner, mine, plan.done, &ids, store, progress);
         let interrupted = rt.block_on(async {
             tokio::select! {
@@ -322,6 +339,7 @@ fn run_browser_pool(
         for i in 0..sessions {
             let mut r = BrowserRunner::new(kind, ctx);
             r.recycle_after = plan.pool.recycle_after;
+            r.memory = plan.pool.memory_budget_mb.map(|mib| MemoryLedger::new((mib as u64) << 20));
             // The sessions take the endpoints in turn.
             r.endpoint = (!endpoints.is_empty()).then(|| endpoints[i % endpoints.len()].to_string());
             runners.push(r);

@@ -20,6 +20,9 @@ pub const BUNDLE: &[(&str, &str)] = &[
     ("shim.js", "text/javascript"),
     ("provoke.js", "text/javascript"),
     ("peer.js", "text/javascript"),
+    ("weights.js", "text/javascript"),
+    ("pair.js", "text/javascript"),
+    ("worker.js", "text/javascript"),
     ("webq_engine.js", "text/javascript"),
     ("webq_engine_bg.wasm", "application/wasm"),
 ];

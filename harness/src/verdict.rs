@@ -141,6 +141,7 @@ pub fn blank_record(cell: &Cell, run_id: &str, matrix: &str, environment: crate:
         detail: None,
         model: None,
         bench: None,
+        memory: None,
         trace: None,
         finished_at: 0,
     }

@@ -55,6 +55,9 @@ impl RunFacts {
             ("cells".into(), s(&run["cells"])),
             ("wall time".into(), format!("{:.1} s", run["wall_s"].as_f64().unwrap_or(0.0))),
         ];
+        if let Some(s) = self.scheduling() {
+            out.push(("scheduling".into(), s));
+        }
         if let Some(rev) = run["revision"].as_str() {
             out.push(("webq revision".into(), rev.to_string()));
         }
@@ -74,6 +77,42 @@ impl RunFacts {
         }
         out
     }
+}
+
+impl RunFacts {
+    /// How the run scheduled its cells; none for runs written before `run.json` said.
+    pub fn scheduling(&self) -> Option<String> {
+        self.run["pool"].as_object().map(|p| scheduling(p, self.run["cores"].as_u64()))
+    }
+
+    /// The run's wall time in seconds.
+    pub fn wall_s(&self) -> Option<f64> {
+        self.run["wall_s"].as_f64()
+    }
+}
+
+/// How a run scheduled its cells (`run.json`'s `pool`), for comparing wall times across runs.
+fn scheduling(pool: &serde_json::Map<String, Value>, cores: Option<u64>) -> String {
+    let mut out = match pool.get("sessions").and_then(Value::as_u64).unwrap_or(0) {
+        0 => "one session at a time, browser after browser".to_string(),
+        1 => "--pool 1: 1 session per browser, every browser at once, native cells beside".to_string(),
+        n => format!("--pool {n}: {n} sessions per browser, every browser at once, native cells beside"),
+    };
+    if let Some(n) = pool.get("recycle_after").and_then(Value::as_u64) {
+        out.push_str(&format!("; new session every {n} cells"));
+    }
+    if let Some(mib) = pool.get("memory_budget_mb").and_then(Value::as_u64) {
+        out.push_str(&format!("; memory budget {mib} MiB per session"));
+    }
+    let endpoints: Vec<&str> =
+        pool.get("webdriver").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    if !endpoints.is_empty() {
+        out.push_str(&format!("; WebDriver endpoints {}", endpoints.join(", ")));
+    }
+    if let Some(c) = cores.filter(|c| *c > 0) {
+        out.push_str(&format!("; {c} cores"));
+    }
+    out
 }
 
 /// A record's status as the pages show it: a failure the matrix pins is an expected failure, a
@@ -283,4 +322,29 @@ pub fn write_all(
         put(&format!("wptreport-{runtime}.json"), text)?;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::scheduling;
+
+    #[test]
+    fn the_scheduling_fact_says_how_the_run_used_its_sessions_and_cores() {
+        let seq = json!({"sessions": 0, "recycle_after": null, "memory_budget_mb": null, "webdriver": []});
+        assert_eq!(
+            scheduling(seq.as_object().unwrap(), Some(2)),
+            "one session at a time, browser after browser; 2 cores"
+        );
+        let grid = json!({"sessions": 2, "recycle_after": 50, "memory_budget_mb": 1024,
+            "webdriver": ["chromium=http://127.0.0.1:4444"]});
+        let s = scheduling(grid.as_object().unwrap(), None);
+        assert!(s.starts_with("--pool 2: 2 sessions per browser"), "{s}");
+        for part in ["new session every 50 cells", "memory budget 1024 MiB", "endpoints chromium=http://127.0.0.1:4444"]
+        {
+            assert!(s.contains(part), "{part}: {s}");
+        }
+        assert!(!s.contains("cores"), "{s}");
+    }
 }
