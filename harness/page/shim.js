@@ -8,13 +8,12 @@
 // chunk: the page never holds the file twice), and kept for the next cell of the same model.
 import init, { runCell, runOpCases, seedChecksum, modelBegin, modelChunk } from './webq_engine.js';
 import { provokeErrors } from './provoke.js';
-import { loadWeights } from './weights.js';
+import { describe, runInEngine } from './weights.js';
 import { runPair } from './pair.js';
 
 const LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupSizeX',
   'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension'];
 
-const describe = (e) => (e && e.name ? `${e.name}: ${e.message}` : String(e));
 
 async function webgpu() {
   if (!navigator.gpu) {
@@ -92,19 +91,9 @@ let engineMemory = null;
 // `measureMemory`: false in a pair, where Chromium's measure covers the worker too and answers only
 // once the worker's task is done (or after 5 s), which would time the worker into the page's cell.
 async function runOne(spec, { measureMemory = true } = {}) {
-  let fetched = null;
-  if (spec.model) {
-    try {
-      fetched = await loadWeights(spec.model.file, modelBegin, modelChunk);
-    } catch (e) {
-      return { error_class: 'bad_input', error: `loading ${spec.model.file}: ${describe(e)}` };
-    }
-  }
-  const out = JSON.parse(await runCell(JSON.stringify(spec)));
-  out.wasm_memory_bytes = engineMemory ? engineMemory.buffer.byteLength : null;
+  const out = await runInEngine(spec, { runCell, modelBegin, modelChunk, memory: engineMemory });
   if (out.bench) {
-    const memory = measureMemory ? await browserMemory() : { browser_memory_note: 'not measured in a pair' };
-    Object.assign(out.bench, fetched || {}, memory);
+    Object.assign(out.bench, measureMemory ? await browserMemory() : { browser_memory_note: 'not measured in a pair' });
   }
   return out;
 }

@@ -174,13 +174,13 @@ pub fn host_cores() -> usize {
 struct Side<'c> {
     cell: &'c Cell,
     spec: CellSpec,
-    refs: Option<Arc<ModelRefs>>,
+    refs: Arc<ModelRefs>,
 }
 
 fn side<'c>(cell: &'c Cell, adapter: &str, ctx: &RunContext<'_>) -> Result<Side<'c>, String> {
     let (spec, refs) = page_spec(cell, &TuningTable::seed(), adapter, ctx)?;
     let refs = refs.flatten().ok_or_else(|| format!("{}: not a model cell of a named backend", cell.id()))?;
-    Ok(Side { cell, spec, refs: Some(refs) })
+    Ok(Side { cell, spec, refs })
 }
 
 /// Runs `pairs` in `kind`'s page: a first sequential round (fetching the weights; judged, not
@@ -251,7 +251,7 @@ async fn pairs_in(
                 let label = format!("{} round {round} {mode}", kind.name());
                 for (s, out) in [(&gpu, &a.gpu), (&cpu, &a.cpu)] {
                     let mut rec = blank_record(s.cell, "pair", &matrix.name, environment.clone());
-                    judge_model_answer(s.cell, out.clone(), s.refs.clone(), &mut rec);
+                    judge_model_answer(s.cell, out.clone(), Some(s.refs.clone()), &mut rec);
                     if rec.status != Status::Pass {
                         r.failures.push(format!(
                             "{label}: {} is {}: {}",
