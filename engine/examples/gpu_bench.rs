@@ -8,7 +8,8 @@
 //! count bytes read plus written, so `frac` (weight GB/s over copy GB/s) is the fraction of the
 //! memory bandwidth a copy achieves; a second anchor, a WGSL kernel that only reads the same bytes
 //! (`kernels/stream.wgsl`), is what a read-only kernel can get. `WEBQ_BENCH_KERNELS` picks kernels (`tuned`, `128x2`, `vec-64x4`, ...; see `GemvChoice`),
-//! `WEBQ_BENCH_FORMATS` formats, `WEBQ_BENCH_GEMM=1` adds the GEMM 512x4096x4096 and
+//! `WEBQ_BENCH_FORMATS` formats, `WEBQ_BENCH_GEMM=1` adds the GEMM 512x4096x4096 (`WEBQ_BENCH_GEMM_SHAPE`
+//! another) and
 //! `WEBQ_BENCH_ONLY=gemv|gemm` runs one of the two.
 //! Prints a table on stderr and, with `--json`, JSON lines on stdout.
 
@@ -187,9 +188,17 @@ mod native {
     /// The GEMM prefill shape per format and arithmetic (timed hot; verdicts come from the test suite:
     /// emulating 512x4096x4096 on the CPU takes longer than the whole benchmark).
     fn gemm(exec: &Executor, formats: &[webq_engine::quant::QuantFormat], reps: usize, json: bool) {
-        let (m, n, k) = GEMM_SHAPE;
+        // `WEBQ_BENCH_GEMM_SHAPE=MxNxK` for adapters too slow for the prefill shape.
+        let shape = std::env::var("WEBQ_BENCH_GEMM_SHAPE")
+            .ok()
+            .and_then(|v| {
+                let d: Vec<usize> = v.split('x').filter_map(|s| s.trim().parse().ok()).collect();
+                (d.len() == 3).then(|| (d[0], d[1], d[2]))
+            })
+            .unwrap_or(GEMM_SHAPE);
+        let (m, n, k) = shape;
         for &format in formats {
-            let bw = BenchWeights::new(format, GEMM_SHAPE);
+            let bw = BenchWeights::new(format, shape);
             for arith in [Arith::F32, Arith::F16] {
                 if !exec.supports(arith) {
                     continue;
@@ -201,7 +210,12 @@ mod native {
                 match t {
                     Ok(t) => {
                         let tflops = 2.0 * (m * n * k) as f64 / (us(&t) * 1e6);
-                        eprintln!("gemm {format} {m}x{n}x{k} {}: {:.1} us, {tflops:.2} TFLOP/s", arith.name(), us(&t));
+                        eprintln!(
+                            "gemm {format} {m}x{n}x{k} {}: {:.1} us, {:.1} GFLOP/s",
+                            arith.name(),
+                            us(&t),
+                            tflops * 1e3
+                        );
                         if json {
                             println!(
                                 "{}",

@@ -70,14 +70,15 @@ fn every_format_every_kernel_matches_the_emulation() {
                 continue;
             }
             let shapes: &[(usize, usize, usize)] = if format.as_int().is_some_and(|f| f.group.size().is_some()) {
-                &[(1, 37, 256), (5, 21, 128)]
+                &[(1, 37, 256), (5, 21, 128), (37, 70, 128)]
             } else {
-                &[(1, 37, 200), (5, 21, 200)] // K not a multiple of the tile, chunk or block
+                &[(1, 37, 200), (5, 21, 200), (37, 70, 200)] // K not a multiple of the tile, chunk or block
             };
+            // 37 x 70: several GEMM tiles of every height, channels not a multiple of 4.
             for &(m, n, k) in shapes {
                 let kind = KernelKind::for_rows(m);
                 let wgs: &[Workgroup] =
-                    if kind == KernelKind::Gemv { &Workgroup::VARIANTS } else { &[Workgroup::GEMM_TILE] };
+                    if kind == KernelKind::Gemv { &Workgroup::VARIANTS } else { &Workgroup::GEMM_TILES };
                 cells.extend(wgs.iter().map(|&wg| (format, m, n, k, KernelVariant::new(kind, arith, wg))));
             }
         }

@@ -1,7 +1,8 @@
 // The peer webq is measured against: onnxruntime-web, loaded from the page server (/ort/), running a
 // one-node MatMulNBits model that holds the same packed 4-bit weights as webq's own cell.
 // window.webqPeer.run(spec) -> { y (base64 f32), create_ms, first_ms, per_run_ms, log } or { error, log }.
-// spec: { build: 'ort.webgpu.min.mjs' | 'ort.all.min.mjs', ep: 'webgpu' | 'wasm', model, x (base64), reps }.
+// spec: { build: 'ort.webgpu.min.mjs' | 'ort.all.min.mjs', ep: 'webgpu' | 'wasm', model, x (base64, rows x K),
+// rows, reps }.
 
 const toBytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 const toBase64 = (bytes) => {
@@ -32,7 +33,8 @@ async function run(spec) {
     const session = await ort.InferenceSession.create(toBytes(spec.model), options);
     const create_ms = performance.now() - t;
     const xs = new Float32Array(toBytes(spec.x).buffer);
-    const feeds = { X: new ort.Tensor('float32', xs, [1, xs.length]) };
+    const rows = spec.rows || 1;
+    const feeds = { X: new ort.Tensor('float32', xs, [rows, xs.length / rows]) };
     t = performance.now();
     let out = await session.run(feeds);
     const y = await out.Y.getData();

@@ -80,10 +80,10 @@ pub enum OnnxError {
     Shape { k: usize, block: usize },
 }
 
-/// The model `Y[1, N] = MatMulNBits(X[1, K], B, scales[, zero_points])` holding `q`'s codes: B is
+/// The model `Y[M, N] = MatMulNBits(X[M, K], B, scales[, zero_points])` holding `q`'s codes: B is
 /// uint8 [N, K/block, block/2], low nibble first, codes unsigned (signed codes + 8, the default zero
 /// point); scales f32 [N * K/block]; zero points (asymmetric formats) uint8 [N, ceil(K/block/2)].
-pub fn matmul_nbits(q: &QuantizedMatrix) -> Result<Vec<u8>, OnnxError> {
+pub fn matmul_nbits(q: &QuantizedMatrix, m: usize) -> Result<Vec<u8>, OnnxError> {
     let f = match q.format {
         QuantFormat::Int(f) if f.bits == IntBits::B4 => f,
         other => return Err(OnnxError::Format(other.to_string())),
@@ -110,7 +110,7 @@ pub fn matmul_nbits(q: &QuantizedMatrix) -> Result<Vec<u8>, OnnxError> {
             zeros[r * zp_row + g / 2] |= ((q.zero(r, g) as u8) & 0xF) << (4 * (g % 2));
         }
     }
-    let (n, k, blocks, block) = (n as i64, k as i64, blocks as i64, block as i64);
+    let (m, n, k, blocks, block) = (m as i64, n as i64, k as i64, blocks as i64, block as i64);
     let mut node = Message::default().str(1, "X").str(1, "B").str(1, "scales");
     if asym {
         node = node.str(1, "zero_points");
@@ -127,7 +127,7 @@ pub fn matmul_nbits(q: &QuantizedMatrix) -> Result<Vec<u8>, OnnxError> {
     if asym {
         graph = graph.msg(5, tensor("zero_points", &[n * zp_row as i64], UINT8, &zeros));
     }
-    graph = graph.msg(11, value_info("X", FLOAT, &[1, k])).msg(12, value_info("Y", FLOAT, &[1, n]));
+    graph = graph.msg(11, value_info("X", FLOAT, &[m, k])).msg(12, value_info("Y", FLOAT, &[m, n]));
     let opset = |domain: &str, version| Message::default().str(1, domain).int(2, version);
     let model = Message::default()
         .int(1, 8) // IR version 8 (ONNX 1.10+)
@@ -202,7 +202,7 @@ mod tests {
         for name in ["int4-g32-sym", "int4-g32-asym"] {
             let format: QuantFormat = name.parse().unwrap();
             let q = quantize(&w, n, k, format, Quantizer::RoundToNearest).unwrap();
-            let bytes = matmul_nbits(&q).unwrap();
+            let bytes = matmul_nbits(&q, 1).unwrap();
             let model = fields(&bytes);
             assert_eq!(int(&model, 1), vec![8], "IR version");
             let opsets: Vec<String> = get(&model, 8)
@@ -246,6 +246,6 @@ mod tests {
             }
         }
         let int8 = quantize(&w, n, k, "int8".parse().unwrap(), Quantizer::RoundToNearest).unwrap();
-        assert!(matches!(matmul_nbits(&int8), Err(OnnxError::Format(_))));
+        assert!(matches!(matmul_nbits(&int8, 1), Err(OnnxError::Format(_))));
     }
 }

@@ -41,6 +41,9 @@ pub struct PeerArgs {
     /// Browsers to compare in (chromium, firefox).
     #[arg(long, value_delimiter = ',', default_value = "chromium,firefox")]
     browsers: Vec<String>,
+    /// Activation rows M (1: GEMV, as in decoding; more: webq's GEMM against MatMulNBits' own).
+    #[arg(long, default_value_t = 1)]
+    m: usize,
     /// Output rows N.
     #[arg(long, default_value_t = 4096)]
     n: usize,
@@ -109,9 +112,9 @@ pub fn run(args: &PeerArgs) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&args.out)?;
     let mut jsonl = std::fs::OpenOptions::new().create(true).append(true).open(args.out.join("peer.jsonl"))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (n, k) = (args.n, args.k);
+    let (m, n, k) = (args.m, args.n, args.k);
     let w = seeded::weights(1, n, k);
-    let x = seeded::activations(1, 1, k);
+    let x = seeded::activations(1, m, k);
     let x_b64 = base64::engine::general_purpose::STANDARD.encode(bytemuck::cast_slice(&x));
     println!(
         "{:<9} {:<15} {:<26} {:>10} {:>10} {:>14}  note",
@@ -130,22 +133,22 @@ pub fn run(args: &PeerArgs) -> Result<(), Box<dyn std::error::Error>> {
         let gemv = TuningTable::seed().pick(kind.name(), &adapter, KernelKind::Gemv, None);
         for &format in &args.formats {
             let q = quantize(&w, n, k, format, Quantizer::RoundToNearest)?;
-            let model = base64::engine::general_purpose::STANDARD.encode(matmul_nbits(&q)?);
-            let want = emulate(&x, 1, &q, Arith::F32);
+            let model = base64::engine::general_purpose::STANDARD.encode(matmul_nbits(&q, m)?);
+            let want = emulate(&x, m, &q, Arith::F32);
             let judge = |y: &[f32]| {
                 let v = KernelTolerance::matmul_f32().judge(y, &want.y, &want.abs_dot, k);
                 (v.pass, v.worst_ratio)
             };
             let mut times: Vec<(Runner, Option<f64>)> = Vec::new();
             for runner in Runner::ALL {
-                let m = match runner {
+                let measured = match runner {
                     Runner::Webq(backend) => {
                         let spec = CellSpec {
                             model: None,
                             backend,
                             device: None,
                             precision: Precision::Format(format),
-                            m: 1,
+                            m,
                             n,
                             k,
                             seed: 1,
@@ -161,31 +164,32 @@ pub fn run(args: &PeerArgs) -> Result<(), Box<dyn std::error::Error>> {
                         rt.block_on(webq_run(&session, &spec, &judge))
                     }
                     Runner::Ort { build, ep } => {
-                        rt.block_on(ort_run(&session, build, ep, &model, &x_b64, args.reps, n, &judge))
+                        rt.block_on(ort_run(&session, build, ep, &model, &x_b64, args.reps, (m, n), &judge))
                     }
                 };
-                let verdict =
-                    m.verdict.map_or("-".to_string(), |(p, r)| format!("{} {r:.2}", if p { "pass" } else { "FAIL" }));
+                let verdict = measured
+                    .verdict
+                    .map_or("-".to_string(), |(p, r)| format!("{} {r:.2}", if p { "pass" } else { "FAIL" }));
                 println!(
                     "{:<9} {:<15} {:<26} {:>10} {:>10} {:>14}  {}",
                     kind.name(),
                     format.to_string(),
                     runner.name(),
-                    m.ms.map_or("-".into(), |v| format!("{v:.2}")),
-                    m.gpu_ms.map_or("-".into(), |v| format!("{v:.2}")),
+                    measured.ms.map_or("-".into(), |v| format!("{v:.2}")),
+                    measured.gpu_ms.map_or("-".into(), |v| format!("{v:.2}")),
                     verdict,
-                    m.note
+                    measured.note
                 );
                 let record = json!({"browser": kind.name(), "user_agent": env["userAgent"], "adapter": adapter,
-                    "format": format.to_string(), "n": n, "k": k, "reps": args.reps, "runner": runner.name(),
+                    "format": format.to_string(), "m": m, "n": n, "k": k, "reps": args.reps, "runner": runner.name(),
                     "backend": runner.backend(), "webq_kernel": matches!(runner, Runner::Webq(CellBackend::Webgpu)).then(|| gemv.to_string()),
-                    "ms_per_run": m.ms, "gpu_ms": m.gpu_ms, "verdict_pass": m.verdict.map(|v| v.0),
-                    "worst_ratio": m.verdict.map(|v| v.1), "note": m.note});
+                    "ms_per_run": measured.ms, "gpu_ms": measured.gpu_ms, "verdict_pass": measured.verdict.map(|v| v.0),
+                    "worst_ratio": measured.verdict.map(|v| v.1), "note": measured.note});
                 writeln!(jsonl, "{record}")?;
-                if matches!(runner, Runner::Webq(_)) && !m.verdict.is_some_and(|v| v.0) {
-                    own_failures.push(format!("{} {format} {}: {}", kind.name(), runner.name(), m.note));
+                if matches!(runner, Runner::Webq(_)) && !measured.verdict.is_some_and(|v| v.0) {
+                    own_failures.push(format!("{} {format} {}: {}", kind.name(), runner.name(), measured.note));
                 }
-                times.push((runner, if m.verdict.is_some_and(|v| v.0) { m.ms } else { None }));
+                times.push((runner, if measured.verdict.is_some_and(|v| v.0) { measured.ms } else { None }));
             }
             for (r, t) in &times {
                 if let (Runner::Ort { .. }, Some(ort_ms)) = (r, t) {
@@ -226,7 +230,7 @@ async fn webq_run(session: &Session, spec: &CellSpec, judge: &dyn Fn(&[f32]) -> 
         Err(e) => return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("malformed answer: {e}") },
     };
     let kernel = out.workgroup.clone().unwrap_or_default();
-    match out.outcome(spec.precision, spec.n) {
+    match out.outcome(spec.precision, spec.m * spec.n) {
         Ok(Outcome::Ran { y, timings, .. }) => Measured {
             ms: Some(timings.wall_us / 1e3),
             gpu_ms: timings.gpu_us.map(|v| v / 1e3),
@@ -247,12 +251,12 @@ async fn ort_run(
     model: &str,
     x: &str,
     reps: usize,
-    n: usize,
+    (m, n): (usize, usize),
     judge: &dyn Fn(&[f32]) -> (bool, f64),
 ) -> Measured {
     let script =
         "const [spec, done] = arguments; window.webqPeer.run(spec).then(done, (e) => done({error: String(e)}));";
-    let spec = json!({"build": build, "ep": ep, "model": model, "x": x, "reps": reps});
+    let spec = json!({"build": build, "ep": ep, "model": model, "x": x, "rows": m, "reps": reps});
     let answer = match tokio::time::timeout(
         std::time::Duration::from_secs(600),
         session.client.execute_async(script, vec![spec]),
@@ -270,10 +274,15 @@ async fn ort_run(
     let y: Option<Vec<f32>> = answer["y"]
         .as_str()
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .filter(|b| b.len() == 4 * n)
+        .filter(|b| b.len() == 4 * m * n)
         .map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(&b));
     let Some(y) = y else {
-        return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("no output of {n} floats; {placed}") };
+        return Measured {
+            ms: None,
+            gpu_ms: None,
+            verdict: None,
+            note: format!("no output of {m} x {n} floats; {placed}"),
+        };
     };
     Measured {
         ms: answer["per_run_ms"].as_f64(),

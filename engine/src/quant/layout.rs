@@ -126,7 +126,34 @@ impl Layout {
 
     /// Unpacks `count` raw code patterns.
     pub fn unpack(self, packed: &[u8], count: usize) -> Vec<u8> {
-        (0..count).map(|i| self.code_at(packed, i)).collect()
+        let mut out = vec![0; count];
+        self.unpack_into(packed, &mut out);
+        out
+    }
+
+    /// Unpacks `out.len()` raw code patterns into `out`: whole bytes at a time where codes lie whole
+    /// in bytes (the CPU path decodes a row per output channel, so this is its inner loop).
+    pub fn unpack_into(self, packed: &[u8], out: &mut [u8]) {
+        let per_byte = match self {
+            Layout::Bytes => return out.copy_from_slice(&packed[..out.len()]),
+            Layout::Nibbles => 2,
+            Layout::Crumbs => 4,
+            Layout::Planes3 | Layout::Half => {
+                out.iter_mut().enumerate().for_each(|(i, o)| *o = self.code_at(packed, i));
+                return;
+            }
+        };
+        let bits = 8 / per_byte;
+        let mask = (1u8 << bits) - 1;
+        let whole = out.len() / per_byte * per_byte;
+        for (codes, &b) in out[..whole].chunks_exact_mut(per_byte).zip(packed) {
+            for (j, c) in codes.iter_mut().enumerate() {
+                *c = (b >> (bits * j)) & mask;
+            }
+        }
+        for (i, o) in out.iter_mut().enumerate().skip(whole) {
+            *o = self.code_at(packed, i);
+        }
     }
 }
 
@@ -157,5 +184,24 @@ mod tests {
         assert_eq!((packed[1] >> 2) & 3, 1);
         assert_eq!((packed[8] >> 5) & 1, 1);
         assert_eq!(Layout::Planes3.unpack(&packed, 32), codes);
+    }
+
+    #[test]
+    fn unpacking_whole_bytes_gives_what_code_at_gives() {
+        for layout in [Layout::Bytes, Layout::Nibbles, Layout::Crumbs, Layout::Planes3] {
+            let max = match layout {
+                Layout::Bytes => 256,
+                Layout::Nibbles => 16,
+                Layout::Crumbs => 4,
+                _ => 8,
+            };
+            for count in [1, 7, 33, 100] {
+                let codes: Vec<u8> = (0..count).map(|i| ((i * 37 + 11) % max) as u8).collect();
+                let packed = layout.pack(&codes);
+                let one_by_one: Vec<u8> = (0..count).map(|i| layout.code_at(&packed, i)).collect();
+                assert_eq!(layout.unpack(&packed, count), one_by_one, "{layout:?} {count}");
+                assert_eq!(one_by_one, codes, "{layout:?} {count}");
+            }
+        }
     }
 }

@@ -311,11 +311,7 @@ impl Executor {
         }
         self.settle().await?;
         let upload_ms = start.elapsed().as_secs_f64() * 1e3;
-        let wg = variant.workgroup;
-        let groups = match variant.kind {
-            KernelKind::Gemv | KernelKind::GemvVec => (q.n.div_ceil(wg.y as usize) as u32, m as u32, 1),
-            KernelKind::Gemm => (q.n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1),
-        };
+        let groups = variant.groups(m, q.n);
         Ok(Prepared { exec: self, pipeline, bind, y, staging, y_bytes, groups, compile_ms, upload_ms })
     }
 

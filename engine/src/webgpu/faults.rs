@@ -10,7 +10,7 @@
 use crate::quant::{IntBits, QuantFormat, ScaleType, Scheme};
 use crate::reference::Arith;
 
-use super::kernel::{unroll_rows, KernelKind, KernelVariant, DEQUANT, GEMM, GEMV, GEMV_VEC};
+use super::kernel::{variant_source, KernelKind, KernelVariant, DEQUANT, GEMM, GEMV, GEMV_VEC};
 
 /// Which piece of the shader a patch edits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,15 +182,20 @@ pub const FAULTS: &[Fault] = &[
         patches: &[
             (Piece::Gemv, "var acc: f32 = 0.0;", "var acc: wt = wt(0.0);"),
             (Piece::Gemv, "acc += chunk_dot(n, c, m * params.k);", "acc += wt(chunk_dot(n, c, m * params.k));"),
-            (Piece::Gemm, "var acc: f32 = 0.0;", "var acc: wt = wt(0.0);"),
-            (Piece::Gemm, "acc += f32(xs[lid.y][kk] * ws[lid.x][kk]);", "acc += xs[lid.y][kk] * ws[lid.x][kk];"),
+            (Piece::Gemm, "var acc_ROW = vec4<f32>(0.0);", "var acc_ROW = vec4<wt>(wt(0.0));"),
+            (Piece::Gemm, "-> vec4<f32> {\n    return vec4<f32>(xv * w);", "-> vec4<wt> {\n    return xv * w;"),
+            (Piece::Gemm, "4u * lid.x, acc_ROW);", "4u * lid.x, vec4<f32>(acc_ROW));"),
         ],
         scope: Scope { kinds: BOTH, arith: Some(Arith::F16), formats: all, needs: Needs::LargeSums },
     },
     Fault {
         id: "missing-barrier",
         description: "GEMM reads its staged tile without the workgroup barrier after loading it",
-        patches: &[(Piece::Gemm, "ws[lid.y][lid.x] = wv;\n        workgroupBarrier();", "ws[lid.y][lid.x] = wv;")],
+        patches: &[(
+            Piece::Gemm,
+            "stage_x(tid + 256u * ROW_INDEX, m0, k0);\n        workgroupBarrier();",
+            "stage_x(tid + 256u * ROW_INDEX, m0, k0);",
+        )],
         scope: Scope { kinds: &[KernelKind::Gemm], arith: None, formats: all, needs: Needs::ManyRows },
     },
     Fault {
@@ -208,7 +213,11 @@ pub const FAULTS: &[Fault] = &[
     Fault {
         id: "k-n-swapped",
         description: "GEMM writes its output transposed (N and M strides swapped)",
-        patches: &[(Piece::Gemm, "y[row * params.n + col] = f32(acc);", "y[col * params.m + row] = f32(acc);")],
+        patches: &[(
+            Piece::Gemm,
+            "y[row * params.n + col + c] = f32(acc[c]);",
+            "y[(col + c) * params.m + row] = f32(acc[c]);",
+        )],
         scope: Scope { kinds: &[KernelKind::Gemm], arith: None, formats: all, needs: Needs::ManyRows },
     },
     Fault {
@@ -238,8 +247,8 @@ pub const FAULTS: &[Fault] = &[
         description: "vector GEMV's reduction adds every row's partial sums from row 0's slots",
         patches: &[(
             Piece::GemvVec,
-            "partial[r * WG_X + t] += partial[r * WG_X + t + stride];",
-            "partial[r * WG_X + t] += partial[t + stride];",
+            "partial[ROW_INDEX * WG_X + t] += partial[ROW_INDEX * WG_X + t + stride];",
+            "partial[ROW_INDEX * WG_X + t] += partial[t + stride];",
         )],
         scope: scope(VEC, all),
     },
@@ -272,11 +281,12 @@ impl Fault {
             *text = text.replacen(from, to, 1);
         }
         let [dequant, gemv, gemm, vec] = pieces.map(|(_, text)| text);
-        Ok(match variant.kind {
-            KernelKind::Gemv => super::kernel::assemble(variant.arith, &dequant, &gemv),
-            KernelKind::Gemm => super::kernel::assemble(variant.arith, &dequant, &gemm),
-            KernelKind::GemvVec => super::kernel::assemble(variant.arith, "", &unroll_rows(&vec, variant.workgroup.y)),
-        })
+        let body = match variant.kind {
+            KernelKind::Gemv => gemv,
+            KernelKind::Gemm => gemm,
+            KernelKind::GemvVec => vec,
+        };
+        Ok(variant_source(variant, &dequant, &body))
     }
 }
 

@@ -76,8 +76,9 @@ pub fn gemv_vec_tile(format: &QuantFormat) -> usize {
     }
 }
 
-/// Workgroup size of the GEMV kernel (the GEMM kernel's tile is fixed at 16x16). For `gemv-vec`, `x`
-/// threads share the rows and each thread computes `y` rows (at most 8).
+/// Workgroup size of the GEMV kernel. For `gemv-vec`, `x` threads share the rows and each thread
+/// computes `y` rows (at most 8). For the GEMM, the output tile of its 16x16 threads: 64 channels by
+/// 16, 32 or 64 activation rows ([`Workgroup::gemm_tile`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Workgroup {
     pub x: u32,
@@ -88,7 +89,24 @@ impl Workgroup {
     /// The variants every GEMV is built and checked in.
     pub const VARIANTS: [Workgroup; 4] =
         [Workgroup { x: 64, y: 1 }, Workgroup { x: 128, y: 1 }, Workgroup { x: 256, y: 1 }, Workgroup { x: 128, y: 2 }];
-    pub const GEMM_TILE: Workgroup = Workgroup { x: 16, y: 16 };
+    /// The GEMM's largest tile: 64 channels x 64 rows, 4 x 4 outputs a thread.
+    pub const GEMM_TILE: Workgroup = Workgroup { x: 64, y: 64 };
+    /// The GEMM tiles: 64 channels by 16, 32 or 64 rows.
+    pub const GEMM_TILES: [Workgroup; 3] =
+        [Workgroup { x: 64, y: 16 }, Workgroup { x: 64, y: 32 }, Workgroup::GEMM_TILE];
+
+    /// The GEMM tile for `m` activation rows: the shortest that covers them, so that a short prompt
+    /// does not compute 64 rows of padding.
+    pub fn gemm_tile(m: usize) -> Workgroup {
+        let rows = if m <= 16 {
+            16
+        } else if m <= 32 {
+            32
+        } else {
+            64
+        };
+        Workgroup { x: 64, y: rows }
+    }
 
     /// Parses `128x2` or `256` (y = 1).
     pub fn parse(s: &str) -> Option<Workgroup> {
@@ -153,14 +171,14 @@ impl GemvKernel {
     /// seed's workgroup where the vector kernel cannot take K.
     pub fn variant(self, m: usize, k: usize, format: Option<&QuantFormat>, arith: Arith) -> KernelVariant {
         if m > 1 {
-            return KernelVariant::new(KernelKind::Gemm, arith, Workgroup::GEMM_TILE);
+            return KernelVariant::new(KernelKind::Gemm, arith, Workgroup::gemm_tile(m));
         }
         let tile = format.map_or(128, gemv_vec_tile);
         let kernel = if self.kind == KernelKind::GemvVec && k % tile != 0 { Self::PORTABLE } else { self };
         KernelVariant::new(kernel.kind, arith, kernel.workgroup)
     }
 
-    /// How results name the kernel of a variant that ran: `128x2`, `vec-64x4`, or GEMM's `16x16` tile.
+    /// How results name the kernel of a variant that ran: `128x2`, `vec-64x4`, or GEMM's tile (`64x64`).
     pub fn ran(variant: &KernelVariant) -> String {
         match variant.kind {
             KernelKind::Gemm => variant.workgroup.to_string(),
@@ -187,29 +205,56 @@ pub struct KernelVariant {
 }
 
 impl KernelVariant {
+    /// A GEMM given anything but one of [`Workgroup::GEMM_TILES`] gets the largest tile.
     pub fn new(kind: KernelKind, arith: Arith, workgroup: Workgroup) -> Self {
-        let workgroup = if kind == KernelKind::Gemm { Workgroup::GEMM_TILE } else { workgroup };
+        let workgroup = if kind == KernelKind::Gemm && !Workgroup::GEMM_TILES.contains(&workgroup) {
+            Workgroup::GEMM_TILE
+        } else {
+            workgroup
+        };
         KernelVariant { kind, arith, workgroup }
     }
-}
 
-/// The WGSL of a kernel variant: prelude + decoding + kernel body (`gemv-vec` decodes on its own and
-/// has its rows per thread written into the source).
-pub fn shader_source(variant: &KernelVariant) -> String {
-    match variant.kind {
-        KernelKind::GemvVec => assemble(variant.arith, "", &unroll_rows(GEMV_VEC, variant.workgroup.y)),
-        kind => assemble(variant.arith, DEQUANT, kind.body()),
+    /// Rows each thread computes, written into the source: the vector GEMV's rows, the GEMM's rows
+    /// per thread (its tile's rows over 16 threads), 1 for the portable GEMV.
+    pub fn unrolled_rows(&self) -> u32 {
+        match self.kind {
+            KernelKind::GemvVec => self.workgroup.y,
+            KernelKind::Gemm => self.workgroup.y / 16,
+            KernelKind::Gemv => 1,
+        }
+    }
+
+    /// Workgroups to dispatch for `m` activation rows and `n` output channels.
+    pub fn groups(&self, m: usize, n: usize) -> (u32, u32, u32) {
+        let wg = self.workgroup;
+        match self.kind {
+            KernelKind::Gemv | KernelKind::GemvVec => (n.div_ceil(wg.y as usize) as u32, m as u32, 1),
+            KernelKind::Gemm => (n.div_ceil(wg.x as usize) as u32, m.div_ceil(wg.y as usize) as u32, 1),
+        }
     }
 }
 
-/// Writes each line that names `_ROW` once per row (`_ROW` becoming `_0`, `_1`, ..., `ROW_INDEX` the
+/// The WGSL of a kernel variant: prelude + decoding + kernel body (`gemv-vec` decodes on its own), with
+/// its rows per thread written into the source.
+pub fn shader_source(variant: &KernelVariant) -> String {
+    variant_source(variant, DEQUANT, variant.kind.body())
+}
+
+/// The WGSL of `variant` from its pieces (planted faults pass patched ones).
+pub(crate) fn variant_source(variant: &KernelVariant, dequant: &str, body: &str) -> String {
+    let dequant = if variant.kind == KernelKind::GemvVec { "" } else { dequant };
+    assemble(variant.arith, dequant, &unroll_rows(body, variant.unrolled_rows()))
+}
+
+/// Writes each line that names `_ROW` or `ROW_INDEX` once per row (`_ROW` becoming `_0`, `_1`, ..., `ROW_INDEX` the
 /// row's number) and sets `const ROWS`: per-row registers without arrays or loops to unroll.
 pub(crate) fn unroll_rows(body: &str, rows: u32) -> String {
     let mut out = String::with_capacity(body.len() * 2);
     for line in body.lines() {
         if line.starts_with("const ROWS: u32") {
             out.push_str(&format!("const ROWS: u32 = {rows}u;\n"));
-        } else if line.contains("_ROW") && !line.trim_start().starts_with("//") {
+        } else if (line.contains("_ROW") || line.contains("ROW_INDEX")) && !line.trim_start().starts_with("//") {
             for r in 0..rows {
                 out.push_str(&line.replace("ROW_INDEX", &format!("{r}u")).replace("_ROW", &format!("_{r}")));
                 out.push('\n');

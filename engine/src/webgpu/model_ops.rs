@@ -103,11 +103,7 @@ impl Executor {
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let xb = self.storage_buffer("x", bytemuck::cast_slice(x));
-        let wg = variant.workgroup;
-        let groups = match variant.kind {
-            KernelKind::Gemv | KernelKind::GemvVec => (w.n.div_ceil(wg.y as usize) as u32, m as u32, 1),
-            KernelKind::Gemm => (w.n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1),
-        };
+        let groups = variant.groups(m, w.n);
         let inputs = [&params, &w.codes, &w.scales, &w.zeros, &xb];
         self.dispatch_and_read(&pipeline, &inputs, m * w.n, groups).await
     }

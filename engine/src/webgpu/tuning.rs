@@ -46,7 +46,10 @@ impl TuningTable {
     /// Chromium on SwiftShader, in Firefox and natively on lavapipe (bench/2026-11-27-browsers-kernels.txt),
     /// and a sweep of its shapes (bench/2026-11-27-browsers-sweep.txt) found 8 threads x 8 rows best on
     /// SwiftShader (int4 82 ms against 229 ms for 64x4 and 558 ms for the portable kernel) and 16 x 8
-    /// across formats on lavapipe (Firefox names no adapter, so its row keys on the browser); at
+    /// across formats on lavapipe (Firefox names no adapter, so its row keys on the browser; once the
+    /// kernel's lane loops were written out, 8 x 8 stayed the fastest on SwiftShader natively: int4
+    /// 21.5 ms against 23.5 for 4 x 4, 25.8 for 8 x 4 and 28.1 for 16 x 8,
+    /// bench/2026-12-04-cpu-adapters-kernels.txt); at
     /// 8192x8192 on an NVIDIA H100, 128 x 2 (1.3-1.8x for fp16, int8, int3 and int2, even for int4;
     /// bench/2026-11-27-nvidia-h100*.txt). The seed's audio row for Firefox was measured on
     /// lavapipe against 128x2 and vec-16x8 on Whisper's decoder shapes: 1.83x and 13.1x slower
