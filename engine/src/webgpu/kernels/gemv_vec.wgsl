@@ -111,8 +111,9 @@ fn lanes3(lo: u32, hi: u32, j: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(crumbs | (high << vec4<u32>(2u)) | vec4<u32>(MAGIC));
 }
 
-// Four terms (q - z) * x; `scaled_sum` (from the prelude) applies the group's scale to a sum of them:
-// once per sum in f32, per weight in f16, as the emulation rounds an f16 weight.
+// Four terms (q - z) * x summed in f32, by the prelude's `code_sum`: unscaled with f32 arithmetic (the
+// caller's `scaled_sum` scales the group's sum once), each weight scaled and rounded to f16 as the
+// emulation's f16 weight with f16 arithmetic (where `scaled_sum` leaves the sum as it is).
 fn term(biased: vec4<f32>, bias: f32, s: f32, xv: vec4<f32>) -> f32 {
     return code_sum(biased - vec4<f32>(bias), s, xv);
 }
@@ -127,7 +128,8 @@ fn word_group(g: u32, i: u32, codes_per_word: u32) -> u32 {
 
 // Word i of a tile of 2-, 4- or 8-bit codes against its activations (from vec4 xt of the tile), not yet
 // scaled. The lanes are written out (no loop): CPU adapters run shader loops with lane masks, and
-// with literal lane numbers the shifts become constants (SwiftShader: 2.6x for int4, 3.2x for int8).
+// with literal lane numbers the shifts become constants (SwiftShader natively: 3.0x for int4, 4.0x for
+// int8; bench/2026-12-04-cpu-adapters-kernels.txt).
 fn word_sum(word: u32, xt: u32, i: u32, bias: f32, s: f32) -> f32 {
     let xv = xt + i * (8u / BITS);
     var w = word;
@@ -156,6 +158,7 @@ fn tile_dot(w: vec4<u32>, xt: u32, g: u32) -> f32 {
     return word_dot(w.x, xt, g, 0u) + word_dot(w.y, xt, g, 1u) + word_dot(w.z, xt, g, 2u) + word_dot(w.w, xt, g, 3u);
 }
 
+// Word i of a tile, scaled by its own group's scale.
 fn word_dot(w: u32, xt: u32, g: u32, i: u32) -> f32 {
     let gi = word_group(g, i, 32u / BITS);
     let s = scale_at(gi);
