@@ -132,13 +132,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         };
         acc = f32x4_add(acc, f32x4_mul(va, vb));
     }
+    finish(acc, a, b)
+}
+
+/// The end of a simd128 dot product: the elements past the last whole vector added to their lanes,
+/// then the lanes summed pairwise (the order the scalar build sums in too).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn finish(acc: core::arch::wasm32::v128, a: &[f32], b: &[f32]) -> f32 {
+    use core::arch::wasm32::*;
     let mut lanes = [
         f32x4_extract_lane::<0>(acc),
         f32x4_extract_lane::<1>(acc),
         f32x4_extract_lane::<2>(acc),
         f32x4_extract_lane::<3>(acc),
     ];
-    for j in chunks * 4..a.len() {
+    for j in a.len() / 4 * 4..a.len() {
         lanes[j % 4] += a[j] * b[j];
     }
     (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
@@ -159,20 +167,7 @@ fn dot4(xs: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
             *a = f32x4_add(*a, f32x4_mul(vx, vw));
         }
     }
-    let mut out = [0f32; 4];
-    for ((o, a), x) in out.iter_mut().zip(acc).zip(xs) {
-        let mut lanes = [
-            f32x4_extract_lane::<0>(a),
-            f32x4_extract_lane::<1>(a),
-            f32x4_extract_lane::<2>(a),
-            f32x4_extract_lane::<3>(a),
-        ];
-        for j in chunks * 4..w.len() {
-            lanes[j % 4] += x[j] * w[j];
-        }
-        *o = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    }
-    out
+    [0, 1, 2, 3].map(|d| finish(acc[d], xs[d], w))
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]

@@ -37,6 +37,23 @@ fn cpu_kernels_use_simd128_and_match_the_emulation() {
     }
 }
 
+/// The simd128 path's four rows a pass (`dot4`) sums each output as one row alone does, to the bit,
+/// tail included (K = 130 is not whole vectors).
+#[wasm_bindgen_test]
+fn cpu_kernel_sums_four_rows_at_once_as_one_row_at_a_time() {
+    let (m, n, k) = (6, 5, 130);
+    for format in [QuantFormat::F16, "int4-pc-asym".parse().unwrap()] {
+        let q = quantize(&seeded::weights(7, n, k), n, k, format, Quantizer::RoundToNearest).unwrap();
+        let x = seeded::activations(7, m, k);
+        let y = webq_engine::cpu::matmul(&x, m, &q);
+        for i in 0..m {
+            let alone = webq_engine::cpu::matmul(&x[i * k..(i + 1) * k], 1, &q);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y[i * n..(i + 1) * n]), bits(&alone), "{format} row {i}");
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 async fn every_format_matches_the_emulation_on_webgpu() {
     let exec = Executor::open(&ExecutorOptions::default()).await.expect("this browser has no WebGPU adapter");

@@ -98,14 +98,7 @@ impl Workgroup {
     /// The GEMM tile for `m` activation rows: the shortest that covers them, so that a short prompt
     /// does not compute 64 rows of padding.
     pub fn gemm_tile(m: usize) -> Workgroup {
-        let rows = if m <= 16 {
-            16
-        } else if m <= 32 {
-            32
-        } else {
-            64
-        };
-        Workgroup { x: 64, y: rows }
+        Workgroup::GEMM_TILES.into_iter().find(|t| m <= t.y as usize).unwrap_or(Workgroup::GEMM_TILE)
     }
 
     /// Parses `128x2` or `256` (y = 1).
