@@ -397,6 +397,17 @@ mod tests {
             "{:?}",
             t.shaders.len()
         );
+        // Every op that dispatched was timed on the device where it has timestamp queries
+        // (lavapipe has), within the op's wall time; an upload dispatches nothing.
+        let timestamps = runner.executor.as_ref().expect("checked above").adapter().timestamps;
+        for e in &t.ops {
+            match (e.op.as_str(), e.gpu_ms) {
+                ("preload", g) => assert_eq!(g, None, "{e:?}"),
+                (_, Some(g)) => assert!(timestamps && g > 0.0 && g <= e.ms, "{e:?}"),
+                (_, None) => assert!(!timestamps, "{e:?} has no device time on an adapter with timestamps"),
+            }
+        }
+        assert!(t.gpu_ms().is_some() == timestamps, "{:?}", t.gpu_ms());
         let last = t.memory.last().expect("a memory log");
         assert!(last.device_weight_bytes.is_some_and(|b| b > 0), "{last:?}");
         assert!(t.errors.is_empty(), "{:?}", t.errors);

@@ -79,6 +79,16 @@ pub trait Backend {
         Vec::new()
     }
 
+    /// Asks the backend to time each op on the device as well (a traced cell), where it can: a
+    /// GPU backend then puts a timestamp pair around every dispatch.
+    fn time_ops(&mut self) {}
+
+    /// The device's milliseconds for the ops since the last call ([`Backend::time_ops`]); `None`
+    /// where the backend does not time them, the device has no timestamp queries, or no op ran.
+    fn take_device_ms(&mut self) -> Option<f64> {
+        None
+    }
+
     /// Writes `k`, `v` (the next positions) into `layer`'s cache.
     fn cache_append(&mut self, cache: &mut KvCache, layer: usize, k: &[f32], v: &[f32]) {
         cache.append(layer, k, v);

@@ -13,7 +13,7 @@ use super::linear::{Linear, NormWeights};
 use super::ops::rope_table;
 use super::ModelError;
 use crate::reference::Arith;
-use crate::webgpu::{Executor, GemvKernel, GpuError, ModelOp, OpParams, ResidentMatrix};
+use crate::webgpu::{Executor, GemvKernel, GpuError, ModelOp, OpOutput, OpParams, ResidentMatrix};
 
 pub struct GpuBackend<'e> {
     exec: &'e Executor,
@@ -26,6 +26,10 @@ pub struct GpuBackend<'e> {
     arith: Arith,
     /// The most bytes of activations one op uploaded and read back.
     activation_peak: usize,
+    /// Timestamp pairs around every dispatch ([`Backend::time_ops`]), and the microseconds they
+    /// measured since [`Backend::take_device_ms`] last took them.
+    time_ops: bool,
+    device_us: Option<f64>,
 }
 
 fn params(words: &[u32]) -> OpParams {
@@ -40,7 +44,16 @@ impl<'e> GpuBackend<'e> {
     }
 
     pub fn with_arith(exec: &'e Executor, gemv: GemvKernel, arith: Arith) -> Self {
-        GpuBackend { exec, resident: HashMap::new(), gemv, uploaded: 0, arith, activation_peak: 0 }
+        GpuBackend {
+            exec,
+            resident: HashMap::new(),
+            gemv,
+            uploaded: 0,
+            arith,
+            activation_peak: 0,
+            time_ops: false,
+            device_us: None,
+        }
     }
 
     fn failed(op: &str) -> impl Fn(GpuError) -> ModelError + '_ {
@@ -49,6 +62,14 @@ impl<'e> GpuBackend<'e> {
 
     fn moved(&mut self, floats: usize) {
         self.activation_peak = self.activation_peak.max(floats * 4);
+    }
+
+    /// An op's output, its device time counted.
+    fn output(&mut self, out: OpOutput) -> Vec<f32> {
+        if let Some(us) = out.gpu_us {
+            self.device_us = Some(self.device_us.unwrap_or(0.0) + us);
+        }
+        out.y
     }
 
     async fn op(
@@ -60,8 +81,8 @@ impl<'e> GpuBackend<'e> {
         threads: usize,
     ) -> OpResult<Vec<f32>> {
         self.moved(inputs.iter().map(|x| x.len()).sum::<usize>() + out_len);
-        let r = self.exec.run_op(op, self.arith, &params(p), inputs, out_len, threads).await;
-        r.map_err(Self::failed(op.entry_point()))
+        let r = self.exec.run_op(op, self.arith, &params(p), inputs, out_len, threads, self.time_ops).await;
+        Ok(self.output(r.map_err(Self::failed(op.entry_point()))?))
     }
 }
 
@@ -78,6 +99,14 @@ impl Backend for GpuBackend<'_> {
         self.exec.compiled_shaders(from)
     }
 
+    fn time_ops(&mut self) {
+        self.time_ops = true;
+    }
+
+    fn take_device_ms(&mut self) -> Option<f64> {
+        self.device_us.take().map(|us| us / 1e3)
+    }
+
     async fn preload(&mut self, l: &Linear) -> OpResult<()> {
         if !self.resident.contains_key(&l.name) {
             let w = self.exec.upload_matrix(&l.q).await.map_err(Self::failed(&l.name))?;
@@ -92,7 +121,8 @@ impl Backend for GpuBackend<'_> {
         let w = &self.resident[&l.name];
         let x = pad_rows(x, m, l.k, l.q.k);
         let variant = self.gemv.variant(m, l.q.k, Some(&l.q.format), self.arith);
-        let mut y = self.exec.matmul_resident(w, &x, m, variant).await.map_err(Self::failed(&l.name))?;
+        let out = self.exec.matmul_resident(w, &x, m, variant, self.time_ops).await.map_err(Self::failed(&l.name))?;
+        let mut y = self.output(out);
         self.moved(x.len() + y.len());
         add_bias(&mut y, l.bias.as_deref());
         Ok(y)

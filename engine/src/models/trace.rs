@@ -1,6 +1,7 @@
 //! The seed's debugging hooks for one model cell (`webq run --trace`): every op with its
-//! milliseconds (the page's clock in a browser, the wall clock natively; GPU timestamps are not
-//! read per op), every error with the op and tensor it happened in, the backend's memory after
+//! milliseconds (the page's clock in a browser, the wall clock natively) and, on a GPU whose
+//! device has timestamp queries (natively, and in browsers that expose them), the device's own
+//! time for the op's dispatches, every error with the op and tensor it happened in, the backend's memory after
 //! each op, and the WGSL of every pipeline the cell created (see [`Executor::compiled_shaders`]).
 //! [`Traced`] wraps any [`Backend`]; a cell without `trace` never builds one, so tracing costs
 //! nothing when off.
@@ -24,6 +25,10 @@ pub struct OpEvent {
     pub on: String,
     pub at_ms: f64,
     pub ms: f64,
+    /// The device's time for the op's dispatches, from timestamp queries (absent where the
+    /// backend runs no dispatch or the device cannot time them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_ms: Option<f64>,
 }
 
 /// An op that failed: where, and the backend's words.
@@ -63,13 +68,27 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Milliseconds per op kind, most first.
-    pub fn by_op(&self) -> Vec<(String, usize, f64)> {
-        let mut kinds: Vec<(String, usize, f64)> = Vec::new();
+    /// The device milliseconds of every timed op, where any was timed.
+    pub fn gpu_ms(&self) -> Option<f64> {
+        self.ops.iter().filter_map(|e| e.gpu_ms).reduce(|a, b| a + b)
+    }
+
+    /// Per op kind: how many ran, their milliseconds and their device milliseconds (where any
+    /// was timed), most milliseconds first.
+    pub fn by_op(&self) -> Vec<(String, usize, f64, Option<f64>)> {
+        let mut kinds: Vec<(String, usize, f64, Option<f64>)> = Vec::new();
         for e in &self.ops {
-            match kinds.iter_mut().find(|k| k.0 == e.op) {
-                Some(k) => (k.1, k.2) = (k.1 + 1, k.2 + e.ms),
-                None => kinds.push((e.op.clone(), 1, e.ms)),
+            let i = match kinds.iter().position(|k| k.0 == e.op) {
+                Some(i) => i,
+                None => {
+                    kinds.push((e.op.clone(), 0, 0.0, None));
+                    kinds.len() - 1
+                }
+            };
+            let k = &mut kinds[i];
+            (k.1, k.2) = (k.1 + 1, k.2 + e.ms);
+            if let Some(g) = e.gpu_ms {
+                k.3 = Some(k.3.unwrap_or(0.0) + g);
             }
         }
         kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
@@ -86,6 +105,7 @@ pub struct Traced<'b, B> {
 
 impl<'b, B: Backend> Traced<'b, B> {
     pub fn new(inner: &'b mut B) -> Self {
+        inner.time_ops();
         Traced { inner, started: Instant::now(), trace: Trace::default() }
     }
 
@@ -96,8 +116,9 @@ impl<'b, B: Backend> Traced<'b, B> {
     /// Logs an op that began at `at_ms` and its result.
     fn log<T>(&mut self, op: &str, on: String, at_ms: f64, r: OpResult<T>) -> OpResult<T> {
         let end = self.now();
+        let gpu_ms = self.inner.take_device_ms();
         match &r {
-            Ok(_) => self.trace.ops.push(OpEvent { op: op.into(), on, at_ms, ms: end - at_ms }),
+            Ok(_) => self.trace.ops.push(OpEvent { op: op.into(), on, at_ms, ms: end - at_ms, gpu_ms }),
             Err(e) => self.trace.errors.push(TraceError { op: op.into(), on, at_ms, message: e.to_string() }),
         }
         let f = self.inner.footprint();
@@ -213,6 +234,7 @@ mod tests {
         let ops: Vec<(&str, &str)> = t.trace.ops.iter().map(|e| (e.op.as_str(), e.on.as_str())).collect();
         assert_eq!(ops, [("linear", "w m=1"), ("gelu", "n=2"), ("rms_norm", "n rows=1")]);
         assert!(t.trace.ops.windows(2).all(|w| w[1].at_ms >= w[0].at_ms));
+        assert!(t.trace.ops.iter().all(|e| e.gpu_ms.is_none()), "the CPU path has no device clock");
         let failed: OpResult<()> = Err(crate::models::ModelError::Backend {
             backend: "webgpu".into(),
             op: "linear".into(),

@@ -11,6 +11,7 @@ use wgpu::util::DeviceExt;
 
 use super::error::GpuError;
 use super::kernel::{gemv_vec_tile, pipeline_constants, shader_source, KernelKind, KernelVariant};
+use super::timing::TimestampQueries;
 use crate::quant::{QuantFormat, QuantizedMatrix};
 use crate::reference::Arith;
 
@@ -477,14 +478,10 @@ pub struct Prepared<'e> {
 }
 
 impl Prepared<'_> {
-    fn encode(&self, encoder: &mut wgpu::CommandEncoder, timestamps: Option<(&wgpu::QuerySet, u32)>) {
+    fn encode(&self, encoder: &mut wgpu::CommandEncoder, timestamps: Option<(&TimestampQueries, u32)>) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("webq matmul"),
-            timestamp_writes: timestamps.map(|(set, i)| wgpu::ComputePassTimestampWrites {
-                query_set: set,
-                beginning_of_pass_write_index: Some(2 * i),
-                end_of_pass_write_index: Some(2 * i + 1),
-            }),
+            timestamp_writes: timestamps.map(|(q, i)| q.pass_writes(i)),
         });
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
@@ -515,7 +512,7 @@ impl Prepared<'_> {
         let query = first.exec.timestamp_queries(reps, first.exec.summary.timestamps);
         let mut enc = first.exec.device.create_command_encoder(&Default::default());
         for i in 0..reps {
-            kernels[i % kernels.len()].encode(&mut enc, query.as_ref().map(|q| (&q.set, i as u32)));
+            kernels[i % kernels.len()].encode(&mut enc, query.as_ref().map(|q| (q, i as u32)));
         }
         first.exec.run_timed(enc, query, reps).await
     }

@@ -23,7 +23,7 @@ pub use tuning::{TuningKey, TuningTable};
 
 pub use error::GpuError;
 pub use executor::{AdapterSummary, Executor, ExecutorOptions, MatmulRun, Prepared, Timings};
-pub use model_ops::{ModelOp, OpParams, ResidentMatrix};
+pub use model_ops::{ModelOp, OpOutput, OpParams, ResidentMatrix};
 
 /// Set to `1` on a machine that has no GPU adapter at all: GPU tests then skip, saying so. Without
 /// it a missing adapter fails them: a vanished Vulkan driver must not turn a test run green.

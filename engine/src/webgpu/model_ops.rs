@@ -56,6 +56,13 @@ pub struct ResidentMatrix {
 /// 16 parameter words: integers, and f32 values as their bits.
 pub type OpParams = [u32; 16];
 
+/// One op's output, read back, and the GPU's own time for its dispatch: from a timestamp pair
+/// around it when the caller asked (a traced cell) and the device has timestamp queries.
+pub struct OpOutput {
+    pub y: Vec<f32>,
+    pub gpu_us: Option<f64>,
+}
+
 impl Executor {
     /// Uploads a stored matrix to keep.
     pub async fn upload_matrix(&self, q: &QuantizedMatrix) -> Result<ResidentMatrix, GpuError> {
@@ -89,7 +96,8 @@ impl Executor {
         x: &[f32],
         m: usize,
         variant: KernelVariant,
-    ) -> Result<Vec<f32>, GpuError> {
+        timed: bool,
+    ) -> Result<OpOutput, GpuError> {
         assert_eq!(x.len(), m * w.k, "activations are m x k");
         if variant.kind == KernelKind::GemvVec && w.k % gemv_vec_tile(&w.format) != 0 {
             return Err(GpuError::Shape(format!("gemv-vec needs K a multiple of {}", gemv_vec_tile(&w.format))));
@@ -105,11 +113,11 @@ impl Executor {
         let xb = self.storage_buffer("x", bytemuck::cast_slice(x));
         let groups = variant.groups(m, w.n);
         let inputs = [&params, &w.codes, &w.scales, &w.zeros, &xb];
-        self.dispatch_and_read(&pipeline, &inputs, m * w.n, groups).await
+        self.dispatch_and_read(&pipeline, &inputs, m * w.n, groups, timed).await
     }
 
     /// One op of `model_ops.wgsl` in `arith` on up to four inputs, `out_len` outputs read back,
-    /// dispatched as `threads` invocations (64 a workgroup).
+    /// dispatched as `threads` invocations (64 a workgroup); `timed`: see [`OpOutput::gpu_us`].
     #[allow(clippy::too_many_arguments)]
     pub async fn run_op(
         &self,
@@ -119,7 +127,8 @@ impl Executor {
         inputs: &[&[f32]],
         out_len: usize,
         threads: usize,
-    ) -> Result<Vec<f32>, GpuError> {
+        timed: bool,
+    ) -> Result<OpOutput, GpuError> {
         let pipeline = self.op_pipeline(op, arith).await?;
         let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("op params"),
@@ -138,7 +147,7 @@ impl Executor {
         let groups = threads.div_ceil(64).max(1);
         let (x, y) = if groups > 65535 { (65535, groups.div_ceil(65535)) } else { (groups, 1) };
         let bound = [&params, &buffers[0], &buffers[1], &buffers[2], &buffers[3]];
-        self.dispatch_and_read(&pipeline, &bound, out_len, (x as u32, y as u32, 1)).await
+        self.dispatch_and_read(&pipeline, &bound, out_len, (x as u32, y as u32, 1), timed).await
     }
 
     async fn op_pipeline(&self, op: ModelOp, arith: Arith) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
@@ -174,16 +183,21 @@ impl Executor {
     }
 
     /// Binds `inputs` (the uniform first) and a fresh output of `out_len` f32s, dispatches, reads
-    /// the output back; validation and out-of-memory errors become [`GpuError`]s.
+    /// the output back; validation and out-of-memory errors become [`GpuError`]s. `timed`: a
+    /// timestamp pair around the dispatch, where the device has timestamp queries.
     async fn dispatch_and_read(
         &self,
         pipeline: &wgpu::ComputePipeline,
         inputs: &[&wgpu::Buffer],
         out_len: usize,
         groups: (u32, u32, u32),
-    ) -> Result<Vec<f32>, GpuError> {
+        timed: bool,
+    ) -> Result<OpOutput, GpuError> {
         let bytes = (out_len.max(1) * 4).next_multiple_of(16) as u64;
         self.check_size("output", bytes as usize)?;
+        let query = self.timestamp_queries(1, timed && self.summary.timestamps);
+        // The timestamp pair is read back after the output, in the same mapping.
+        let stamps = if query.is_some() { 16 } else { 0 };
         let scope_oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let scope_val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -194,7 +208,7 @@ impl Executor {
         });
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("output staging"),
-            size: bytes,
+            size: bytes + stamps,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -211,12 +225,18 @@ impl Executor {
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
-            let mut pass = enc.begin_compute_pass(&Default::default());
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("model op"),
+                timestamp_writes: query.as_ref().map(|q| q.pass_writes(0)),
+            });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
         }
         enc.copy_buffer_to_buffer(&out, 0, &staging, 0, bytes);
+        if let Some(q) = &query {
+            q.resolve_to(&mut enc, 1, &staging, bytes);
+        }
         self.queue.submit([enc.finish()]);
         if let Some(e) = scope_val.pop().await {
             return Err(GpuError::Validation(e.to_string()));
@@ -225,8 +245,10 @@ impl Executor {
             return Err(GpuError::OutOfMemory(e.to_string()));
         }
         let raw = self.read_buffer(&staging).await?;
-        let mut y: Vec<f32> = bytemuck::cast_slice(&raw).to_vec();
+        let (out_bytes, stamped) = raw.split_at(bytes as usize);
+        let mut y: Vec<f32> = bytemuck::cast_slice(out_bytes).to_vec();
         y.truncate(out_len);
-        Ok(y)
+        let gpu_us = self.pair_us(stamped).first().copied();
+        Ok(OpOutput { y, gpu_us })
     }
 }

@@ -12,7 +12,30 @@ pub(super) struct TimestampQueries {
     pub(super) set: wgpu::QuerySet,
     resolve: wgpu::Buffer,
     read: wgpu::Buffer,
-    size: u64,
+}
+
+impl TimestampQueries {
+    /// The pair around timed command `i`.
+    pub(super) fn pass_writes(&self, i: u32) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.set,
+            beginning_of_pass_write_index: Some(2 * i),
+            end_of_pass_write_index: Some(2 * i + 1),
+        }
+    }
+
+    /// Resolves the pairs of `reps` commands into the buffer [`Executor::read_gpu_us`] reads.
+    pub(super) fn resolve(&self, enc: &mut wgpu::CommandEncoder, reps: usize) {
+        self.resolve_to(enc, reps, &self.read, 0);
+    }
+
+    /// Resolves the pairs of `reps` commands into `dst` at `offset` (16 bytes a pair): beside an
+    /// output in its staging buffer, so one readback brings both (a readback costs about 100 ms
+    /// in Firefox, more than most ops).
+    pub(super) fn resolve_to(&self, enc: &mut wgpu::CommandEncoder, reps: usize, dst: &wgpu::Buffer, offset: u64) {
+        enc.resolve_query_set(&self.set, 0..2 * reps as u32, &self.resolve, 0);
+        enc.copy_buffer_to_buffer(&self.resolve, 0, dst, offset, 16 * reps as u64);
+    }
 }
 
 impl Executor {
@@ -35,7 +58,7 @@ impl Executor {
             };
             let resolve = buffer("timestamps", wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
             let read = buffer("timestamps read", wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
-            TimestampQueries { set, resolve, read, size }
+            TimestampQueries { set, resolve, read }
         })
     }
 
@@ -48,24 +71,30 @@ impl Executor {
         reps: usize,
     ) -> Result<Timings, GpuError> {
         if let Some(q) = &query {
-            enc.resolve_query_set(&q.set, 0..2 * reps as u32, &q.resolve, 0);
-            enc.copy_buffer_to_buffer(&q.resolve, 0, &q.read, 0, q.size);
+            q.resolve(&mut enc, reps);
         }
         let start = Instant::now();
         self.queue.submit([enc.finish()]);
         self.settle().await?;
         let wall = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
         let gpu_us_median = match &query {
-            Some(q) => {
-                let ticks: Vec<u64> = bytemuck::cast_slice(&self.read_buffer(&q.read).await?).to_vec();
-                let period_ns = self.queue.get_timestamp_period() as f64;
-                let mut us: Vec<f64> =
-                    ticks.chunks(2).map(|p| p[1].saturating_sub(p[0]) as f64 * period_ns / 1e3).collect();
-                Some(median(&mut us))
-            }
+            Some(q) => Some(median(&mut self.read_gpu_us(q).await?)),
             None => None,
         };
         Ok(Timings { dispatches: reps, wall_us_per_dispatch: wall, gpu_us_median })
+    }
+
+    /// The microseconds between each resolved pair of `q`, once its commands have run.
+    pub(super) async fn read_gpu_us(&self, q: &TimestampQueries) -> Result<Vec<f64>, GpuError> {
+        Ok(self.pair_us(&self.read_buffer(&q.read).await?))
+    }
+
+    /// The microseconds between each pair of resolved timestamps in `resolved`.
+    pub(super) fn pair_us(&self, resolved: &[u8]) -> Vec<f64> {
+        let ticks: Vec<u64> =
+            resolved.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+        let period_ns = self.queue.get_timestamp_period() as f64;
+        ticks.chunks_exact(2).map(|p| p[1].saturating_sub(p[0]) as f64 * period_ns / 1e3).collect()
     }
 
     pub(super) async fn read_buffer(&self, buffer: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
@@ -170,11 +199,7 @@ impl Executor {
         for i in 0..reps {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("stream"),
-                timestamp_writes: query.as_ref().map(|q| wgpu::ComputePassTimestampWrites {
-                    query_set: &q.set,
-                    beginning_of_pass_write_index: Some(2 * i as u32),
-                    end_of_pass_write_index: Some(2 * i as u32 + 1),
-                }),
+                timestamp_writes: query.as_ref().map(|q| q.pass_writes(i as u32)),
             });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &binds[i % binds.len()], &[]);

@@ -151,7 +151,11 @@ pub fn page(
     }
 }
 
-/// Every cell that is not a pass, most severe first.
+/// A trace's device time beside the page's or the process's clock, where timestamps measured it.
+fn on_gpu(ms: Option<f64>) -> String {
+    ms.map_or(String::new(), |ms| format!("  (GPU {ms:.3} ms)"))
+}
+
 /// A trace in sections a reader opens one at a time: time per op kind, every op in order, the
 /// errors, the memory log.
 fn trace_sections(t: &webq_engine::models::trace::Trace) -> Vec<(String, Vec<String>)> {
@@ -159,11 +163,19 @@ fn trace_sections(t: &webq_engine::models::trace::Trace) -> Vec<(String, Vec<Str
     let kinds = t
         .by_op()
         .into_iter()
-        .map(|(op, n, ms)| {
-            format!("{op:<12} {n:>6} ops {ms:>10.2} ms {:>5.1}%", 100.0 * ms / total.max(f64::MIN_POSITIVE))
+        .map(|(op, n, ms, gpu)| {
+            format!(
+                "{op:<12} {n:>6} ops {ms:>10.2} ms {:>5.1}%{}",
+                100.0 * ms / total.max(f64::MIN_POSITIVE),
+                on_gpu(gpu)
+            )
         })
         .collect();
-    let ops = t.ops.iter().map(|e| format!("{:>10.2} ms {:>9.3} ms  {} {}", e.at_ms, e.ms, e.op, e.on)).collect();
+    let ops = t
+        .ops
+        .iter()
+        .map(|e| format!("{:>10.2} ms {:>9.3} ms  {} {}{}", e.at_ms, e.ms, e.op, e.on, on_gpu(e.gpu_ms)))
+        .collect();
     let errors = t.errors.iter().map(|e| format!("{:>10.2} ms  {} {}: {}", e.at_ms, e.op, e.on, e.message)).collect();
     let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.2} MB", b as f64 / 1e6));
     let memory = t
@@ -179,7 +191,7 @@ fn trace_sections(t: &webq_engine::models::trace::Trace) -> Vec<(String, Vec<Str
         })
         .collect();
     vec![
-        (format!("trace: {} ops, {total:.1} ms, by kind", t.ops.len()), kinds),
+        (format!("trace: {} ops, {total:.1} ms{}, by kind", t.ops.len(), on_gpu(t.gpu_ms())), kinds),
         (format!("op trace ({} ops, in order)", t.ops.len()), ops),
         (format!("error log ({})", t.errors.len()), errors),
         (format!("memory log ({} changes)", t.memory.len()), memory),
