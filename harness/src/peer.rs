@@ -53,6 +53,10 @@ pub struct PeerArgs {
     /// Timed runs per measurement.
     #[arg(long, default_value_t = 10)]
     reps: usize,
+    /// Which backends to compare, each side's: webgpu (webq's WGSL against ORT's two WebGPU
+    /// builds), wasm (webq's CPU path against ORT's wasm EP).
+    #[arg(long, value_delimiter = ',', default_value = "webgpu,wasm", value_parser = ["webgpu", "wasm"])]
+    backends: Vec<String>,
     /// Formats (4-bit grouped: MatMulNBits' block sizes with and without zero points).
     #[arg(long, value_delimiter = ',', default_value = "int4-g32-sym,int4-g32-asym,int4-g128-sym,int4-g128-asym")]
     formats: Vec<QuantFormat>,
@@ -140,7 +144,7 @@ pub fn run(args: &PeerArgs) -> Result<(), Box<dyn std::error::Error>> {
                 (v.pass, v.worst_ratio)
             };
             let mut times: Vec<(Runner, Option<f64>)> = Vec::new();
-            for runner in Runner::ALL {
+            for runner in Runner::ALL.into_iter().filter(|r| args.backends.iter().any(|b| b == r.backend())) {
                 let measured = match runner {
                     Runner::Webq(backend) => {
                         let spec = CellSpec {
