@@ -6,6 +6,7 @@
 use webq_conformance::{AccuracyVerdict, KernelTolerance, Metrics};
 use webq_engine::models::accuracy::{self, ErrorHistogram};
 use webq_engine::models::bench::ModelBench;
+use webq_engine::models::linear::Digest;
 use webq_engine::models::loading::check_progress;
 use webq_engine::models::run::ModelRun;
 use webq_engine::platform::selection::Family;
@@ -272,7 +273,48 @@ pub fn judge_model(cell: &Cell, refs: &ModelRefs, y: &[f32], t: RawTimings, rec:
         histogram: ErrorHistogram::of(y, &fp16.y, accuracy::rms(&fp16.y)),
         storage: exact.storage.clone(),
         transcripts: Vec::new(),
+        output_digest: output_digest(y),
     });
+}
+
+fn output_digest(y: &[f32]) -> String {
+    let mut d = Digest::new();
+    d.f32s(y);
+    d.hex()
+}
+
+/// Model cells on the `wasm` backend whose output is not bit-identical to the `native` runtime's
+/// for the same cell, one line each. The CPU path is the same code in every engine, compiled once
+/// to wasm32 (simd128) and once natively (scalar, summing in the same order), and wasm's float
+/// arithmetic is deterministic: two engines that disagree on a bit computed something else, a
+/// fault of the engine (a JIT tier, say) that an accuracy budget may well let through.
+pub fn wasm_divergences(records: &[CellRecord]) -> Vec<String> {
+    use webq_engine::protocol::{CellBackend, Runtime};
+    fn digest(r: &CellRecord) -> Option<&str> {
+        r.model.as_ref().map(|m| m.output_digest.as_str()).filter(|d| !d.is_empty())
+    }
+    let wasm = |r: &&CellRecord| r.cell.backend == CellBackend::Wasm && r.cell.model.is_some();
+    let native: std::collections::HashMap<&str, &str> = records
+        .iter()
+        .filter(wasm)
+        .filter(|r| r.cell.runtime == Runtime::Native)
+        .filter_map(|r| Some((r.id.split_once('/')?.1, digest(r)?)))
+        .collect();
+    records
+        .iter()
+        .filter(wasm)
+        .filter(|r| r.cell.runtime != Runtime::Native)
+        .filter_map(|r| {
+            let (got, want) = (digest(r)?, *native.get(r.id.split_once('/')?.1)?);
+            (got != want).then(|| {
+                format!(
+                    "{}: its output differs from native/{}'s (digest {got} against {want}): the same wasm, another result",
+                    r.id,
+                    r.id.split_once('/').map_or("", |p| p.1)
+                )
+            })
+        })
+        .collect()
 }
 
 /// What is wrong with how a cell loaded its model: stored weights that are not bit-identical to
@@ -300,6 +342,42 @@ fn load_problem(bench: &ModelBench, exact: &ModelRun) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A browser's wasm model cell whose output bits differ from native's is named, whatever its
+    /// status; agreeing cells, other backends and cells native did not run are not.
+    #[test]
+    fn wasm_cells_must_compute_natives_bits() {
+        use webq_engine::protocol::{CellBackend, Runtime};
+        let record = |runtime, backend, digest: &str| {
+            let mut cell = crate::cell::test_cell(runtime, backend, "int8-pc-sym", 0, 0);
+            cell.model = Some(crate::cell::ModelCell::new(Family::Text, None, Some(8), 0, 0));
+            let mut r = crate::verdict::blank_record(&cell, "t", "t", Default::default());
+            r.model = Some(ModelResult {
+                full_depth: true,
+                measures: Default::default(),
+                budget: None,
+                budget_pass: None,
+                histogram: ErrorHistogram::of(&[1.0], &[1.0], 1.0),
+                storage: webq_engine::models::linear::ModelStorage::new("int8-pc-sym", Vec::new()),
+                transcripts: Vec::new(),
+                output_digest: digest.into(),
+            });
+            r
+        };
+        let same = output_digest(&[1.0, 2.0]);
+        let other = output_digest(&[1.0, f32::from_bits(2.0f32.to_bits() + 1)]);
+        assert_ne!(same, other, "one bit apart");
+        let records = [
+            record(Runtime::Native, CellBackend::Wasm, &same),
+            record(Runtime::Chromium, CellBackend::Wasm, &same),
+            record(Runtime::WebKitGtk, CellBackend::Wasm, &other),
+            record(Runtime::Firefox, CellBackend::Webgpu, &other),
+        ];
+        let found = wasm_divergences(&records);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("webkitgtk/wasm/") && found[0].contains(&other), "{found:?}");
+        assert!(wasm_divergences(&records[1..]).is_empty(), "no native cell to hold them to");
+    }
 
     /// Teacher-forced decoder rows: one row per transcript token and one for the end of text,
     /// judged against fp16's argmax and scored on fp16's tokens.

@@ -150,6 +150,11 @@ pub struct ModelResult {
     /// audio with the decoder: each utterance's greedy transcript, as text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transcripts: Vec<String>,
+    /// The output's bits hashed ([`webq_engine::models::linear::Digest`]): the `wasm` backend runs
+    /// the same code in every engine, so its cells must agree with `native`'s to the bit
+    /// ([`crate::model_verdict::wasm_divergences`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_digest: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -450,6 +455,7 @@ mod tests {
             histogram: webq_engine::models::accuracy::ErrorHistogram::of(&[1.0], &[1.0], 1.0),
             storage,
             transcripts: Vec::new(),
+            output_digest: "0123456789abcdef".into(),
         });
         let (again, unreadable) = store_and_load(std::slice::from_ref(&model));
         assert!(unreadable.is_empty(), "{unreadable:?}");

@@ -175,15 +175,18 @@ pub fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         written.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
     eprintln!("webq: results {}; {} in {}", store.path().display(), names.join(", "), args.out.display());
     let unmet = crate::expect::violations(&matrix.expect, &latest);
-    for problem in summary.problems.iter().chain(&unmet) {
+    let diverged = crate::model_verdict::wasm_divergences(&latest);
+    for problem in summary.problems.iter().chain(&unmet).chain(&diverged) {
         eprintln!("webq: {problem}");
     }
-    if args.check && (summary.bad > 0 || !summary.problems.is_empty() || !unmet.is_empty()) {
+    if args.check && (summary.bad > 0 || !summary.problems.is_empty() || !unmet.is_empty() || !diverged.is_empty()) {
         return Err(format!(
-            "--check: {} cells failed, errored, crashed or timed out; {} results problems; {} expectations unmet",
+            "--check: {} cells failed, errored, crashed or timed out; {} results problems; {} expectations unmet; \
+             {} wasm model cells not bit-identical to native's",
             summary.bad,
             summary.problems.len(),
-            unmet.len()
+            unmet.len(),
+            diverged.len()
         )
         .into());
     }
