@@ -305,12 +305,12 @@ pub fn wasm_divergences(records: &[CellRecord]) -> Vec<String> {
         .filter(wasm)
         .filter(|r| r.cell.runtime != Runtime::Native)
         .filter_map(|r| {
-            let (got, want) = (digest(r)?, *native.get(r.id.split_once('/')?.1)?);
+            let rest = r.id.split_once('/')?.1;
+            let (got, want) = (digest(r)?, *native.get(rest)?);
             (got != want).then(|| {
                 format!(
-                    "{}: its output differs from native/{}'s (digest {got} against {want}): the same wasm, another result",
-                    r.id,
-                    r.id.split_once('/').map_or("", |p| p.1)
+                    "{}: its output differs from native/{rest}'s (digest {got} against {want}): the same wasm, another result",
+                    r.id
                 )
             })
         })

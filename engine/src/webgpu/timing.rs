@@ -7,11 +7,11 @@ use web_time::Instant;
 use super::executor::{median, Timings};
 use super::{Executor, GpuError};
 
-/// Timestamp queries for `reps` timed commands: a pair each, resolved and read back after the run.
+/// Timestamp queries for `reps` timed commands: a pair each, resolved into a buffer that is
+/// copied to wherever the caller reads back ([`TimestampQueries::resolve_to`]).
 pub(super) struct TimestampQueries {
     pub(super) set: wgpu::QuerySet,
     resolve: wgpu::Buffer,
-    read: wgpu::Buffer,
 }
 
 impl TimestampQueries {
@@ -24,14 +24,9 @@ impl TimestampQueries {
         }
     }
 
-    /// Resolves the pairs of `reps` commands into the buffer [`Executor::read_gpu_us`] reads.
-    pub(super) fn resolve(&self, enc: &mut wgpu::CommandEncoder, reps: usize) {
-        self.resolve_to(enc, reps, &self.read, 0);
-    }
-
-    /// Resolves the pairs of `reps` commands into `dst` at `offset` (16 bytes a pair): beside an
-    /// output in its staging buffer, so one readback brings both (a readback costs about 100 ms
-    /// in Firefox, more than most ops).
+    /// Resolves the pairs of `reps` commands into `dst` at `offset` (16 bytes a pair): a buffer of
+    /// their own, or beside an output in its staging buffer, so one readback brings both (a
+    /// readback costs about 100 ms in Firefox, more than most ops).
     pub(super) fn resolve_to(&self, enc: &mut wgpu::CommandEncoder, reps: usize, dst: &wgpu::Buffer, offset: u64) {
         enc.resolve_query_set(&self.set, 0..2 * reps as u32, &self.resolve, 0);
         enc.copy_buffer_to_buffer(&self.resolve, 0, dst, offset, 16 * reps as u64);
@@ -47,18 +42,13 @@ impl Executor {
                 ty: wgpu::QueryType::Timestamp,
                 count: 2 * reps as u32,
             });
-            let size = 16 * reps as u64;
-            let buffer = |label, usage| {
-                dev.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size,
-                    usage,
-                    mapped_at_creation: false,
-                })
-            };
-            let resolve = buffer("timestamps", wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
-            let read = buffer("timestamps read", wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
-            TimestampQueries { set, resolve, read }
+            let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size: 16 * reps as u64,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            TimestampQueries { set, resolve }
         })
     }
 
@@ -70,23 +60,25 @@ impl Executor {
         query: Option<TimestampQueries>,
         reps: usize,
     ) -> Result<Timings, GpuError> {
-        if let Some(q) = &query {
-            q.resolve(&mut enc, reps);
-        }
+        let read = query.as_ref().map(|q| {
+            let read = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps read"),
+                size: 16 * reps as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            q.resolve_to(&mut enc, reps, &read, 0);
+            read
+        });
         let start = Instant::now();
         self.queue.submit([enc.finish()]);
         self.settle().await?;
         let wall = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
-        let gpu_us_median = match &query {
-            Some(q) => Some(median(&mut self.read_gpu_us(q).await?)),
+        let gpu_us_median = match &read {
+            Some(read) => Some(median(&mut self.pair_us(&self.read_buffer(read).await?))),
             None => None,
         };
         Ok(Timings { dispatches: reps, wall_us_per_dispatch: wall, gpu_us_median })
-    }
-
-    /// The microseconds between each resolved pair of `q`, once its commands have run.
-    pub(super) async fn read_gpu_us(&self, q: &TimestampQueries) -> Result<Vec<f64>, GpuError> {
-        Ok(self.pair_us(&self.read_buffer(&q.read).await?))
     }
 
     /// The microseconds between each pair of resolved timestamps in `resolved`.
