@@ -9,7 +9,7 @@ use webq_conformance::KernelTolerance;
 use webq_engine::quant::{quantize, QuantFormat, Quantizer};
 use webq_engine::reference::{emulate, Arith};
 use webq_engine::seeded;
-use webq_engine::webgpu::{Executor, ExecutorOptions, KernelKind, KernelVariant, Workgroup};
+use webq_engine::webgpu::{gemm_vec_rows, Executor, ExecutorOptions, KernelKind, KernelVariant, Workgroup};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -82,5 +82,38 @@ async fn every_format_matches_the_emulation_on_webgpu() {
             }
         }
     }
+    assert!(failures.is_empty(), "{} of {cells} cells failed on {}: {failures:?}", failures.len(), exec.adapter().name);
+}
+
+/// The CPU adapters' GEMM (`gemm-vec`, what Chromium's SwiftShader and Firefox's lavapipe run for
+/// several rows) in the browser's WebGPU: one format per width and scheme, both arithmetics, rows not
+/// a multiple of a thread's and channels not a multiple of 4. (Every format runs natively,
+/// engine/tests/webgpu_kernels.rs; here each cell waits for a readback, 100 ms in Firefox.)
+#[wasm_bindgen_test]
+async fn the_cpu_adapters_gemm_matches_the_emulation_on_webgpu() {
+    let exec = Executor::open(&ExecutorOptions::default()).await.expect("this browser has no WebGPU adapter");
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    let (m, n, k) = (11, 70, 256);
+    for format in ["int2-g32-asym", "int4-g32-sym", "int4-g128-asym", "int8-pc-sym"] {
+        let format: QuantFormat = format.parse().unwrap();
+        let q = quantize(&seeded::weights(5, n, k), n, k, format, Quantizer::RoundToNearest).unwrap();
+        let x = seeded::activations(6, m, k);
+        for arith in [Arith::F32, Arith::F16] {
+            if !exec.supports(arith) {
+                continue;
+            }
+            let variant = KernelVariant::new(KernelKind::GemmVec, arith, Workgroup { x: 64, y: gemm_vec_rows(m) });
+            let run = exec.matmul(&x, m, &q, variant, 1).await.unwrap();
+            let want = emulate(&x, m, &q, arith);
+            let tol = if arith == Arith::F32 { KernelTolerance::matmul_f32() } else { KernelTolerance::matmul_f16() };
+            let v = tol.judge(&run.y, &want.y, &want.abs_dot, k);
+            cells += 1;
+            if !v.pass {
+                failures.push(format!("{format} {}: worst {:.3e}x", arith.name(), v.worst_ratio));
+            }
+        }
+    }
+    assert!(cells >= 4, "{cells} cells");
     assert!(failures.is_empty(), "{} of {cells} cells failed on {}: {failures:?}", failures.len(), exec.adapter().name);
 }

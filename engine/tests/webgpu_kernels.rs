@@ -111,6 +111,43 @@ fn every_format_through_the_vector_gemv_matches_the_emulation() {
     assert_all_match(&exec, &cells);
 }
 
+/// The CPU adapters' GEMM, every format it takes in both arithmetics: 2, 4 and 8 rows a thread with M
+/// not a multiple of them, channels not a multiple of 4 (and fewer than 4), several groups a row and
+/// several workgroups of channels.
+#[test]
+fn every_format_through_the_vector_gemm_matches_the_emulation() {
+    let Some(exec) = executor() else { return };
+    let mut cells = Vec::new();
+    for format in QuantFormat::catalogue() {
+        if !webq_engine::webgpu::gemm_vec_fits(&format, 256) {
+            continue;
+        }
+        for arith in [Arith::F32, Arith::F16] {
+            if !exec.supports(arith) {
+                continue;
+            }
+            for (m, n, k) in [(2, 3, 256), (37, 70, 128), (9, 300, 256)] {
+                let wg = Workgroup { x: 64, y: webq_engine::webgpu::gemm_vec_rows(m) };
+                cells.push((format, m, n, k, KernelVariant::new(KernelKind::GemmVec, arith, wg)));
+            }
+        }
+    }
+    assert!(cells.len() >= 40, "{} cells", cells.len());
+    assert_all_match(&exec, &cells);
+}
+
+#[test]
+fn the_vector_gemm_refuses_what_it_cannot_take() {
+    let Some(exec) = executor() else { return };
+    let variant = KernelVariant::new(KernelKind::GemmVec, Arith::F32, Workgroup { x: 64, y: 4 });
+    for (format, k) in [("int4-pc-sym", 48), ("int3", 128), ("fp16", 128)] {
+        let q = quantize(&seeded::weights(1, 8, k), 8, k, format.parse().unwrap(), Quantizer::RoundToNearest).unwrap();
+        let err = pollster::block_on(exec.matmul(&seeded::activations(1, 3, k), 3, &q, variant, 1)).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Unsupported, "{format} K {k}: {err}");
+        assert!(err.to_string().contains("gemm-vec needs"), "{err}");
+    }
+}
+
 #[test]
 fn the_vector_gemv_refuses_a_k_that_is_not_a_whole_number_of_tiles() {
     let Some(exec) = executor() else { return };

@@ -7,7 +7,9 @@ use webq_engine::quant::{quantize, Group, IntBits, IntFormat, QuantFormat, Quant
 use webq_engine::reference::{emulate, Arith};
 use webq_engine::seeded;
 use webq_engine::webgpu::faults::{Fault, Needs, FAULTS};
-use webq_engine::webgpu::{Executor, ExecutorOptions, GpuError, KernelKind, KernelVariant, Workgroup};
+use webq_engine::webgpu::{
+    gemm_vec_fits, gemm_vec_rows, Executor, ExecutorOptions, GpuError, KernelKind, KernelVariant, Workgroup,
+};
 
 #[derive(Args)]
 pub struct FaultsArgs {
@@ -84,13 +86,18 @@ pub fn cases_for(fault: &Fault, formats: &[QuantFormat], f16: bool) -> Vec<Case>
     let mut out = Vec::new();
     for format in formats {
         for &(m, n, k) in shapes {
-            // One row: the portable GEMV and the vector-load one (every format's tile divides 256).
-            let kinds: &[KernelKind] =
-                if m == 1 { &[KernelKind::Gemv, KernelKind::GemvVec] } else { &[KernelKind::Gemm] };
+            // One row: the portable GEMV and the vector-load one (every format's tile divides 256);
+            // several: the tiled GEMM, and the CPU adapters' where it takes the format and K.
+            let kinds: &[KernelKind] = if m == 1 {
+                &[KernelKind::Gemv, KernelKind::GemvVec]
+            } else {
+                &[KernelKind::Gemm, KernelKind::GemmVec]
+            };
             for (&kind, &arith) in kinds.iter().flat_map(|k| ariths.iter().map(move |a| (k, a))) {
                 if (arith == Arith::F16 && !f16)
                     || !fault.applies(format, kind, arith)
                     || format.check_shape(n, k).is_err()
+                    || (kind == KernelKind::GemmVec && !gemm_vec_fits(format, k))
                 {
                     continue;
                 }
@@ -115,7 +122,11 @@ pub fn run_case(exec: &Executor, case: &Case, fault: Option<&'static Fault>) -> 
     // The scale search: unlike round-to-nearest it uses the most negative symmetric code, so a fault
     // in its decode can show (engine/tests/verdict_strength.rs checks that the data reaches it).
     let q = quantize(&w, n, k, case.format, Quantizer::ScaleSearch).expect("fault cases have valid shapes");
-    let variant = KernelVariant::new(case.kind, case.arith, Workgroup { x: 128, y: 2 });
+    let wg = match case.kind {
+        KernelKind::GemmVec => Workgroup { x: 64, y: gemm_vec_rows(m) },
+        _ => Workgroup { x: 128, y: 2 },
+    };
+    let variant = KernelVariant::new(case.kind, case.arith, wg);
     let y = pollster::block_on(async {
         let prepared = match fault {
             Some(f) => exec.prepare_faulty(&x, m, &q, variant, f).await?,

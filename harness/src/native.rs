@@ -156,8 +156,10 @@ impl NativeRunner {
                 return rec;
             }
         };
+        // The table's rows are GEMV kernels; a GEMM cell runs what `variant` makes of the adapter's row
+        // (`gemm-vec` on the CPU adapters), as a model's prefill does.
         let kernel =
-            cell.workgroup.unwrap_or_else(|| self.tuning.pick("native", &exec.adapter().name, cell.kernel, None));
+            cell.workgroup.unwrap_or_else(|| self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, None));
         let variant = kernel.variant(cell.m, cell.k, Some(&format), cell.arith);
         rec.workgroup = Some(GemvKernel::ran(&variant));
         let reps = self.reps;
@@ -227,7 +229,7 @@ impl NativeRunner {
             return rec;
         };
         let kernel =
-            cell.workgroup.unwrap_or_else(|| self.tuning.pick("native", &base.adapter().name, cell.kernel, None));
+            cell.workgroup.unwrap_or_else(|| self.tuning.pick("native", &base.adapter().name, KernelKind::Gemv, None));
         // The fallback may step the format down: the vector kernel only where every format can take K.
         let variant = kernel.variant(cell.m, cell.k, None, cell.arith);
         rec.workgroup = Some(GemvKernel::ran(&variant));

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use wgpu::util::DeviceExt;
 
 use super::error::GpuError;
-use super::kernel::{gemv_vec_tile, pipeline_constants, shader_source, KernelKind, KernelVariant};
+use super::kernel::{gemm_vec_fits, gemv_vec_tile, pipeline_constants, shader_source, KernelKind, KernelVariant};
 use super::timing::TimestampQueries;
 use crate::quant::{QuantFormat, QuantizedMatrix};
 use crate::reference::Arith;
@@ -258,6 +258,12 @@ impl Executor {
                     q.format, q.k
                 )));
             }
+        }
+        if variant.kind == KernelKind::GemmVec && !gemm_vec_fits(&q.format, q.k) {
+            return Err(GpuError::Shape(format!(
+                "gemm-vec needs 2-, 4- or 8-bit weights and K a multiple of 32 (asked {} with K {})",
+                q.format, q.k
+            )));
         }
         let (pipeline, compile_ms) = self.pipeline(variant, q.format, planted).await?;
         let start = Instant::now();

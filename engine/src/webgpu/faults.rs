@@ -10,7 +10,7 @@
 use crate::quant::{IntBits, QuantFormat, ScaleType, Scheme};
 use crate::reference::Arith;
 
-use super::kernel::{variant_source, KernelKind, KernelVariant, DEQUANT, GEMM, GEMV, GEMV_VEC};
+use super::kernel::{variant_source, KernelKind, KernelVariant, DEQUANT, GEMM, GEMM_VEC, GEMV, GEMV_VEC};
 
 /// Which piece of the shader a patch edits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +19,7 @@ pub enum Piece {
     Gemv,
     Gemm,
     GemvVec,
+    GemmVec,
 }
 
 impl Piece {
@@ -28,6 +29,7 @@ impl Piece {
             Piece::Gemv => GEMV,
             Piece::Gemm => GEMM,
             Piece::GemvVec => GEMV_VEC,
+            Piece::GemmVec => GEMM_VEC,
         }
     }
 }
@@ -59,6 +61,7 @@ pub struct Fault {
 }
 
 const BOTH: &[KernelKind] = &[KernelKind::Gemv, KernelKind::Gemm];
+const GEMM_VEC_KIND: &[KernelKind] = &[KernelKind::GemmVec];
 
 fn any_int(f: &QuantFormat) -> bool {
     f.as_int().is_some()
@@ -221,6 +224,32 @@ pub const FAULTS: &[Fault] = &[
         scope: Scope { kinds: &[KernelKind::Gemm], arith: None, formats: all, needs: Needs::ManyRows },
     },
     Fault {
+        id: "gemm-vec-first-group-only",
+        description: "CPU adapters' GEMM applies each channel's first scale (and zero point) to every step of K",
+        patches: &[(Piece::GemmVec, "gi += k0 / max(GROUP_LEN, 1u);", "gi += 0u * k0;")],
+        scope: Scope { kinds: GEMM_VEC_KIND, arith: None, formats: grouped, needs: Needs::ManyRows },
+    },
+    Fault {
+        id: "gemm-vec-sign-lost",
+        description: "CPU adapters' GEMM shifts symmetric codes down logically (no sign extension)",
+        patches: &[(
+            Piece::GemmVec,
+            "q = bitcast<vec4<i32>>(w << vec4<u32>(32u - BITS * (o + 1u))) >> vec4<u32>(32u - BITS);",
+            "q = bitcast<vec4<i32>>((w << vec4<u32>(32u - BITS * (o + 1u))) >> vec4<u32>(32u - BITS));",
+        )],
+        scope: Scope { kinds: GEMM_VEC_KIND, arith: None, formats: sym, needs: Needs::ManyRows },
+    },
+    Fault {
+        id: "gemm-vec-one-row-of-x",
+        description: "CPU adapters' GEMM reads every row of a thread from the thread's first activation row",
+        patches: &[(
+            Piece::GemmVec,
+            "let xr_ROW = min(m0 + ROW_INDEX, params.m - 1u) * (params.k / 4u);",
+            "let xr_ROW = min(m0, params.m - 1u) * (params.k / 4u);",
+        )],
+        scope: Scope { kinds: GEMM_VEC_KIND, arith: None, formats: all, needs: Needs::ManyRows },
+    },
+    Fault {
         id: "vec-lanes-swapped",
         description: "vector GEMV decodes the codes of each pair of lanes in swapped order",
         patches: &[(
@@ -271,6 +300,7 @@ impl Fault {
             (Piece::Gemv, GEMV.to_string()),
             (Piece::Gemm, GEMM.to_string()),
             (Piece::GemvVec, GEMV_VEC.to_string()),
+            (Piece::GemmVec, GEMM_VEC.to_string()),
         ];
         for &(piece, from, to) in self.patches {
             let text = &mut pieces.iter_mut().find(|(p, _)| *p == piece).expect("every piece is listed").1;
@@ -280,11 +310,12 @@ impl Fault {
             }
             *text = text.replacen(from, to, 1);
         }
-        let [dequant, gemv, gemm, vec] = pieces.map(|(_, text)| text);
+        let [dequant, gemv, gemm, vec, gemm_vec] = pieces.map(|(_, text)| text);
         let body = match variant.kind {
             KernelKind::Gemv => gemv,
             KernelKind::Gemm => gemm,
             KernelKind::GemvVec => vec,
+            KernelKind::GemmVec => gemm_vec,
         };
         Ok(variant_source(variant, &dequant, &body))
     }

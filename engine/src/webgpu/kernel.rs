@@ -13,8 +13,9 @@ pub(crate) const DEQUANT: &str = include_str!("kernels/dequant.wgsl");
 pub(crate) const GEMV: &str = include_str!("kernels/gemv.wgsl");
 pub(crate) const GEMM: &str = include_str!("kernels/gemm.wgsl");
 pub(crate) const GEMV_VEC: &str = include_str!("kernels/gemv_vec.wgsl");
+pub(crate) const GEMM_VEC: &str = include_str!("kernels/gemm_vec.wgsl");
 
-/// The kernels: two shapes, and a GEMV for bandwidth-bound adapters.
+/// The kernels: two shapes, a GEMV for bandwidth-bound adapters and a GEMM for CPU adapters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KernelKind {
@@ -26,6 +27,11 @@ pub enum KernelKind {
     /// multiple of [`gemv_vec_tile`] (the executor refuses other shapes).
     #[serde(rename = "gemv-vec")]
     GemvVec,
+    /// Many rows, four channels by several rows a thread, no workgroup memory: for CPU adapters, where
+    /// it runs where the tuning table picked a vector GEMV of few threads ([`GemvKernel::variant`]);
+    /// needs what [`gemm_vec_fits`] says.
+    #[serde(rename = "gemm-vec")]
+    GemmVec,
 }
 
 impl KernelKind {
@@ -43,6 +49,7 @@ impl KernelKind {
             KernelKind::Gemv => "gemv",
             KernelKind::Gemm => "gemm",
             KernelKind::GemvVec => "gemv-vec",
+            KernelKind::GemmVec => "gemm-vec",
         }
     }
 
@@ -52,6 +59,7 @@ impl KernelKind {
             KernelKind::Gemv => "gemv",
             KernelKind::Gemm => "gemm",
             KernelKind::GemvVec => "gemv_vec",
+            KernelKind::GemmVec => "gemm_vec",
         }
     }
 
@@ -60,6 +68,7 @@ impl KernelKind {
             KernelKind::Gemv => GEMV,
             KernelKind::Gemm => GEMM,
             KernelKind::GemvVec => GEMV_VEC,
+            KernelKind::GemmVec => GEMM_VEC,
         }
     }
 }
@@ -76,9 +85,21 @@ pub fn gemv_vec_tile(format: &QuantFormat) -> usize {
     }
 }
 
+/// Whether `gemm-vec` takes weights of `format` with rows of `k`: 2-, 4- or 8-bit codes (a word holds
+/// whole quads of codes), K a multiple of its 32-k step (every group size divides into steps).
+pub fn gemm_vec_fits(format: &QuantFormat, k: usize) -> bool {
+    format.as_int().is_some_and(|f| matches!(f.bits.bits(), 2 | 4 | 8)) && k % 32 == 0
+}
+
+/// Rows a `gemm-vec` thread computes for `m` activation rows: the fewest of 2, 4 or 8 that cover them.
+pub fn gemm_vec_rows(m: usize) -> u32 {
+    [2, 4].into_iter().find(|&r| m <= r as usize).unwrap_or(8)
+}
+
 /// Workgroup size of the GEMV kernel. For `gemv-vec`, `x` threads share the rows and each thread
 /// computes `y` rows (at most 8). For the GEMM, the output tile of its 16x16 threads: 64 channels by
-/// 16, 32 or 64 activation rows ([`Workgroup::gemm_tile`]).
+/// 16, 32 or 64 activation rows ([`Workgroup::gemm_tile`]). For `gemm-vec`, 64 threads by the rows
+/// each computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Workgroup {
     pub x: u32,
@@ -162,8 +183,17 @@ impl GemvKernel {
     /// What runs for `m` activation rows of length `k` in `format` (`None`: any format, as when a
     /// fallback may step the format down): GEMM for several rows, and the portable GEMV with the
     /// seed's workgroup where the vector kernel cannot take K.
+    ///
+    /// Where the tuning table picked a vector GEMV of at most 16 threads, the rows measured best on the
+    /// CPU adapters (lavapipe, SwiftShader; bench/2026-11-27-browsers-sweep.txt), several rows run
+    /// `gemm-vec`, the GEMM written for those adapters (bench/2026-12-06-gemm-vec.txt), where it takes
+    /// the format; the tiled GEMM everywhere else.
     pub fn variant(self, m: usize, k: usize, format: Option<&QuantFormat>, arith: Arith) -> KernelVariant {
         if m > 1 {
+            let cpu_adapter = self.kind == KernelKind::GemvVec && self.workgroup.x <= 16;
+            if cpu_adapter && format.is_some_and(|f| gemm_vec_fits(f, k)) {
+                return KernelVariant::new(KernelKind::GemmVec, arith, Workgroup { x: 64, y: gemm_vec_rows(m) });
+            }
             return KernelVariant::new(KernelKind::Gemm, arith, Workgroup::gemm_tile(m));
         }
         let tile = format.map_or(128, gemv_vec_tile);
@@ -175,6 +205,7 @@ impl GemvKernel {
     pub fn ran(variant: &KernelVariant) -> String {
         match variant.kind {
             KernelKind::Gemm => variant.workgroup.to_string(),
+            KernelKind::GemmVec => format!("gemm-vec-{}", variant.workgroup.y),
             kind => GemvKernel { kind, workgroup: variant.workgroup }.to_string(),
         }
     }
@@ -212,7 +243,7 @@ impl KernelVariant {
     /// per thread (its tile's rows over 16 threads), 1 for the portable GEMV.
     pub fn unrolled_rows(&self) -> u32 {
         match self.kind {
-            KernelKind::GemvVec => self.workgroup.y,
+            KernelKind::GemvVec | KernelKind::GemmVec => self.workgroup.y,
             KernelKind::Gemm => self.workgroup.y / 16,
             KernelKind::Gemv => 1,
         }
@@ -224,6 +255,7 @@ impl KernelVariant {
         match self.kind {
             KernelKind::Gemv | KernelKind::GemvVec => (n.div_ceil(wg.y as usize) as u32, m as u32, 1),
             KernelKind::Gemm => (n.div_ceil(wg.x as usize) as u32, m.div_ceil(wg.y as usize) as u32, 1),
+            KernelKind::GemmVec => (n.div_ceil(4 * wg.x as usize) as u32, m.div_ceil(wg.y as usize) as u32, 1),
         }
     }
 }
@@ -236,8 +268,21 @@ pub fn shader_source(variant: &KernelVariant) -> String {
 
 /// The WGSL of `variant` from its pieces (planted faults pass patched ones).
 pub(crate) fn variant_source(variant: &KernelVariant, dequant: &str, body: &str) -> String {
-    let dequant = if variant.kind == KernelKind::GemvVec { "" } else { dequant };
-    assemble(variant.arith, dequant, &unroll_rows(body, variant.unrolled_rows()))
+    let dequant = if matches!(variant.kind, KernelKind::GemvVec | KernelKind::GemmVec) { "" } else { dequant };
+    assemble(variant.arith, dequant, &unroll_rows(&unroll_quads(body), variant.unrolled_rows()))
+}
+
+/// Writes the lines between `// QUADS BEGIN` and `// QUADS END` once per quad of a 32-code step,
+/// `QUAD` becoming `0u` to `7u` (`gemm-vec`; other kernels have no such block).
+pub(crate) fn unroll_quads(body: &str) -> String {
+    let (Some(begin), Some(end)) = (body.find("// QUADS BEGIN\n"), body.find("// QUADS END")) else {
+        return body.to_string();
+    };
+    let block = &body[begin + "// QUADS BEGIN\n".len()..end];
+    let block = &block[..block.rfind('\n').map_or(0, |i| i + 1)]; // the END line's indent stays out
+    let quads: String = (0..8).map(|q| block.replace("QUAD", &format!("{q}u"))).collect();
+    let before = &body[..body[..begin].rfind('\n').map_or(0, |i| i + 1)]; // up to the BEGIN line
+    format!("{before}{quads}{}", body[end + "// QUADS END".len()..].trim_start_matches('\n'))
 }
 
 /// Writes each line that names `_ROW` or `ROW_INDEX` once per row (`_ROW` becoming `_0`, `_1`, ..., `ROW_INDEX` the
@@ -292,7 +337,7 @@ pub fn pipeline_constants(format: &QuantFormat, variant: &KernelVariant) -> Vec<
             c.push(("WG_Y", variant.workgroup.y as f64));
         }
         KernelKind::GemvVec => c.push(("WG_X", variant.workgroup.x as f64)),
-        KernelKind::Gemm => {}
+        KernelKind::Gemm | KernelKind::GemmVec => {}
     }
     c
 }
@@ -300,6 +345,17 @@ pub fn pipeline_constants(format: &QuantFormat, variant: &KernelVariant) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemm_vec_source_has_every_quad_and_row_written_out() {
+        let v = shader_source(&KernelVariant::new(KernelKind::GemmVec, Arith::F32, Workgroup { x: 64, y: 8 }));
+        let code = v.lines().filter(|l| !l.trim_start().starts_with("//"));
+        assert!(code.clone().all(|l| !l.contains("QUAD") && !l.contains("_ROW") && !l.contains("ROW_INDEX")));
+        assert!(v.contains("let w = words4(b, rw, w0 + 7u * BITS / 8u);"));
+        assert_eq!(v.matches("let w = words4(").count(), 8);
+        assert_eq!(v.matches("acc_7 += ").count(), 32, "8 quads x 4 codes for the eighth row");
+        assert!(!v.contains("QUADS BEGIN") && !v.contains("QUADS END"));
+    }
 
     #[test]
     fn the_vector_kernel_steps_aside_where_k_is_not_whole_tiles() {

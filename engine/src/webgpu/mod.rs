@@ -18,7 +18,10 @@ mod executor;
 mod model_ops;
 mod timing;
 
-pub use kernel::{gemv_vec_tile, pipeline_constants, shader_source, GemvKernel, KernelKind, KernelVariant, Workgroup};
+pub use kernel::{
+    gemm_vec_fits, gemm_vec_rows, gemv_vec_tile, pipeline_constants, shader_source, GemvKernel, KernelKind,
+    KernelVariant, Workgroup,
+};
 pub use tuning::{TuningKey, TuningTable};
 
 pub use error::GpuError;

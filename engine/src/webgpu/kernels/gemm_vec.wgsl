@@ -1,0 +1,121 @@
+// GEMM for CPU adapters (lavapipe, SwiftShader): no workgroup memory, no barriers. Each thread computes
+// 4 output channels (one vec4) for ROWS activation rows. It reads its channels' packed words itself and
+// decodes the four channels' codes at once as vectors (one shift pair and one conversion for four
+// weights); the activations are read as vec4<f32> straight from the storage buffer, one load per row
+// for four k. On these adapters every load of a varying address costs a loop over the SIMD lanes
+// (lavapipe) or a gather (SwiftShader), far more than arithmetic, so the kernel is built to issue few
+// loads per product: a row's vec4 of activations serves 16 products, a channel's word 8 rows.
+// The products are formed as the CPU emulation forms them (wt(x) * wt(w), w = wt(q - z) * wt(scale))
+// and summed in f32 in k order, as in the tiled `gemm`.
+//
+// Needs 2-, 4- or 8-bit weights, K a multiple of 32 and groups of a multiple of 32 (every group size of
+// the catalogue) or one per row: a step of 32 k then lies in one group, so its scales and zero points
+// are read once. The executor refuses other formats and shapes, where the tiled `gemm` runs instead.
+
+override BITS: u32 = 4u;
+override GROUP_LEN: u32 = 128u;
+override ASYM: bool = false;
+override SCALE_F16: bool = true;
+const ROWS: u32 = 8u; // rows a thread computes: written into the source (kernel.rs unroll_rows)
+const STEP: u32 = 32u; // k a step: one group's scale and zero point
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    row_words: u32,
+    groups_per_row: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> codes: array<u32>;
+@group(0) @binding(2) var<storage, read> scales: array<u32>;
+@group(0) @binding(3) var<storage, read> zeros: array<u32>;
+@group(0) @binding(4) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+fn scale_at(gi: u32) -> f32 {
+    if SCALE_F16 {
+        let pair = unpack2x16float(scales[gi / 2u]);
+        return select(pair.x, pair.y, gi % 2u == 1u);
+    }
+    return bitcast<f32>(scales[gi]);
+}
+
+fn zero_at(gi: u32) -> i32 {
+    if !ASYM {
+        return 0;
+    }
+    let per_word = 32u / BITS;
+    return i32((zeros[gi / per_word] >> (BITS * (gi % per_word))) & ((1u << BITS) - 1u));
+}
+
+// Word `wi` of the rows of four channels, the first at word `b`.
+fn words4(b: u32, rw: u32, wi: u32) -> vec4<u32> {
+    return vec4<u32>(codes[b + wi], codes[b + rw + wi], codes[b + 2u * rw + wi], codes[b + 3u * rw + wi]);
+}
+
+// The weights of code c of a step (0 to 31) for four channels, from their words: wt(q - z) * wt(s).
+fn weights(w: vec4<u32>, c: u32, z: vec4<i32>, s: vec4<f32>) -> vec4<wt> {
+    let o = c % (32u / BITS); // the code's place in its word
+    var q: vec4<i32>;
+    if ASYM {
+        q = bitcast<vec4<i32>>((w >> vec4<u32>(BITS * o)) & vec4<u32>((1u << BITS) - 1u));
+    } else {
+        q = bitcast<vec4<i32>>(w << vec4<u32>(32u - BITS * (o + 1u))) >> vec4<u32>(32u - BITS);
+    }
+    return vec4<wt>(vec4<f32>(q - z)) * vec4<wt>(s);
+}
+
+// Four outputs of row `row` from channel `col` on.
+fn store(row: u32, col: u32, acc: vec4<f32>) {
+    if row >= params.m {
+        return;
+    }
+    let o = row * params.n + col;
+    if col < params.n { y[o] = acc.x; }
+    if col + 1u < params.n { y[o + 1u] = acc.y; }
+    if col + 2u < params.n { y[o + 2u] = acc.z; }
+    if col + 3u < params.n { y[o + 3u] = acc.w; }
+}
+
+// Lines that name `_ROW` or `ROW_INDEX` are written once per row by the shader assembly, and a step's
+// eight quads of codes are written out rather than looped over: CPU adapters run shader loops with
+// lane masks, and constant code numbers make every shift a constant.
+@compute @workgroup_size(64)
+fn gemm_vec(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n0 = (wid.x * 64u + lid.x) * 4u;
+    let m0 = wid.y * ROWS;
+    let rw = params.row_words;
+    let b = n0 * rw;
+    let gpr = params.groups_per_row;
+    let xr_ROW = min(m0 + ROW_INDEX, params.m - 1u) * (params.k / 4u);
+    var acc_ROW = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < params.k; k0 += STEP) {
+        var gi = n0 * gpr;
+        if GROUP_LEN != 0u {
+            gi += k0 / max(GROUP_LEN, 1u); // max: no division by a constant zero
+        }
+        let s = vec4<f32>(scale_at(gi), scale_at(gi + gpr), scale_at(gi + 2u * gpr), scale_at(gi + 3u * gpr));
+        let z = vec4<i32>(zero_at(gi), zero_at(gi + gpr), zero_at(gi + 2u * gpr), zero_at(gi + 3u * gpr));
+        let w0 = k0 * BITS / 32u; // the step's first word
+        let xq = k0 / 4u;
+        // The block below is written out once per quad of the step by the shader assembly, QUAD
+        // becoming 0 to 7 (kernel.rs unroll_quads).
+        // QUADS BEGIN
+        {
+            let w = words4(b, rw, w0 + QUAD * BITS / 8u);
+            let v0 = weights(w, 4u * QUAD, z, s);
+            let v1 = weights(w, 4u * QUAD + 1u, z, s);
+            let v2 = weights(w, 4u * QUAD + 2u, z, s);
+            let v3 = weights(w, 4u * QUAD + 3u, z, s);
+            let x_ROW = x[xr_ROW + xq + QUAD];
+            acc_ROW += vec4<f32>(wt(x_ROW.x) * v0);
+            acc_ROW += vec4<f32>(wt(x_ROW.y) * v1);
+            acc_ROW += vec4<f32>(wt(x_ROW.z) * v2);
+            acc_ROW += vec4<f32>(wt(x_ROW.w) * v3);
+        }
+        // QUADS END
+    }
+    store(m0 + ROW_INDEX, n0, acc_ROW);
+}
