@@ -186,7 +186,7 @@ impl GemvKernel {
     ///
     /// Where the tuning table picked a vector GEMV of at most 16 threads, the rows measured best on the
     /// CPU adapters (lavapipe, SwiftShader; bench/2026-11-27-browsers-sweep.txt), several rows run
-    /// `gemm-vec`, the GEMM written for those adapters (bench/2026-12-06-gemm-vec.txt), where it takes
+    /// `gemm-vec`, the GEMM written for those adapters (bench/2026-12-06-gemm-vec-native.txt), where it takes
     /// the format; the tiled GEMM everywhere else.
     pub fn variant(self, m: usize, k: usize, format: Option<&QuantFormat>, arith: Arith) -> KernelVariant {
         if m > 1 {

@@ -67,7 +67,8 @@ fn weights(w: vec4<u32>, c: u32, z: vec4<i32>, s: vec4<f32>) -> vec4<wt> {
     return vec4<wt>(vec4<f32>(q - z)) * vec4<wt>(s);
 }
 
-// Four outputs of row `row` from channel `col` on.
+// Four outputs of row `row` from channel `col` on. A thread whose channels run past N has read their
+// words and scales out of bounds (WebGPU's robust access bounds such reads) and stores none of them.
 fn store(row: u32, col: u32, acc: vec4<f32>) {
     if row >= params.m {
         return;
