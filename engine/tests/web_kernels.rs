@@ -103,7 +103,7 @@ async fn the_cpu_adapters_gemm_matches_the_emulation_on_webgpu() {
             if !exec.supports(arith) {
                 continue;
             }
-            let variant = KernelVariant::new(KernelKind::GemmVec, arith, Workgroup { x: 64, y: gemm_vec_rows(m) });
+            let variant = KernelVariant::new(KernelKind::GemmVec, arith, Workgroup { x: 64, y: gemm_vec_rows(m, 16) });
             let run = exec.matmul(&x, m, &q, variant, 1).await.unwrap();
             let want = emulate(&x, m, &q, arith);
             let tol = if arith == Arith::F32 { KernelTolerance::matmul_f32() } else { KernelTolerance::matmul_f16() };

@@ -91,9 +91,10 @@ pub fn gemm_vec_fits(format: &QuantFormat, k: usize) -> bool {
     format.as_int().is_some_and(|f| matches!(f.bits.bits(), 2 | 4 | 8)) && k % 32 == 0
 }
 
-/// Rows a `gemm-vec` thread computes for `m` activation rows: the fewest of 2, 4 or 8 that cover them.
-pub fn gemm_vec_rows(m: usize) -> u32 {
-    [2, 4].into_iter().find(|&r| m <= r as usize).unwrap_or(8)
+/// Rows a `gemm-vec` thread computes for `m` activation rows: the fewest of 2, 4, 8 or 16 that cover
+/// them, at most `most` (the tuning table's, 8 where it names none).
+pub fn gemm_vec_rows(m: usize, most: u32) -> u32 {
+    [2, 4, 8, 16].into_iter().filter(|&r| r <= most).find(|&r| m <= r as usize).unwrap_or(most)
 }
 
 /// Workgroup size of the GEMV kernel. For `gemv-vec`, `x` threads share the rows and each thread
@@ -143,6 +144,10 @@ pub struct GemvKernel {
     /// [`KernelKind::Gemv`] (portable) or [`KernelKind::GemvVec`] (vector loads).
     pub kind: KernelKind,
     pub workgroup: Workgroup,
+    /// Rows a `gemm-vec` thread computes at most, where the adapter's GEMM runs it and 8 is not the
+    /// best measured (SwiftShader in Chromium: 16, bench/2026-12-06-gemm-vec-rows-chromium.txt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemm_rows: Option<u32>,
 }
 
 impl GemvKernel {
@@ -160,24 +165,32 @@ impl GemvKernel {
     ];
 
     pub const fn portable(x: u32, y: u32) -> Self {
-        GemvKernel { kind: KernelKind::Gemv, workgroup: Workgroup { x, y } }
+        GemvKernel { kind: KernelKind::Gemv, workgroup: Workgroup { x, y }, gemm_rows: None }
     }
 
     /// The vector-load kernel: `threads` share the rows, each thread computes `rows` of them.
     pub const fn vector(threads: u32, rows: u32) -> Self {
-        GemvKernel { kind: KernelKind::GemvVec, workgroup: Workgroup { x: threads, y: rows } }
+        GemvKernel { kind: KernelKind::GemvVec, workgroup: Workgroup { x: threads, y: rows }, gemm_rows: None }
+    }
+
+    /// This kernel with `gemm-vec` computing up to `rows` rows a thread (2, 4, 8 or 16).
+    pub const fn with_gemm_rows(self, rows: u32) -> Self {
+        GemvKernel { gemm_rows: Some(rows), ..self }
     }
 
     /// Parses `128x2` or `256` (portable) and `vec-64x4` or `vec:64x4` (vector loads: threads x rows,
     /// a power of two of at most 256 threads, 1 to 8 rows, no more rows than threads).
     pub fn parse(s: &str) -> Option<GemvKernel> {
         let Some(v) = s.strip_prefix("vec-").or_else(|| s.strip_prefix("vec:")) else {
-            return Workgroup::parse(s).map(|w| GemvKernel { kind: KernelKind::Gemv, workgroup: w });
+            return Workgroup::parse(s).map(|w| GemvKernel { kind: KernelKind::Gemv, workgroup: w, gemm_rows: None });
         };
         let (x, y) = v.split_once('x')?;
         let w = Workgroup { x: x.parse().ok()?, y: y.parse().ok()? };
-        (w.x.is_power_of_two() && w.x <= 256 && (1..=8).contains(&w.y) && w.x >= w.y)
-            .then_some(GemvKernel { kind: KernelKind::GemvVec, workgroup: w })
+        (w.x.is_power_of_two() && w.x <= 256 && (1..=8).contains(&w.y) && w.x >= w.y).then_some(GemvKernel {
+            kind: KernelKind::GemvVec,
+            workgroup: w,
+            gemm_rows: None,
+        })
     }
 
     /// What runs for `m` activation rows of length `k` in `format` (`None`: any format, as when a
@@ -192,7 +205,8 @@ impl GemvKernel {
         if m > 1 {
             let cpu_adapter = self.kind == KernelKind::GemvVec && self.workgroup.x <= 16;
             if cpu_adapter && format.is_some_and(|f| gemm_vec_fits(f, k)) {
-                return KernelVariant::new(KernelKind::GemmVec, arith, Workgroup { x: 64, y: gemm_vec_rows(m) });
+                let rows = gemm_vec_rows(m, self.gemm_rows.unwrap_or(8));
+                return KernelVariant::new(KernelKind::GemmVec, arith, Workgroup { x: 64, y: rows });
             }
             return KernelVariant::new(KernelKind::Gemm, arith, Workgroup::gemm_tile(m));
         }
@@ -206,7 +220,7 @@ impl GemvKernel {
         match variant.kind {
             KernelKind::Gemm => variant.workgroup.to_string(),
             KernelKind::GemmVec => format!("gemm-vec-{}", variant.workgroup.y),
-            kind => GemvKernel { kind, workgroup: variant.workgroup }.to_string(),
+            kind => GemvKernel { kind, workgroup: variant.workgroup, gemm_rows: None }.to_string(),
         }
     }
 }

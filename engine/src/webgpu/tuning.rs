@@ -67,7 +67,7 @@ impl TuningTable {
             rows: vec![
                 (any.clone(), GemvKernel::PORTABLE),
                 (gemv_on(None, Some("llvmpipe")), GemvKernel::vector(16, 8)),
-                (gemv_on(None, Some("swiftshader")), GemvKernel::vector(8, 8)),
+                (gemv_on(None, Some("swiftshader")), GemvKernel::vector(8, 8).with_gemm_rows(16)),
                 (gemv_on(Some("firefox"), None), GemvKernel::vector(16, 8)),
                 (gemv_on(None, Some("H100")), GemvKernel::vector(128, 2)),
                 // Last: wins the tie with the Firefox row above.
@@ -99,7 +99,8 @@ mod tests {
         let lavapipe = "llvmpipe (LLVM 15.0.6, 256 bits)";
         assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("audio")), GemvKernel::portable(256, 1));
         assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("text")), GemvKernel::vector(16, 8));
-        assert_eq!(t.pick("chromium", "google swiftshader", KernelKind::Gemv, Some("audio")), GemvKernel::vector(8, 8));
+        let swiftshader = GemvKernel::vector(8, 8).with_gemm_rows(16);
+        assert_eq!(t.pick("chromium", "google swiftshader", KernelKind::Gemv, Some("audio")), swiftshader);
         assert_eq!(t.pick("native", lavapipe, KernelKind::Gemv, None), GemvKernel::vector(16, 8));
         assert_eq!(t.pick("native", "NVIDIA H100 80GB HBM3", KernelKind::Gemv, None), GemvKernel::vector(128, 2));
         assert_eq!(t.pick("chromium", "Some GPU", KernelKind::Gemv, None), GemvKernel::PORTABLE, "not measured there");
