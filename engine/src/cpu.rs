@@ -1,8 +1,9 @@
 //! The CPU path: the `wasm` backend in browsers (and the same code natively). Each weight row is
 //! decoded once into f32 (`(code - zero) * scale`, as every kernel dequantizes), then dotted with
 //! every activation row. Built for wasm32 with `+simd128` (the workspace's `.cargo/config.toml`),
-//! the dot product runs on 4-lane f32 vectors; elsewhere it is portable scalar code with the same
-//! four-way split, so both builds sum in the same order.
+//! the dot product runs on 4-lane f32 vectors, 2-, 4- and 8-bit rows are decoded 16 weights a step
+//! as vectors, and a GEMV dots each row as it is decoded; elsewhere it is portable scalar code with
+//! the same four-way split, so both builds compute the same weights and sum in the same order.
 
 use crate::quant::{sign_extend, QuantFormat, QuantizedMatrix, Scheme};
 
@@ -23,6 +24,12 @@ pub fn matmul_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Ran
     let mut row = vec![0f32; k];
     let mut patterns = vec![0u8; k];
     for (j, r) in rows.enumerate() {
+        if m == 1 {
+            if let Some(v) = dot_decoded(q, r, x) {
+                y[j] = v;
+                continue;
+            }
+        }
         decode_row(q, r, &mut row, &mut patterns);
         // Four activation rows at once share each load of the weights and keep four independent sums
         // in flight; each output is summed exactly as `dot` sums it.
@@ -83,6 +90,10 @@ fn decode_row(q: &QuantizedMatrix, r: usize, out: &mut [f32], patterns: &mut [u8
         }
         QuantFormat::Int(f) => f,
     };
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if simd_decode::decode_row(q, f, r, stored, out) {
+        return;
+    }
     let glen = q.group_len();
     let bits = f.bits.bits();
     let patterns_per_group = 1usize << bits;
@@ -105,6 +116,19 @@ fn decode_row(q: &QuantizedMatrix, r: usize, out: &mut [f32], patterns: &mut [u8
     }
 }
 
+/// Row `r` dotted with one activation row as it is decoded (the GEMV, bound by the decode), where
+/// the simd128 decode takes the row; `None` elsewhere.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn dot_decoded(q: &QuantizedMatrix, r: usize, x: &[f32]) -> Option<f32> {
+    let f = q.format.as_int()?;
+    simd_decode::dot_row(q, *f, r, &q.codes[r * q.row_stride..(r + 1) * q.row_stride], x)
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn dot_decoded(_: &QuantizedMatrix, _: usize, _: &[f32]) -> Option<f32> {
+    None
+}
+
 fn code_of(scheme: Scheme, pattern: u8, bits: u32) -> i32 {
     match scheme {
         Scheme::Symmetric => sign_extend(pattern, bits),
@@ -117,6 +141,143 @@ fn group_table(q: &QuantizedMatrix, scheme: Scheme, bits: u32, r: usize, g: usiz
     let (scale, zero) = (q.scale(r, g), q.zero(r, g));
     for (pat, t) in table.iter_mut().enumerate() {
         *t = (code_of(scheme, pat as u8, bits) - zero) as f32 * scale;
+    }
+}
+
+/// 2-, 4- and 8-bit rows decoded 16 weights a step with simd128: the step's codes unpacked in
+/// order, widened to i32 and turned into `(code - zero) as f32 * scale`, the same operations (so the
+/// same bits) as the scalar decode, without its per-weight loads and lookups. The GEMV on the CPU
+/// path is bound by this decode (one weight row, one activation row).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd_decode {
+    use crate::quant::{IntFormat, Layout, QuantizedMatrix, Scheme};
+    use core::arch::wasm32::*;
+
+    /// Decodes row `r` into `out`, or returns false (writing nothing) where [`each_step`] cannot.
+    pub(super) fn decode_row(q: &QuantizedMatrix, f: IntFormat, r: usize, stored: &[u8], out: &mut [f32]) -> bool {
+        assert_eq!(out.len(), q.k, "row {r}: K weights");
+        each_step(q, f, r, stored, |at, w| {
+            for (j, v) in w.into_iter().enumerate() {
+                // SAFETY: `at + 16 <= K == out.len()`; this writes 4 f32 at `at + 4 * j`.
+                unsafe { v128_store(out.as_mut_ptr().add(at + 4 * j) as *mut v128, v) };
+            }
+        })
+    }
+
+    /// Row `r` dotted with `x` as it is decoded, the row never written out: each lane sums the
+    /// products of its k in k order, as `dot` sums them over a decoded row, so the same bits.
+    pub(super) fn dot_row(q: &QuantizedMatrix, f: IntFormat, r: usize, stored: &[u8], x: &[f32]) -> Option<f32> {
+        assert_eq!(x.len(), q.k, "activations: K values");
+        let mut acc = f32x4_splat(0.0);
+        let whole = each_step(q, f, r, stored, |at, w| {
+            for (j, v) in w.into_iter().enumerate() {
+                // SAFETY: `at + 16 <= K == x.len()`; this reads 4 f32 at `at + 4 * j`.
+                let vx = unsafe { v128_load(x.as_ptr().add(at + 4 * j) as *const v128) };
+                acc = f32x4_add(acc, f32x4_mul(vx, v));
+            }
+        });
+        whole.then(|| super::finish(acc, &[], &[]))
+    }
+
+    /// Calls `each(k, weights)` for every 16 weights of row `r` in k order (four vectors of four),
+    /// or returns false (calling nothing) where the row is not whole steps of 16 in every group, or
+    /// its codes are 3 bits wide.
+    #[inline(always)]
+    fn each_step(
+        q: &QuantizedMatrix,
+        f: IntFormat,
+        r: usize,
+        stored: &[u8],
+        each: impl FnMut(usize, [v128; 4]),
+    ) -> bool {
+        let glen = q.group_len();
+        if glen % 16 != 0 || q.k % glen != 0 {
+            return false;
+        }
+        let signed = f.scheme == Scheme::Symmetric;
+        // One loop for each width and scheme, so that nothing is decided per step.
+        match (f.layout(), signed) {
+            (Layout::Bytes, true) => steps::<8, true>(q, r, stored, each),
+            (Layout::Bytes, false) => steps::<8, false>(q, r, stored, each),
+            (Layout::Nibbles, true) => steps::<4, true>(q, r, stored, each),
+            (Layout::Nibbles, false) => steps::<4, false>(q, r, stored, each),
+            (Layout::Crumbs, true) => steps::<2, true>(q, r, stored, each),
+            (Layout::Crumbs, false) => steps::<2, false>(q, r, stored, each),
+            (Layout::Planes3 | Layout::Half, _) => return false,
+        }
+        true
+    }
+
+    #[inline(always)]
+    fn steps<const BITS: usize, const SIGNED: bool>(
+        q: &QuantizedMatrix,
+        r: usize,
+        stored: &[u8],
+        mut each: impl FnMut(usize, [v128; 4]),
+    ) {
+        let glen = q.group_len();
+        assert!(stored.len() >= q.k * BITS / 8, "row {r} is shorter than K");
+        for g in 0..q.k / glen {
+            let scale = f32x4_splat(q.scale(r, g));
+            let zero = i32x4_splat(q.zero(r, g));
+            for s in 0..glen / 16 {
+                let at = g * glen + s * 16;
+                // SAFETY: the step's bytes lie inside the row (asserted above: K * BITS / 8 bytes).
+                let patterns = unsafe { patterns16::<BITS>(stored.as_ptr().add(at * BITS / 8)) };
+                let codes = widen::<BITS, SIGNED>(patterns);
+                each(at, codes.map(|c| f32x4_mul(f32x4_convert_i32x4(i32x4_sub(c, zero)), scale)));
+            }
+        }
+    }
+
+    /// Sixteen patterns in weight order, one a byte lane, from the step's first packed byte at `p`
+    /// (16 bytes of 8-bit codes, 8 of 4-bit, 4 of 2-bit; the low bits hold the first weight).
+    ///
+    /// SAFETY: `p` must point at the step's bytes, all inside one allocation.
+    #[inline(always)]
+    unsafe fn patterns16<const BITS: usize>(p: *const u8) -> v128 {
+        match BITS {
+            8 => v128_load(p as *const v128),
+            4 => {
+                let b = v128_load64_zero(p as *const u64);
+                let (low, high) = (v128_and(b, u8x16_splat(0x0F)), u8x16_shr(b, 4));
+                i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(low, high)
+            }
+            2 => {
+                let b = v128_load32_zero(p as *const u32);
+                let three = u8x16_splat(3);
+                let c = [
+                    v128_and(b, three),
+                    v128_and(u8x16_shr(b, 2), three),
+                    v128_and(u8x16_shr(b, 4), three),
+                    u8x16_shr(b, 6),
+                ];
+                // Bytes 0-3 of each: (c0, c1) and (c2, c3) paired by byte, then the pairs interleaved.
+                let first = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0>(c[0], c[1]);
+                let second = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0>(c[2], c[3]);
+                i8x16_shuffle::<0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23>(first, second)
+            }
+            _ => unreachable!("2-, 4- and 8-bit codes only"),
+        }
+    }
+
+    /// The patterns as four vectors of i32 codes: sign-extended from `BITS` for symmetric formats,
+    /// unsigned for asymmetric ones (as `code_of`).
+    #[inline(always)]
+    fn widen<const BITS: usize, const SIGNED: bool>(patterns: v128) -> [v128; 4] {
+        let (low, high) = if SIGNED {
+            let shift = 8 - BITS as u32;
+            let signed = i8x16_shr(i8x16_shl(patterns, shift), shift);
+            (i16x8_extend_low_i8x16(signed), i16x8_extend_high_i8x16(signed))
+        } else {
+            (u16x8_extend_low_u8x16(patterns), u16x8_extend_high_u8x16(patterns))
+        };
+        [
+            i32x4_extend_low_i16x8(low),
+            i32x4_extend_high_i16x8(low),
+            i32x4_extend_low_i16x8(high),
+            i32x4_extend_high_i16x8(high),
+        ]
     }
 }
 

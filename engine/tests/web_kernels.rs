@@ -37,19 +37,48 @@ fn cpu_kernels_use_simd128_and_match_the_emulation() {
     }
 }
 
-/// The simd128 path's four rows a pass (`dot4`) sums each output as one row alone does, to the bit,
-/// tail included (K = 130 is not whole vectors).
+/// The simd128 decode gives every weight to the bit: the identity matrix as activations reads each
+/// decoded weight back through the product (w * 1 plus zeros), for every format, at a K of whole
+/// 16-weight steps (the vector decode) and one that is not (the scalar decode).
+#[wasm_bindgen_test]
+fn cpu_kernel_decodes_every_weight_exactly() {
+    for format in QuantFormat::catalogue() {
+        for k in [256, 250] {
+            let n = 3;
+            if format.check_shape(n, k).is_err() {
+                continue;
+            }
+            let q = quantize(&seeded::weights(9, n, k), n, k, format, Quantizer::RoundToNearest).unwrap();
+            let mut identity = vec![0f32; k * k];
+            (0..k).for_each(|c| identity[c * k + c] = 1.0);
+            let y = webq_engine::cpu::matmul(&identity, k, &q);
+            for r in 0..n {
+                for c in 0..k {
+                    // `==`, not bits: a weight of -0 read back through `+ 0` is +0.
+                    assert_eq!(y[c * n + r], q.weight(r, c), "{format} K {k} weight ({r}, {c})");
+                }
+            }
+        }
+    }
+}
+
+/// The simd128 path's four rows a pass (`dot4`) sums each output as one row alone does (decoded as it
+/// is dotted, where the vector decode takes the row), to the bit, tail included (K = 130 is not whole
+/// vectors), for every format.
 #[wasm_bindgen_test]
 fn cpu_kernel_sums_four_rows_at_once_as_one_row_at_a_time() {
-    let (m, n, k) = (6, 5, 130);
-    for format in [QuantFormat::F16, "int4-pc-asym".parse().unwrap()] {
+    let (m, n) = (6, 5);
+    for (format, k) in QuantFormat::catalogue().into_iter().flat_map(|f| [(f, 130), (f, 256)]) {
+        if format.check_shape(n, k).is_err() {
+            continue;
+        }
         let q = quantize(&seeded::weights(7, n, k), n, k, format, Quantizer::RoundToNearest).unwrap();
         let x = seeded::activations(7, m, k);
         let y = webq_engine::cpu::matmul(&x, m, &q);
         for i in 0..m {
             let alone = webq_engine::cpu::matmul(&x[i * k..(i + 1) * k], 1, &q);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&y[i * n..(i + 1) * n]), bits(&alone), "{format} row {i}");
+            assert_eq!(bits(&y[i * n..(i + 1) * n]), bits(&alone), "{format} K {k} row {i}");
         }
     }
 }
