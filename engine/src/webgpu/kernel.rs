@@ -92,7 +92,7 @@ pub fn gemm_vec_fits(format: &QuantFormat, k: usize) -> bool {
 }
 
 /// Rows a `gemm-vec` thread computes for `m` activation rows: the fewest of 2, 4, 8 or 16 that cover
-/// them, at most `most` (the tuning table's, 8 where it names none).
+/// them, at most `most` (the tuning table's [`GemvKernel::gemm_rows`]).
 pub fn gemm_vec_rows(m: usize, most: u32) -> u32 {
     [2, 4, 8, 16].into_iter().filter(|&r| r <= most).find(|&r| m <= r as usize).unwrap_or(most)
 }
@@ -144,8 +144,10 @@ pub struct GemvKernel {
     /// [`KernelKind::Gemv`] (portable) or [`KernelKind::GemvVec`] (vector loads).
     pub kind: KernelKind,
     pub workgroup: Workgroup,
-    /// Rows a `gemm-vec` thread computes at most, where the adapter's GEMM runs it and 8 is not the
-    /// best measured (SwiftShader in Chromium: 16, bench/2026-12-06-gemm-vec-rows-chromium.txt).
+    /// Where the adapter's GEMM is `gemm-vec` (the tuning table's rows for the CPU adapters), the rows
+    /// a thread computes at most, measured per adapter (lavapipe 8; SwiftShader 16,
+    /// bench/2026-12-06-gemm-vec-rows-chromium.txt); `None` (a matrix's own workgroup, a GPU): the
+    /// tiled GEMM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gemm_rows: Option<u32>,
 }
@@ -197,15 +199,13 @@ impl GemvKernel {
     /// fallback may step the format down): GEMM for several rows, and the portable GEMV with the
     /// seed's workgroup where the vector kernel cannot take K.
     ///
-    /// Where the tuning table picked a vector GEMV of at most 16 threads, the rows measured best on the
-    /// CPU adapters (lavapipe, SwiftShader; bench/2026-11-27-browsers-sweep.txt), several rows run
-    /// `gemm-vec`, the GEMM written for those adapters (bench/2026-12-06-gemm-vec-native.txt), where it takes
-    /// the format; the tiled GEMM everywhere else.
+    /// Where the tuning table's row names [`GemvKernel::gemm_rows`] (the CPU adapters), several rows
+    /// run `gemm-vec`, the GEMM written for those adapters (bench/2026-12-06-gemm-vec-native.txt),
+    /// where it takes the format; the tiled GEMM everywhere else.
     pub fn variant(self, m: usize, k: usize, format: Option<&QuantFormat>, arith: Arith) -> KernelVariant {
         if m > 1 {
-            let cpu_adapter = self.kind == KernelKind::GemvVec && self.workgroup.x <= 16;
-            if cpu_adapter && format.is_some_and(|f| gemm_vec_fits(f, k)) {
-                let rows = gemm_vec_rows(m, self.gemm_rows.unwrap_or(8));
+            if let Some(most) = self.gemm_rows.filter(|_| format.is_some_and(|f| gemm_vec_fits(f, k))) {
+                let rows = gemm_vec_rows(m, most);
                 return KernelVariant::new(KernelKind::GemmVec, arith, Workgroup { x: 64, y: rows });
             }
             return KernelVariant::new(KernelKind::Gemm, arith, Workgroup::gemm_tile(m));
@@ -383,6 +383,22 @@ mod tests {
         assert_eq!(vec.variant(1, 96, Some(&QuantFormat::F16), Arith::F32).kind, KernelKind::GemvVec);
         assert_eq!(vec.variant(1, 96, None, Arith::F32).kind, KernelKind::Gemv, "any format: whole 128-code tiles");
         assert_eq!(vec.variant(5, 256, Some(&int3), Arith::F16).kind, KernelKind::Gemm);
+    }
+
+    #[test]
+    fn the_gemm_is_gemm_vec_only_where_the_tuning_row_names_its_rows() {
+        let int4: QuantFormat = "int4-g32-sym".parse().unwrap();
+        let lavapipe = GemvKernel::vector(16, 8).with_gemm_rows(8);
+        let v = lavapipe.variant(128, 4096, Some(&int4), Arith::F32);
+        assert_eq!((v.kind, v.workgroup), (KernelKind::GemmVec, Workgroup { x: 64, y: 8 }));
+        assert_eq!(lavapipe.variant(3, 4096, Some(&int4), Arith::F32).workgroup, Workgroup { x: 64, y: 4 });
+        let swiftshader = GemvKernel::vector(8, 8).with_gemm_rows(16);
+        assert_eq!(swiftshader.variant(128, 4096, Some(&int4), Arith::F32).workgroup, Workgroup { x: 64, y: 16 });
+        // A matrix's own vector workgroup names the GEMV only; a format or K gemm-vec does not take.
+        assert_eq!(GemvKernel::vector(16, 8).variant(128, 4096, Some(&int4), Arith::F32).kind, KernelKind::Gemm);
+        assert_eq!(lavapipe.variant(128, 4096, Some(&"int3".parse().unwrap()), Arith::F32).kind, KernelKind::Gemm);
+        assert_eq!(lavapipe.variant(128, 4080, Some(&int4), Arith::F32).kind, KernelKind::Gemm);
+        assert_eq!(lavapipe.variant(128, 4096, None, Arith::F32).kind, KernelKind::Gemm, "any format");
     }
 
     #[test]

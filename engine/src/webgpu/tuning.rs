@@ -54,7 +54,10 @@ impl TuningTable {
     /// bench/2026-11-27-nvidia-h100*.txt). The seed's audio row for Firefox was measured on
     /// lavapipe against 128x2 and vec-16x8 on Whisper's decoder shapes: 1.83x and 13.1x slower
     /// (medians; bench/2026-12-02-firefox-audio-gemv.txt); it stays for the GPUs it was written for,
-    /// which this machine does not have.
+    /// which this machine does not have. The CPU adapters' rows also name their GEMM, `gemm-vec`, by
+    /// its rows a thread (bench/2026-12-06-gemm-vec-native.txt): 8 on lavapipe (16 took 170 ms
+    /// against 95), 16 on SwiftShader (bench/2026-12-06-gemm-vec-rows-chromium.txt; 32 saved 3% of
+    /// GPU time for 1.4 s more compilation, bench/2026-12-06-peer-gemm-m128-rows16-rounds.txt).
     pub fn seed() -> Self {
         let any = TuningKey { runtime: None, adapter: None, kernel: None, family: None };
         let gemv_on = |runtime: Option<&str>, adapter: Option<&str>| TuningKey {
@@ -66,9 +69,9 @@ impl TuningTable {
         TuningTable {
             rows: vec![
                 (any.clone(), GemvKernel::PORTABLE),
-                (gemv_on(None, Some("llvmpipe")), GemvKernel::vector(16, 8)),
+                (gemv_on(None, Some("llvmpipe")), GemvKernel::vector(16, 8).with_gemm_rows(8)),
                 (gemv_on(None, Some("swiftshader")), GemvKernel::vector(8, 8).with_gemm_rows(16)),
-                (gemv_on(Some("firefox"), None), GemvKernel::vector(16, 8)),
+                (gemv_on(Some("firefox"), None), GemvKernel::vector(16, 8).with_gemm_rows(8)),
                 (gemv_on(None, Some("H100")), GemvKernel::vector(128, 2)),
                 // Last: wins the tie with the Firefox row above.
                 (
@@ -98,10 +101,11 @@ mod tests {
         let t = TuningTable::seed();
         let lavapipe = "llvmpipe (LLVM 15.0.6, 256 bits)";
         assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("audio")), GemvKernel::portable(256, 1));
-        assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("text")), GemvKernel::vector(16, 8));
+        let lavapipe_row = GemvKernel::vector(16, 8).with_gemm_rows(8);
+        assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("text")), lavapipe_row);
         let swiftshader = GemvKernel::vector(8, 8).with_gemm_rows(16);
         assert_eq!(t.pick("chromium", "google swiftshader", KernelKind::Gemv, Some("audio")), swiftshader);
-        assert_eq!(t.pick("native", lavapipe, KernelKind::Gemv, None), GemvKernel::vector(16, 8));
+        assert_eq!(t.pick("native", lavapipe, KernelKind::Gemv, None), lavapipe_row);
         assert_eq!(t.pick("native", "NVIDIA H100 80GB HBM3", KernelKind::Gemv, None), GemvKernel::vector(128, 2));
         assert_eq!(t.pick("chromium", "Some GPU", KernelKind::Gemv, None), GemvKernel::PORTABLE, "not measured there");
     }
