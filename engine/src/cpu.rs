@@ -1,9 +1,9 @@
 //! The CPU path: the `wasm` backend in browsers (and the same code natively). Each weight row is
 //! decoded once into f32 (`(code - zero) * scale`, as every kernel dequantizes), then dotted with
 //! every activation row. Built for wasm32 with `+simd128` (the workspace's `.cargo/config.toml`),
-//! the dot product runs on 4-lane f32 vectors, 2-, 4- and 8-bit rows are decoded 16 weights a step
-//! as vectors, and a GEMV dots each row as it is decoded; elsewhere it is portable scalar code with
-//! the same four-way split, so both builds compute the same weights and sum in the same order.
+//! the dot product runs on 4-lane f32 vectors, rows (every width, and fp16) are decoded 16 weights a
+//! step as vectors, and a GEMV dots each row as it is decoded; elsewhere it is portable scalar code
+//! with the same four-way split, so both builds compute the same weights and sum in the same order.
 
 use crate::quant::{sign_extend, QuantFormat, QuantizedMatrix, Scheme};
 
@@ -78,9 +78,21 @@ pub fn matmul_threaded(x: &[f32], m: usize, q: &QuantizedMatrix, threads: usize)
     y
 }
 
+/// Weight row `r` as this build's CPU path decodes it (the browser tests compare it with
+/// `QuantizedMatrix::weight`, every fp16 bit pattern included).
+pub fn decoded_row(q: &QuantizedMatrix, r: usize) -> Vec<f32> {
+    let (mut row, mut patterns) = (vec![0f32; q.k], vec![0u8; q.k]);
+    decode_row(q, r, &mut row, &mut patterns);
+    row
+}
+
 /// Weight row `r` in f32, exactly as `QuantizedMatrix::weight` gives it, without per-element lookups.
 fn decode_row(q: &QuantizedMatrix, r: usize, out: &mut [f32], patterns: &mut [u8]) {
     let stored = &q.codes[r * q.row_stride..(r + 1) * q.row_stride];
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if simd_decode::decode_row(q, r, stored, out) {
+        return;
+    }
     let f = match q.format {
         QuantFormat::F16 => {
             for (o, b) in out.iter_mut().zip(stored.chunks_exact(2)) {
@@ -90,10 +102,6 @@ fn decode_row(q: &QuantizedMatrix, r: usize, out: &mut [f32], patterns: &mut [u8
         }
         QuantFormat::Int(f) => f,
     };
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if simd_decode::decode_row(q, f, r, stored, out) {
-        return;
-    }
     let glen = q.group_len();
     let bits = f.bits.bits();
     let patterns_per_group = 1usize << bits;
@@ -120,8 +128,7 @@ fn decode_row(q: &QuantizedMatrix, r: usize, out: &mut [f32], patterns: &mut [u8
 /// the simd128 decode takes the row; `None` elsewhere.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn dot_decoded(q: &QuantizedMatrix, r: usize, x: &[f32]) -> Option<f32> {
-    let f = q.format.as_int()?;
-    simd_decode::dot_row(q, *f, r, &q.codes[r * q.row_stride..(r + 1) * q.row_stride], x)
+    simd_decode::dot_row(q, r, &q.codes[r * q.row_stride..(r + 1) * q.row_stride], x)
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
@@ -144,19 +151,20 @@ fn group_table(q: &QuantizedMatrix, scheme: Scheme, bits: u32, r: usize, g: usiz
     }
 }
 
-/// 2-, 4- and 8-bit rows decoded 16 weights a step with simd128: the step's codes unpacked in
-/// order, widened to i32 and turned into `(code - zero) as f32 * scale`, the same operations (so the
-/// same bits) as the scalar decode, without its per-weight loads and lookups. The GEMV on the CPU
-/// path is bound by this decode (one weight row, one activation row).
+/// Integer and fp16 rows decoded 16 weights a step with simd128: the step's codes unpacked
+/// in order, widened to i32 and turned into `(code - zero) as f32 * scale`, the same operations (so
+/// the same bits) as the scalar decode, without its per-weight loads and lookups; fp16 converted by
+/// bit moves and one exact multiply, to the bits `half` gives. The GEMV on the CPU path is bound by
+/// this decode (one weight row, one activation row).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd_decode {
-    use crate::quant::{IntFormat, Layout, QuantizedMatrix, Scheme};
+    use crate::quant::{Layout, QuantFormat, QuantizedMatrix, Scheme, PLANES3_BLOCK, PLANES3_BLOCK_BYTES};
     use core::arch::wasm32::*;
 
     /// Decodes row `r` into `out`, or returns false (writing nothing) where [`each_step`] cannot.
-    pub(super) fn decode_row(q: &QuantizedMatrix, f: IntFormat, r: usize, stored: &[u8], out: &mut [f32]) -> bool {
+    pub(super) fn decode_row(q: &QuantizedMatrix, r: usize, stored: &[u8], out: &mut [f32]) -> bool {
         assert_eq!(out.len(), q.k, "row {r}: K weights");
-        each_step(q, f, r, stored, |at, w| {
+        each_step(q, r, stored, |at, w| {
             for (j, v) in w.into_iter().enumerate() {
                 // SAFETY: `at + 16 <= K == out.len()`; this writes 4 f32 at `at + 4 * j`.
                 unsafe { v128_store(out.as_mut_ptr().add(at + 4 * j) as *mut v128, v) };
@@ -166,10 +174,10 @@ mod simd_decode {
 
     /// Row `r` dotted with `x` as it is decoded, the row never written out: each lane sums the
     /// products of its k in k order, as `dot` sums them over a decoded row, so the same bits.
-    pub(super) fn dot_row(q: &QuantizedMatrix, f: IntFormat, r: usize, stored: &[u8], x: &[f32]) -> Option<f32> {
+    pub(super) fn dot_row(q: &QuantizedMatrix, r: usize, stored: &[u8], x: &[f32]) -> Option<f32> {
         assert_eq!(x.len(), q.k, "activations: K values");
         let mut acc = f32x4_splat(0.0);
-        let whole = each_step(q, f, r, stored, |at, w| {
+        let whole = each_step(q, r, stored, |at, w| {
             for (j, v) in w.into_iter().enumerate() {
                 // SAFETY: `at + 16 <= K == x.len()`; this reads 4 f32 at `at + 4 * j`.
                 let vx = unsafe { v128_load(x.as_ptr().add(at + 4 * j) as *const v128) };
@@ -180,20 +188,20 @@ mod simd_decode {
     }
 
     /// Calls `each(k, weights)` for every 16 weights of row `r` in k order (four vectors of four),
-    /// or returns false (calling nothing) where the row is not whole steps of 16 in every group, or
-    /// its codes are 3 bits wide.
+    /// or returns false (calling nothing) where the row is not whole steps of 16 in every group.
     #[inline(always)]
-    fn each_step(
-        q: &QuantizedMatrix,
-        f: IntFormat,
-        r: usize,
-        stored: &[u8],
-        each: impl FnMut(usize, [v128; 4]),
-    ) -> bool {
+    fn each_step(q: &QuantizedMatrix, r: usize, stored: &[u8], each: impl FnMut(usize, [v128; 4])) -> bool {
         let glen = q.group_len();
         if glen % 16 != 0 || q.k % glen != 0 {
             return false;
         }
+        let f = match q.format {
+            QuantFormat::F16 => {
+                half_steps(q.k, stored, each);
+                return true;
+            }
+            QuantFormat::Int(f) => f,
+        };
         let signed = f.scheme == Scheme::Symmetric;
         // One loop for each width and scheme, so that nothing is decided per step.
         match (f.layout(), signed) {
@@ -203,9 +211,49 @@ mod simd_decode {
             (Layout::Nibbles, false) => steps::<4, false>(q, r, stored, each),
             (Layout::Crumbs, true) => steps::<2, true>(q, r, stored, each),
             (Layout::Crumbs, false) => steps::<2, false>(q, r, stored, each),
-            (Layout::Planes3 | Layout::Half, _) => return false,
+            (Layout::Planes3, true) => steps::<3, true>(q, r, stored, each),
+            (Layout::Planes3, false) => steps::<3, false>(q, r, stored, each),
+            (Layout::Half, _) => return false,
         }
         true
+    }
+
+    /// [`each_step`] for an fp16 row (little-endian halves), K a multiple of 16.
+    #[inline(always)]
+    fn half_steps(k: usize, stored: &[u8], mut each: impl FnMut(usize, [v128; 4])) {
+        assert!(stored.len() >= 2 * k, "an fp16 row holds 2 K bytes");
+        for at in (0..k).step_by(16) {
+            // SAFETY: halves `at..at + 16` are bytes `2 * at..2 * at + 32`, inside the row (asserted).
+            let (a, b) = unsafe {
+                let p = stored.as_ptr().add(2 * at);
+                (v128_load(p as *const v128), v128_load(p.add(16) as *const v128))
+            };
+            each(
+                at,
+                [
+                    half_to_f32(u32x4_extend_low_u16x8(a)),
+                    half_to_f32(u32x4_extend_high_u16x8(a)),
+                    half_to_f32(u32x4_extend_low_u16x8(b)),
+                    half_to_f32(u32x4_extend_high_u16x8(b)),
+                ],
+            );
+        }
+    }
+
+    /// Four halves (one in the low 16 bits of each lane) as f32, bit for bit what `half` gives: a
+    /// finite half's exponent and mantissa moved into f32's places and multiplied by 2^112 (the
+    /// biases' difference; exact, subnormal halves included, as wasm keeps subnormal floats);
+    /// infinities and NaNs get f32's all-ones exponent, NaNs their quiet bit.
+    #[inline(always)]
+    fn half_to_f32(h: v128) -> v128 {
+        let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
+        let magnitude = v128_and(h, u32x4_splat(0x7FFF));
+        let moved = i32x4_shl(magnitude, 13);
+        let finite = f32x4_mul(moved, f32x4_splat(f32::from_bits(0x7780_0000)));
+        let nan = i32x4_gt(magnitude, i32x4_splat(0x7C00));
+        let special = v128_or(v128_or(moved, u32x4_splat(0x7F80_0000)), v128_and(nan, u32x4_splat(0x0040_0000)));
+        let is_special = i32x4_ge(magnitude, i32x4_splat(0x7C00));
+        v128_or(sign, v128_bitselect(special, finite, is_special))
     }
 
     #[inline(always)]
@@ -216,49 +264,65 @@ mod simd_decode {
         mut each: impl FnMut(usize, [v128; 4]),
     ) {
         let glen = q.group_len();
-        assert!(stored.len() >= q.k * BITS / 8, "row {r} is shorter than K");
+        let packed = Layout::for_bits(q.format.as_int().expect("an integer format").bits).packed_bytes(q.k);
+        assert!(stored.len() >= packed, "row {r} is shorter than its K codes");
         for g in 0..q.k / glen {
             let scale = f32x4_splat(q.scale(r, g));
             let zero = i32x4_splat(q.zero(r, g));
             for s in 0..glen / 16 {
                 let at = g * glen + s * 16;
-                // SAFETY: the step's bytes lie inside the row (asserted above: K * BITS / 8 bytes).
-                let patterns = unsafe { patterns16::<BITS>(stored.as_ptr().add(at * BITS / 8)) };
+                // SAFETY: the step's bytes lie inside the row's packed codes (asserted above).
+                let patterns = unsafe { patterns16::<BITS>(stored.as_ptr(), at) };
                 let codes = widen::<BITS, SIGNED>(patterns);
                 each(at, codes.map(|c| f32x4_mul(f32x4_convert_i32x4(i32x4_sub(c, zero)), scale)));
             }
         }
     }
 
-    /// Sixteen patterns in weight order, one a byte lane, from the step's first packed byte at `p`
-    /// (16 bytes of 8-bit codes, 8 of 4-bit, 4 of 2-bit; the low bits hold the first weight).
+    /// Sixteen patterns in weight order, one a byte lane: codes `at..at + 16` of the packed row at
+    /// `row` (16 bytes of 8-bit codes, 8 of 4-bit, 4 of 2-bit, the low bits holding the first code;
+    /// 3-bit: half a `planes3` block, its 4 bytes of low crumbs and 2 bytes of high bits).
     ///
-    /// SAFETY: `p` must point at the step's bytes, all inside one allocation.
+    /// SAFETY: `at` must be a multiple of 16 and the step's bytes inside the row.
     #[inline(always)]
-    unsafe fn patterns16<const BITS: usize>(p: *const u8) -> v128 {
+    unsafe fn patterns16<const BITS: usize>(row: *const u8, at: usize) -> v128 {
         match BITS {
-            8 => v128_load(p as *const v128),
+            8 => v128_load(row.add(at) as *const v128),
             4 => {
-                let b = v128_load64_zero(p as *const u64);
+                let b = v128_load64_zero(row.add(at / 2) as *const u64);
                 let (low, high) = (v128_and(b, u8x16_splat(0x0F)), u8x16_shr(b, 4));
                 i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(low, high)
             }
-            2 => {
-                let b = v128_load32_zero(p as *const u32);
-                let three = u8x16_splat(3);
-                let c = [
-                    v128_and(b, three),
-                    v128_and(u8x16_shr(b, 2), three),
-                    v128_and(u8x16_shr(b, 4), three),
-                    u8x16_shr(b, 6),
-                ];
-                // Bytes 0-3 of each: (c0, c1) and (c2, c3) paired by byte, then the pairs interleaved.
-                let first = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0>(c[0], c[1]);
-                let second = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0>(c[2], c[3]);
-                i8x16_shuffle::<0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23>(first, second)
+            2 => crumbs16(row.add(at / 4)),
+            3 => {
+                let block = row.add(at / PLANES3_BLOCK * PLANES3_BLOCK_BYTES);
+                let half = at % PLANES3_BLOCK / 16;
+                let low = crumbs16(block.add(4 * half));
+                // Code j's high bit is bit j % 8 of byte j / 8: each byte spread over 8 lanes, each
+                // lane keeping its own bit.
+                let bytes = v128_load16_splat(block.add(8 + 2 * half) as *const u16);
+                let spread = i8x16_shuffle::<0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1>(bytes, bytes);
+                let bit = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+                let high = v128_and(i8x16_ne(v128_and(spread, bit), u8x16_splat(0)), u8x16_splat(4));
+                v128_or(low, high)
             }
-            _ => unreachable!("2-, 4- and 8-bit codes only"),
+            _ => unreachable!("2-, 3-, 4- and 8-bit codes only"),
         }
+    }
+
+    /// Sixteen 2-bit patterns from the 4 bytes at `p`, four a byte from the low bits up.
+    ///
+    /// SAFETY: `p..p + 4` must be inside one allocation.
+    #[inline(always)]
+    unsafe fn crumbs16(p: *const u8) -> v128 {
+        let b = v128_load32_zero(p as *const u32);
+        let three = u8x16_splat(3);
+        let c =
+            [v128_and(b, three), v128_and(u8x16_shr(b, 2), three), v128_and(u8x16_shr(b, 4), three), u8x16_shr(b, 6)];
+        // Bytes 0-3 of each: (c0, c1) and (c2, c3) paired by byte, then the pairs interleaved.
+        let first = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0>(c[0], c[1]);
+        let second = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0>(c[2], c[3]);
+        i8x16_shuffle::<0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23>(first, second)
     }
 
     /// The patterns as four vectors of i32 codes: sign-extended from `BITS` for symmetric formats,

@@ -6,7 +6,7 @@
 
 use wasm_bindgen_test::*;
 use webq_conformance::KernelTolerance;
-use webq_engine::quant::{quantize, QuantFormat, Quantizer};
+use webq_engine::quant::{quantize, QuantFormat, QuantizedMatrix, Quantizer};
 use webq_engine::reference::{emulate, Arith};
 use webq_engine::seeded;
 use webq_engine::webgpu::{gemm_vec_rows, Executor, ExecutorOptions, KernelKind, KernelVariant, Workgroup};
@@ -58,6 +58,21 @@ fn cpu_kernel_decodes_every_weight_exactly() {
                     assert_eq!(y[c * n + r], q.weight(r, c), "{format} K {k} weight ({r}, {c})");
                 }
             }
+        }
+    }
+}
+
+/// fp16 rows through the simd128 conversion: all 65536 halves (zeros, subnormals, infinities and
+/// NaNs included) decode to the bits `half` gives, as `QuantizedMatrix::weight` does.
+#[wasm_bindgen_test]
+fn cpu_kernel_converts_every_half_exactly() {
+    let k = 64;
+    let n = 65536 / k;
+    let codes: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+    let q = QuantizedMatrix { format: QuantFormat::F16, n, k, codes, row_stride: 2 * k, scales: vec![], zeros: vec![] };
+    for r in 0..n {
+        for (c, w) in webq_engine::cpu::decoded_row(&q, r).into_iter().enumerate() {
+            assert_eq!(w.to_bits(), q.weight(r, c).to_bits(), "half {:#06x}", r * k + c);
         }
     }
 }
