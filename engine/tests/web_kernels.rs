@@ -1,6 +1,7 @@
 //! The engine's kernel tests in a real browser (wasm-bindgen-test; CHROMEDRIVER or GECKODRIVER picks
 //! it): every format through GEMV and GEMM on the browser's WebGPU, judged against the CPU emulation
-//! computed in the same wasm module, and seeded data bit-identical to native.
+//! computed in the same wasm module; the CPU path's simd128 decode and dot products, to the bit; and
+//! seeded data bit-identical to native.
 
 #![cfg(target_arch = "wasm32")]
 
