@@ -195,6 +195,8 @@ mod simd_decode {
         if glen % 16 != 0 || q.k % glen != 0 {
             return false;
         }
+        // Every load below lies inside the row's packed codes; this bounds them all.
+        assert!(stored.len() >= q.format.layout().packed_bytes(q.k), "row {r} is shorter than its K codes");
         let f = match q.format {
             QuantFormat::F16 => {
                 half_steps(q.k, stored, each);
@@ -205,25 +207,25 @@ mod simd_decode {
         let signed = f.scheme == Scheme::Symmetric;
         // One loop for each width and scheme, so that nothing is decided per step.
         match (f.layout(), signed) {
-            (Layout::Bytes, true) => steps::<8, true>(q, r, stored, each),
-            (Layout::Bytes, false) => steps::<8, false>(q, r, stored, each),
-            (Layout::Nibbles, true) => steps::<4, true>(q, r, stored, each),
-            (Layout::Nibbles, false) => steps::<4, false>(q, r, stored, each),
-            (Layout::Crumbs, true) => steps::<2, true>(q, r, stored, each),
-            (Layout::Crumbs, false) => steps::<2, false>(q, r, stored, each),
-            (Layout::Planes3, true) => steps::<3, true>(q, r, stored, each),
-            (Layout::Planes3, false) => steps::<3, false>(q, r, stored, each),
+            (Layout::Bytes, true) => steps::<8, true>(q, r, glen, stored, each),
+            (Layout::Bytes, false) => steps::<8, false>(q, r, glen, stored, each),
+            (Layout::Nibbles, true) => steps::<4, true>(q, r, glen, stored, each),
+            (Layout::Nibbles, false) => steps::<4, false>(q, r, glen, stored, each),
+            (Layout::Crumbs, true) => steps::<2, true>(q, r, glen, stored, each),
+            (Layout::Crumbs, false) => steps::<2, false>(q, r, glen, stored, each),
+            (Layout::Planes3, true) => steps::<3, true>(q, r, glen, stored, each),
+            (Layout::Planes3, false) => steps::<3, false>(q, r, glen, stored, each),
             (Layout::Half, _) => return false,
         }
         true
     }
 
-    /// [`each_step`] for an fp16 row (little-endian halves), K a multiple of 16.
+    /// [`each_step`] for an fp16 row (little-endian halves), K a multiple of 16, `stored` at least 2 K
+    /// bytes (asserted there).
     #[inline(always)]
     fn half_steps(k: usize, stored: &[u8], mut each: impl FnMut(usize, [v128; 4])) {
-        assert!(stored.len() >= 2 * k, "an fp16 row holds 2 K bytes");
         for at in (0..k).step_by(16) {
-            // SAFETY: halves `at..at + 16` are bytes `2 * at..2 * at + 32`, inside the row (asserted).
+            // SAFETY: halves `at..at + 16` are bytes `2 * at..2 * at + 32`, inside the row.
             let (a, b) = unsafe {
                 let p = stored.as_ptr().add(2 * at);
                 (v128_load(p as *const v128), v128_load(p.add(16) as *const v128))
@@ -256,22 +258,22 @@ mod simd_decode {
         v128_or(sign, v128_bitselect(special, finite, is_special))
     }
 
+    /// [`each_step`] for a row of `BITS`-wide codes in groups of `glen`, `stored` holding its packed
+    /// codes (asserted there).
     #[inline(always)]
     fn steps<const BITS: usize, const SIGNED: bool>(
         q: &QuantizedMatrix,
         r: usize,
+        glen: usize,
         stored: &[u8],
         mut each: impl FnMut(usize, [v128; 4]),
     ) {
-        let glen = q.group_len();
-        let packed = Layout::for_bits(q.format.as_int().expect("an integer format").bits).packed_bytes(q.k);
-        assert!(stored.len() >= packed, "row {r} is shorter than its K codes");
         for g in 0..q.k / glen {
             let scale = f32x4_splat(q.scale(r, g));
             let zero = i32x4_splat(q.zero(r, g));
             for s in 0..glen / 16 {
                 let at = g * glen + s * 16;
-                // SAFETY: the step's bytes lie inside the row's packed codes (asserted above).
+                // SAFETY: the step's bytes lie inside the row's packed codes (asserted in `each_step`).
                 let patterns = unsafe { patterns16::<BITS>(stored.as_ptr(), at) };
                 let codes = widen::<BITS, SIGNED>(patterns);
                 each(at, codes.map(|c| f32x4_mul(f32x4_convert_i32x4(i32x4_sub(c, zero)), scale)));

@@ -28,7 +28,7 @@ pub enum KernelKind {
     #[serde(rename = "gemv-vec")]
     GemvVec,
     /// Many rows, four channels by several rows a thread, no workgroup memory: for CPU adapters, where
-    /// it runs where the tuning table picked a vector GEMV of few threads ([`GemvKernel::variant`]);
+    /// the tuning table's row names its rows ([`GemvKernel::gemm_rows`], [`GemvKernel::variant`]);
     /// needs what [`gemm_vec_fits`] says.
     #[serde(rename = "gemm-vec")]
     GemmVec,
