@@ -265,9 +265,7 @@ pub struct ResultsStore {
 
 impl ResultsStore {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(RESULTS_FILE);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let (path, file) = open_append(dir, RESULTS_FILE)?;
         Ok(ResultsStore { path, file })
     }
 
@@ -294,10 +292,37 @@ impl ResultsStore {
             safe.timings = None;
             line = encode(&safe).map_err(std::io::Error::other)?;
         }
-        line.push('\n');
-        self.file.write_all(line.as_bytes())?;
-        self.file.sync_data()
+        append_line(&mut self.file, line)
     }
+}
+
+/// `DIR/NAME` opened to append (the directory made if missing).
+pub fn open_append(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(name);
+    let file = OpenOptions::new().create(true).append(true).open(&path)?;
+    Ok((path, file))
+}
+
+/// One `write` of one whole line, then a sync: a crash loses at most this line.
+pub fn append_line(file: &mut File, mut line: String) -> std::io::Result<()> {
+    line.push('\n');
+    file.write_all(line.as_bytes())?;
+    file.sync_data()
+}
+
+/// Each non-empty line of a JSON-lines file with its `file:line`: its JSON, or why it is none.
+pub fn json_lines(path: &Path) -> std::io::Result<Vec<(String, Result<serde_json::Value, String>)>> {
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(File::open(path)?).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = serde_json::from_str(&line).map_err(|e| format!("not JSON ({e}): a torn write?"));
+        out.push((format!("{}:{}", path.display(), i + 1), value));
+    }
+    Ok(out)
 }
 
 fn encode(record: &CellRecord) -> Result<String, serde_json::Error> {
@@ -332,21 +357,14 @@ impl std::fmt::Display for Unreadable {
 /// from a newer schema, a field this webq cannot read), each named by file and line. Readers that
 /// only show results skip those with a warning; `webq run --check` fails on them.
 pub fn load(dir: &Path) -> std::io::Result<(Vec<CellRecord>, Vec<Unreadable>)> {
-    let path = dir.join(RESULTS_FILE);
-    let file = File::open(&path)?;
     let mut records = Vec::new();
     let mut unreadable = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let place = format!("{}:{}", path.display(), i + 1);
+    for (place, value) in json_lines(&dir.join(RESULTS_FILE))? {
         let mut skip = |why: String| unreadable.push(Unreadable { place: place.clone(), why });
-        let value: serde_json::Value = match serde_json::from_str(&line) {
+        let value = match value {
             Ok(v) => v,
-            Err(e) => {
-                skip(format!("not JSON ({e}): a torn write?"));
+            Err(why) => {
+                skip(why);
                 continue;
             }
         };

@@ -71,7 +71,8 @@ pub struct RunArgs {
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// A directory a run wrote (with results.jsonl).
+    /// A directory a run wrote: results.jsonl (`webq run`: the matrix's pages), peer.jsonl
+    /// (`webq peer`: peer.html), or both.
     #[arg(long)]
     results: PathBuf,
     /// An older run's directory: mark what regressed and what was fixed since.
@@ -465,7 +466,15 @@ fn resume_point(dir: &Path) -> Result<(String, HashSet<String>), Box<dyn std::er
 }
 
 pub fn report(args: &ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let (all, unreadable) = results::load(&args.results)?;
+    let has_peer = args.results.join(crate::peer::record::PEER_FILE).is_file();
+    if has_peer {
+        eprintln!("webq: wrote {}", crate::peer::write_page(&args.results)?.display());
+        if !args.results.join(results::RESULTS_FILE).is_file() {
+            return Ok(());
+        }
+    }
+    let (all, unreadable) = results::load(&args.results)
+        .map_err(|e| format!("{}: {e}", args.results.join(results::RESULTS_FILE).display()))?;
     let warnings = unreadable.iter().map(|u| format!("{u}: skipped")).collect();
     let latest = latest_run(all);
     let facts = report::RunFacts::load(&args.results);
@@ -503,7 +512,7 @@ pub fn report(args: &ReportArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The checkout's commit (`WEBQ_REVISION` overrides), for wptreport's `run_info.revision`.
-fn revision() -> String {
+pub(crate) fn revision() -> String {
     if let Ok(r) = std::env::var("WEBQ_REVISION") {
         return r;
     }

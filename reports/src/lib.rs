@@ -170,7 +170,7 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
-/// `perf.html`: the measured numbers, and charts of them.
+/// `perf.html`: the measured numbers, and charts of them; `peer.html` has the same layout.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PerfPage {
     pub title: String,
@@ -217,7 +217,9 @@ const STYLE: &str = include_str!("../templates/style.html.tera");
 const NAV: &str = include_str!("../templates/nav.html.tera");
 const INDEX: &str = include_str!("../templates/index.html.tera");
 const CELLS: &str = include_str!("../templates/cells.html.tera");
+const FIGURES: &str = include_str!("../templates/figures.html.tera");
 const PERF: &str = include_str!("../templates/perf.html.tera");
+const PEER: &str = include_str!("../templates/peer.html.tera");
 const BROWSERS: &str = include_str!("../templates/browsers.html.tera");
 const SITE: &str = include_str!("../templates/site.html.tera");
 
@@ -239,7 +241,9 @@ fn render<T: Serialize>(template: &'static str, page: &T, legend: bool) -> Resul
         ("nav.html", NAV),
         ("index.html", INDEX),
         ("cells.html", CELLS),
+        ("figures.html", FIGURES),
         ("perf.html", PERF),
+        ("peer.html", PEER),
         ("browsers.html", BROWSERS),
         ("site.html", SITE),
     ])
@@ -261,6 +265,11 @@ pub fn render_cells(page: &DetailPage) -> Result<String, ReportError> {
 
 pub fn render_perf(page: &PerfPage) -> Result<String, ReportError> {
     render("perf.html", page, false)
+}
+
+/// `peer.html` (`webq peer`): the perf page's layout, without a run's navigation.
+pub fn render_peer(page: &PerfPage) -> Result<String, ReportError> {
+    render("peer.html", page, false)
 }
 
 pub fn render_browsers(page: &BrowsersPage) -> Result<String, ReportError> {
@@ -311,5 +320,14 @@ mod tests {
         };
         assert!(!render_browsers(&census).unwrap().contains("<img src=x"));
         assert!(render_perf(&PerfPage::default()).is_ok() && render_site(&SitePage::default()).is_ok());
+        let figures = PerfPage {
+            title: "p".into(),
+            notes: vec![PLANTED.into()],
+            tables: vec![Table { rows: vec![vec![PLANTED.into()]], ..Default::default() }],
+            ..Default::default()
+        };
+        for html in [render_perf(&figures).unwrap(), render_peer(&figures).unwrap()] {
+            assert!(html.contains("&lt;script&gt;") && !html.contains("<img src=x"), "escaped");
+        }
     }
 }

@@ -108,11 +108,17 @@ fn linear_axis(svg: &mut String, (left, top, plot_w, plot_h): (f64, f64, f64, f6
 /// Grouped bars: one group per `groups` entry, one bar per series, `values[series][group]`
 /// (`None`: not measured, no bar). Values are drawn from zero.
 pub fn bar_chart(title: &str, unit: &str, groups: &[String], series: &[String], values: &[Vec<Option<f64>>]) -> String {
-    let (left, top, plot_h, bar_w): (f64, f64, f64, f64) = (60.0, 30.0, 200.0, 12.0);
+    // Group names are written at -35 degrees under their bars: room to the left for the first one
+    // and below for the longest (about 6 px a character).
+    let label_w = |g: &String| g.chars().count() as f64 * 6.0;
+    let longest = groups.iter().map(label_w).fold(0.0, f64::max);
+    let (top, plot_h, bar_w): (f64, f64, f64) = (30.0, 200.0, 12.0);
+    let left = groups.first().map_or(0.0, |g| label_w(g) * 0.82 - 7.0).max(60.0);
     let group_w = (series.len().max(1) as f64) * bar_w + 14.0;
     let plot_w = group_w * groups.len().max(1) as f64;
     let width = left + plot_w + 300.0;
-    let height = (top + plot_h + 90.0).max(top + 16.0 * series.len() as f64 + 20.0);
+    let height =
+        (top + plot_h + 30.0 + longest * 0.58).max(top + plot_h + 90.0).max(top + 16.0 * series.len() as f64 + 20.0);
     let max = scale_max(values);
     let mut svg = open(title, width, height, left);
     linear_axis(&mut svg, (left, top, plot_w, plot_h), max, unit);

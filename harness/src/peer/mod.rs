@@ -8,9 +8,15 @@
 //! submission with one readback (its GPU-timestamp median beside it where the browser has
 //! timestamps); ORT-web's is wall time per `session.run` over `--reps` runs with the output left on
 //! the GPU (`preferredOutputLocation: 'gpu-buffer'`) and one readback at the end.
+//!
+//! Every measurement is appended to `peer.jsonl` ([`record`]) as it is made, and `peer.html`
+//! ([`page`]) is built again from the whole file at the end, so rounds run one after another into
+//! one directory are summarized together (medians and ranges over them).
 
-use std::io::Write;
-use std::path::PathBuf;
+pub mod page;
+pub mod record;
+
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use clap::Args;
@@ -21,12 +27,17 @@ use webq_engine::quant::{quantize, QuantFormat, Quantizer};
 use webq_engine::reference::{emulate, Arith};
 use webq_engine::seeded;
 use webq_engine::webgpu::{KernelKind, TuningTable};
+use webq_reports::ReportError;
 
 use crate::browser_run::{adapter_name, environment, load_page};
 use crate::browsers::{BrowserKind, Session};
 use crate::models::cache_dir;
 use crate::onnx::matmul_nbits;
+use crate::report::write_atomic;
+use crate::results::unix_now;
+use crate::run::revision;
 use crate::server::PageServer;
+use record::{PeerRecord, PeerStore, PEER_FILE, PEER_SCHEMA};
 
 /// The onnxruntime-web release webq is compared with (scripts/setup fetches it, sha256-checked).
 pub const ORT_VERSION: &str = "1.30.0";
@@ -60,9 +71,13 @@ pub struct PeerArgs {
     /// Formats (4-bit grouped: MatMulNBits' block sizes with and without zero points).
     #[arg(long, value_delimiter = ',', default_value = "int4-g32-sym,int4-g32-asym,int4-g128-sym,int4-g128-asym")]
     formats: Vec<QuantFormat>,
-    /// Writes peer.jsonl here.
+    /// Appends to peer.jsonl here and writes peer.html from all of it.
     #[arg(long, default_value = "out/peer")]
     out: PathBuf,
+    /// A name for this run's records on the page ("before", "after", a bundle's name); rounds
+    /// with the same label are summarized together.
+    #[arg(long)]
+    label: Option<String>,
     /// The page bundle (scripts/build-page).
     #[arg(long, default_value = "target/webq-page")]
     page: PathBuf,
@@ -103,18 +118,29 @@ impl Runner {
 }
 
 /// One measurement: the runner's time per run (ms) and verdict, or why it did not run.
+#[derive(Default)]
 struct Measured {
     ms: Option<f64>,
     gpu_ms: Option<f64>,
     verdict: Option<(bool, f64)>,
+    /// The kernel webq's page says it ran.
+    kernel: Option<String>,
     note: String,
+}
+
+impl Measured {
+    fn failed(note: String) -> Measured {
+        Measured { note, ..Default::default() }
+    }
 }
 
 pub fn run(args: &PeerArgs) -> Result<(), Box<dyn std::error::Error>> {
     let ort = ort_dir();
     let server = PageServer::start_with_peer(&args.page, Some(&ort))?;
     std::fs::create_dir_all(&args.out)?;
-    let mut jsonl = std::fs::OpenOptions::new().create(true).append(true).open(args.out.join("peer.jsonl"))?;
+    let mut store = PeerStore::open(&args.out)?;
+    let run_id = format!("peer-{}", unix_now());
+    let revision = revision();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (m, n, k) = (args.m, args.n, args.k);
     let w = seeded::weights(1, n, k);
@@ -182,14 +208,30 @@ pub fn run(args: &PeerArgs) -> Result<(), Box<dyn std::error::Error>> {
                     measured.ms.map_or("-".into(), |v| format!("{v:.2}")),
                     measured.gpu_ms.map_or("-".into(), |v| format!("{v:.2}")),
                     verdict,
-                    measured.note
+                    measured.kernel.as_ref().map_or(measured.note.clone(), |k| format!("kernel {k} {}", measured.note))
                 );
-                let record = json!({"browser": kind.name(), "user_agent": env["userAgent"], "adapter": adapter,
-                    "format": format.to_string(), "m": m, "n": n, "k": k, "reps": args.reps, "runner": runner.name(),
-                    "backend": runner.backend(), "webq_kernel": matches!(runner, Runner::Webq(CellBackend::Webgpu)).then(|| gemv.to_string()),
-                    "ms_per_run": measured.ms, "gpu_ms": measured.gpu_ms, "verdict_pass": measured.verdict.map(|v| v.0),
-                    "worst_ratio": measured.verdict.map(|v| v.1), "note": measured.note});
-                writeln!(jsonl, "{record}")?;
+                store.append(&PeerRecord {
+                    schema: PEER_SCHEMA,
+                    run_id: Some(run_id.clone()),
+                    revision: Some(revision.clone()),
+                    label: args.label.clone(),
+                    browser: kind.name().to_string(),
+                    user_agent: env["userAgent"].as_str().map(str::to_string),
+                    adapter: adapter.clone(),
+                    format: format.to_string(),
+                    m,
+                    n,
+                    k,
+                    reps: args.reps,
+                    runner: runner.name(),
+                    backend: runner.backend().to_string(),
+                    webq_kernel: measured.kernel.clone(),
+                    ms_per_run: measured.ms,
+                    gpu_ms: measured.gpu_ms,
+                    verdict_pass: measured.verdict.map(|v| v.0),
+                    worst_ratio: measured.verdict.map(|v| v.1),
+                    note: measured.note.clone(),
+                })?;
                 if matches!(runner, Runner::Webq(_)) && !measured.verdict.is_some_and(|v| v.0) {
                     own_failures.push(format!("{} {format} {}: {}", kind.name(), runner.name(), measured.note));
                 }
@@ -213,12 +255,26 @@ pub fn run(args: &PeerArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         rt.block_on(session.close());
     }
-    println!("webq peer: records in {}", args.out.join("peer.jsonl").display());
+    let page = write_page(&args.out)?;
+    println!("webq peer: records in {}, the page in {}", store.path().display(), page.display());
     if own_failures.is_empty() {
         Ok(())
     } else {
         Err(format!("webq's own cells did not pass: {}", own_failures.join("; ")).into())
     }
+}
+
+/// Builds `DIR/peer.html` from every record of `DIR/peer.jsonl`; returns its path.
+pub fn write_page(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let jsonl = dir.join(PEER_FILE);
+    let (records, unreadable) = record::load(&jsonl).map_err(|e| format!("{}: {e}", jsonl.display()))?;
+    for u in &unreadable {
+        eprintln!("webq peer: {u}: skipped");
+    }
+    let html = webq_reports::render_peer(&page::page(&records, &unreadable)).map_err(|e: ReportError| e.to_string())?;
+    let path = dir.join("peer.html");
+    write_atomic(&path, &html)?;
+    Ok(path)
 }
 
 /// webq's own cell, through the page's runCell.
@@ -227,22 +283,23 @@ async fn webq_run(session: &Session, spec: &CellSpec, judge: &dyn Fn(&[f32]) -> 
     let spec_value = serde_json::to_value(spec).expect("a spec serializes");
     let answer = match session.client.execute_async(script, vec![spec_value]).await {
         Ok(a) => a,
-        Err(e) => return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("webdriver: {e}") },
+        Err(e) => return Measured::failed(format!("webdriver: {e}")),
     };
     let out: webq_engine::protocol::CellOutput = match serde_json::from_value(answer) {
         Ok(o) => o,
-        Err(e) => return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("malformed answer: {e}") },
+        Err(e) => return Measured::failed(format!("malformed answer: {e}")),
     };
-    let kernel = out.workgroup.clone().unwrap_or_default();
+    let kernel = out.workgroup.clone().filter(|k| !k.is_empty());
     match out.outcome(spec.precision, spec.m * spec.n) {
         Ok(Outcome::Ran { y, timings, .. }) => Measured {
             ms: Some(timings.wall_us / 1e3),
             gpu_ms: timings.gpu_us.map(|v| v / 1e3),
             verdict: Some(judge(&y)),
-            note: if kernel.is_empty() { String::new() } else { format!("kernel {kernel}") },
+            note: String::new(),
+            kernel,
         },
-        Ok(Outcome::Failed { message, .. }) => Measured { ms: None, gpu_ms: None, verdict: None, note: message },
-        Err(why) => Measured { ms: None, gpu_ms: None, verdict: None, note: why },
+        Ok(Outcome::Failed { message, .. }) => Measured::failed(message),
+        Err(why) => Measured::failed(why),
     }
 }
 
@@ -267,13 +324,13 @@ async fn ort_run(
     )
     .await
     {
-        Err(_) => return Measured { ms: None, gpu_ms: None, verdict: None, note: "timed out after 600 s".into() },
-        Ok(Err(e)) => return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("webdriver: {e}") },
+        Err(_) => return Measured::failed("timed out after 600 s".into()),
+        Ok(Err(e)) => return Measured::failed(format!("webdriver: {e}")),
         Ok(Ok(a)) => a,
     };
     let placed = placements(&answer["log"]);
     if let Some(e) = answer["error"].as_str() {
-        return Measured { ms: None, gpu_ms: None, verdict: None, note: format!("{e}; {placed}") };
+        return Measured::failed(format!("{e}; {placed}"));
     }
     let y: Option<Vec<f32>> = answer["y"]
         .as_str()
@@ -281,17 +338,13 @@ async fn ort_run(
         .filter(|b| b.len() == 4 * m * n)
         .map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(&b));
     let Some(y) = y else {
-        return Measured {
-            ms: None,
-            gpu_ms: None,
-            verdict: None,
-            note: format!("no output of {m} x {n} floats; {placed}"),
-        };
+        return Measured::failed(format!("no output of {m} x {n} floats; {placed}"));
     };
     Measured {
         ms: answer["per_run_ms"].as_f64(),
-        gpu_ms: None,
         verdict: Some(judge(&y)),
+        kernel: None,
+        gpu_ms: None,
         note: format!(
             "create {:.0} ms, first run {:.1} ms; {placed}",
             answer["create_ms"].as_f64().unwrap_or(f64::NAN),
