@@ -10,7 +10,7 @@
 //! (`kernels/stream.wgsl`), is what a read-only kernel can get. `WEBQ_BENCH_KERNELS` picks kernels (`tuned`, `128x2`, `vec-64x4`, ...; see `GemvChoice`),
 //! `WEBQ_BENCH_FORMATS` formats, `WEBQ_BENCH_GEMM=1` adds the GEMM 512x4096x4096 (`WEBQ_BENCH_GEMM_SHAPE`
 //! another) and
-//! `WEBQ_BENCH_ONLY=gemv|gemm` runs one of the two.
+//! `WEBQ_BENCH_ONLY=gemv|gemm` runs one of the two, `WEBQ_BENCH_ARITH=f32|f16` one arithmetic.
 //! Prints a table on stderr and, with `--json`, JSON lines on stdout.
 
 #[cfg(target_arch = "wasm32")]
@@ -28,6 +28,11 @@ mod native {
     use webq_engine::seeded;
     use webq_engine::webgpu::bench::{bench_formats, BenchWeights, GemvChoice, GEMM_SHAPE, GEMV_SHAPES};
     use webq_engine::webgpu::{Executor, ExecutorOptions, Prepared, Timings};
+
+    /// `WEBQ_BENCH_ARITH=f32` or `f16` times one arithmetic only (CPU adapters run f16 slowly).
+    fn arith_wanted(arith: Arith) -> bool {
+        std::env::var("WEBQ_BENCH_ARITH").map_or(true, |a| a == arith.name())
+    }
 
     fn us(t: &Timings) -> f64 {
         t.gpu_us_median.unwrap_or(t.wall_us_per_dispatch)
@@ -100,7 +105,7 @@ mod native {
                     us(&stream)
                 );
                 for arith in [Arith::F32, Arith::F16] {
-                    if !exec.supports(arith) {
+                    if !exec.supports(arith) || !arith_wanted(arith) {
                         continue;
                     }
                     let want = emulate(&bw.x, 1, &bw.q, arith);

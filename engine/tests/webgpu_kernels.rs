@@ -111,6 +111,33 @@ fn every_format_through_the_vector_gemv_matches_the_emulation() {
     assert_all_match(&exec, &cells);
 }
 
+/// The vector GEMV reducing with subgroup operations. The reduction is the same for every format, so
+/// every format runs once (f32, four subgroups a workgroup on lavapipe's 8-wide subgroups), and three
+/// formats in both arithmetics run the other shapes: eight subgroups with three rows a thread and
+/// several activation rows, and a workgroup narrower than a subgroup (4 threads). lavapipe compiles
+/// each pipeline slowly, hence not every format in every shape.
+#[test]
+fn every_format_through_the_subgroup_gemv_matches_the_emulation() {
+    let Some(exec) = executor() else { return };
+    if !exec.adapter().subgroups {
+        eprintln!("skipped: {} offers no subgroups, so gemv-vec-sg cannot run", exec.adapter().name);
+        return;
+    }
+    let sg = |arith, x, y| KernelVariant::new(KernelKind::GemvVecSg, arith, Workgroup { x, y });
+    let mut cells: Vec<_> =
+        QuantFormat::catalogue().into_iter().map(|f| (f, 1, 37, 512, sg(Arith::F32, 32, 8))).collect();
+    for format in ["int4-g128-sym", "int3-g32-asym", "fp16"] {
+        let format: QuantFormat = format.parse().unwrap();
+        for arith in [Arith::F32, Arith::F16] {
+            if exec.supports(arith) {
+                cells.push((format, 3, 19, 1024, sg(arith, 64, 3)));
+                cells.push((format, 1, 5, 256, sg(arith, 4, 1)));
+            }
+        }
+    }
+    assert_all_match(&exec, &cells);
+}
+
 /// The CPU adapters' GEMM, every format it takes in both arithmetics: 2, 4 and 8 rows a thread with M
 /// not a multiple of them, channels not a multiple of 4 (and fewer than 4), several groups a row and
 /// several workgroups of channels.

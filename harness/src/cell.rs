@@ -91,7 +91,9 @@ impl Cell {
         }
         let wg = self.workgroup.map_or("tuned".to_string(), |w| w.to_string());
         let variant = match self.kernel {
-            KernelKind::Gemv | KernelKind::GemvVec => format!("{}-{}-{wg}", self.kernel.name(), self.arith.name()),
+            KernelKind::Gemv | KernelKind::GemvVec | KernelKind::GemvVecSg => {
+                format!("{}-{}-{wg}", self.kernel.name(), self.arith.name())
+            }
             KernelKind::Gemm | KernelKind::GemmVec => format!("gemm-{}", self.arith.name()),
         };
         let plant = self.plant.map_or(String::new(), |p| format!("/planted-{p}"));

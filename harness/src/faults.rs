@@ -45,6 +45,9 @@ pub struct FaultOutcome {
     pub failed: usize,
     pub worst_ratio: f64,
     pub errors: Vec<String>,
+    /// Why the fault has no case on this adapter (its kernel needs a feature the adapter lacks):
+    /// reported, and counted neither caught nor missed.
+    pub not_here: Option<&'static str>,
 }
 
 impl FaultOutcome {
@@ -72,7 +75,7 @@ pub fn quick_formats() -> Vec<QuantFormat> {
 }
 
 /// The cases on which `fault` can show.
-pub fn cases_for(fault: &Fault, formats: &[QuantFormat], f16: bool) -> Vec<Case> {
+pub fn cases_for(fault: &Fault, formats: &[QuantFormat], f16: bool, subgroups: bool) -> Vec<Case> {
     let shapes: &[(usize, usize, usize)] = match fault.scope.needs {
         Needs::Nothing => &[(1, 40, 256), (5, 24, 256)],
         Needs::ManyRows => &[(5, 24, 256)],
@@ -86,15 +89,17 @@ pub fn cases_for(fault: &Fault, formats: &[QuantFormat], f16: bool) -> Vec<Case>
     let mut out = Vec::new();
     for format in formats {
         for &(m, n, k) in shapes {
-            // One row: the portable GEMV and the vector-load one (every format's tile divides 256);
-            // several: the tiled GEMM, and the CPU adapters' where it takes the format and K.
+            // One row: the portable GEMV and the vector-load one with either reduction (every
+            // format's tile divides 256); several: the tiled GEMM, and the CPU adapters' where it
+            // takes the format and K.
             let kinds: &[KernelKind] = if m == 1 {
-                &[KernelKind::Gemv, KernelKind::GemvVec]
+                &[KernelKind::Gemv, KernelKind::GemvVec, KernelKind::GemvVecSg]
             } else {
                 &[KernelKind::Gemm, KernelKind::GemmVec]
             };
             for (&kind, &arith) in kinds.iter().flat_map(|k| ariths.iter().map(move |a| (k, a))) {
                 if (arith == Arith::F16 && !f16)
+                    || (kind == KernelKind::GemvVecSg && !subgroups)
                     || !fault.applies(format, kind, arith)
                     || format.check_shape(n, k).is_err()
                     || (kind == KernelKind::GemmVec && !gemm_vec_fits(format, k))
@@ -147,8 +152,17 @@ pub fn hunt(exec: &Executor, formats: &[QuantFormat], only: Option<&str>) -> (Ve
     let mut outcomes = Vec::new();
     let mut clean_cases: Vec<Case> = Vec::new();
     for fault in FAULTS.iter().filter(|f| only.is_none_or(|o| o == f.id)) {
-        let cases = cases_for(fault, formats, exec.supports(Arith::F16));
-        let mut out = FaultOutcome { fault, cases: cases.len(), failed: 0, worst_ratio: 0.0, errors: Vec::new() };
+        let subgroups = exec.adapter().subgroups;
+        let cases = cases_for(fault, formats, exec.supports(Arith::F16), subgroups);
+        let only_sg = fault.scope.kinds == [KernelKind::GemvVecSg];
+        let mut out = FaultOutcome {
+            fault,
+            cases: cases.len(),
+            failed: 0,
+            worst_ratio: 0.0,
+            errors: Vec::new(),
+            not_here: (only_sg && !subgroups).then_some("the adapter has no subgroups: gemv-vec-sg cannot run"),
+        };
         for case in &cases {
             match run_case(exec, case, Some(fault)) {
                 Ok(r) => {
@@ -194,6 +208,10 @@ pub fn run(args: &FaultsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (outcomes, clean, false_failures) = hunt(&exec, &formats, args.only.as_deref());
     println!("{:<8} {:<26} {:>13} {:>12}  description", "verdict", "fault", "failed/cases", "worst x tol");
     for o in &outcomes {
+        if let Some(why) = o.not_here {
+            println!("{:<8} {:<26} {:>13} {:>12}  {}: {why}", "n/a", o.fault.id, "0/0", "-", o.fault.description);
+            continue;
+        }
         println!(
             "{:<8} {:<26} {:>13} {:>12.3e}  {}",
             if o.caught() { "caught" } else { "MISSED" },
@@ -207,11 +225,12 @@ pub fn run(args: &FaultsArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let caught = outcomes.iter().filter(|o| o.caught()).count();
+    let planted = outcomes.iter().filter(|o| o.not_here.is_none()).count();
     println!("correct kernels on the same {clean} cases: {} false failures", false_failures.len());
     for f in &false_failures {
         println!("  FALSE FAILURE {f}");
     }
-    println!("caught {caught}/{} planted kernel faults", outcomes.len());
+    println!("caught {caught}/{planted} planted kernel faults");
     let (ops, op_clean, op_false) = crate::op_faults::hunt_ops(!args.no_models, args.only.as_deref());
     println!();
     println!("{:<8} {:<22} {:>10} {:>22}  description", "verdict", "model-op fault", "op cells", "model cells (x tol)");
@@ -235,7 +254,7 @@ pub fn run(args: &FaultsArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("  FALSE FAILURE {f}");
     }
     println!("caught {ops_caught}/{} planted model-op faults", ops.len());
-    if caught < outcomes.len() || !false_failures.is_empty() || ops_caught < ops.len() || !op_false.is_empty() {
+    if caught < planted || !false_failures.is_empty() || ops_caught < ops.len() || !op_false.is_empty() {
         return Err("the suite missed a planted fault or failed a correct kernel or op".into());
     }
     Ok(())
@@ -250,8 +269,11 @@ mod tests {
         let Some(exec) = webq_engine::webgpu::executor_for_tests() else { return };
         let (outcomes, clean, false_failures) = hunt(&exec, &quick_formats(), None);
         assert!(outcomes.len() >= 10);
-        let missed: Vec<_> =
-            outcomes.iter().filter(|o| !o.caught()).map(|o| (o.fault.id, o.cases, &o.errors)).collect();
+        let missed: Vec<_> = outcomes
+            .iter()
+            .filter(|o| !o.caught() && o.not_here.is_none())
+            .map(|o| (o.fault.id, o.cases, &o.errors))
+            .collect();
         assert!(missed.is_empty(), "missed: {missed:?}");
         assert!(clean > 0 && false_failures.is_empty(), "false failures: {false_failures:?}");
     }

@@ -158,8 +158,9 @@ impl NativeRunner {
         };
         // The table's rows are GEMV kernels; a GEMM cell runs what `variant` makes of the adapter's row
         // (`gemm-vec` on the CPU adapters), as a model's prefill does.
-        let kernel =
-            cell.workgroup.unwrap_or_else(|| self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, None));
+        let kernel = cell.workgroup.unwrap_or_else(|| {
+            self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, None).runnable(exec.adapter().subgroups)
+        });
         let variant = kernel.variant(cell.m, cell.k, Some(&format), cell.arith);
         rec.workgroup = Some(GemvKernel::ran(&variant));
         let reps = self.reps;
@@ -228,8 +229,9 @@ impl NativeRunner {
             rec.reason = self.missing.clone().or(Some(format!("unknown precision {}", cell.precision)));
             return rec;
         };
-        let kernel =
-            cell.workgroup.unwrap_or_else(|| self.tuning.pick("native", &base.adapter().name, KernelKind::Gemv, None));
+        let kernel = cell.workgroup.unwrap_or_else(|| {
+            self.tuning.pick("native", &base.adapter().name, KernelKind::Gemv, None).runnable(base.adapter().subgroups)
+        });
         // The fallback may step the format down: the vector kernel only where every format can take K.
         let variant = kernel.variant(cell.m, cell.k, None, cell.arith);
         rec.workgroup = Some(GemvKernel::ran(&variant));
@@ -324,9 +326,11 @@ impl NativeRunner {
                     return rec;
                 };
                 let family = cell.model.as_ref().map(|m| m.family.name());
-                let gemv = cell
-                    .workgroup
-                    .unwrap_or_else(|| self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, family));
+                let gemv = cell.workgroup.unwrap_or_else(|| {
+                    self.tuning
+                        .pick("native", &exec.adapter().name, KernelKind::Gemv, family)
+                        .runnable(exec.adapter().subgroups)
+                });
                 rec.workgroup = Some(gemv.to_string());
                 pollster::block_on(run_model_traced(&spec, &bytes, &precision, &mut GpuBackend::new(exec, gemv)))
             }

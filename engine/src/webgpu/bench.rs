@@ -35,7 +35,7 @@ pub fn bench_formats() -> Vec<QuantFormat> {
 pub struct GemvChoice(pub Option<GemvKernel>);
 
 impl GemvChoice {
-    /// Parses `tuned`, a portable workgroup (`128x2`) or a vector kernel (`vec-64x4`).
+    /// Parses `tuned`, a portable workgroup (`128x2`) or a vector kernel (`vec-64x4`, `vec-sg-64x4`).
     pub fn parse(s: &str) -> Option<GemvChoice> {
         match s {
             "tuned" => Some(GemvChoice(None)),
@@ -43,11 +43,14 @@ impl GemvChoice {
         }
     }
 
-    /// `WEBQ_BENCH_KERNELS` (comma-separated), else the portable kernel with the seed's workgroup and a
-    /// sweep of the vector kernel's shapes.
+    /// `WEBQ_BENCH_KERNELS` (comma-separated), else the portable kernel with the seed's workgroup, a
+    /// sweep of the vector kernel's shapes, and the widest of them again reducing with subgroups
+    /// (refused, and reported so, where the adapter has none).
     pub fn from_env() -> Vec<GemvChoice> {
-        let list = std::env::var("WEBQ_BENCH_KERNELS")
-            .unwrap_or_else(|_| "128x2,vec-32x8,vec-64x4,vec-128x2,vec-32x4,vec-64x8,vec-128x4,vec-256x1".into());
+        let list = std::env::var("WEBQ_BENCH_KERNELS").unwrap_or_else(|_| {
+            "128x2,vec-32x8,vec-64x4,vec-128x2,vec-32x4,vec-64x8,vec-128x4,vec-256x1,vec-sg-64x4,vec-sg-128x2,vec-sg-256x1"
+                .into()
+        });
         list.split(',').filter_map(|s| GemvChoice::parse(s.trim())).collect()
     }
 }

@@ -38,6 +38,9 @@ pub struct AdapterSummary {
     pub backend: String,
     pub shader_f16: bool,
     pub timestamps: bool,
+    /// Subgroup operations in compute shaders (`gemv-vec-sg`); wgpu asks for them natively only.
+    #[serde(default)]
+    pub subgroups: bool,
     /// Timestamps between commands of an encoder (copies can be timed).
     #[serde(default)]
     pub encoder_timestamps: bool,
@@ -249,7 +252,10 @@ impl Executor {
         planted: Option<(&'static str, String)>,
     ) -> Result<Prepared<'_>, GpuError> {
         assert_eq!(x.len(), m * q.k, "activations are m x k");
-        if variant.kind == KernelKind::GemvVec {
+        if variant.kind == KernelKind::GemvVecSg && !self.summary.subgroups {
+            return Err(GpuError::MissingFeature("subgroups (gemv-vec-sg)"));
+        }
+        if variant.kind.is_gemv_vec() {
             let tile = gemv_vec_tile(&q.format);
             let wg = variant.workgroup;
             if q.k % tile != 0 || wg.y > 8 || wg.x < wg.y || !wg.x.is_power_of_two() || wg.x > 256 {
@@ -373,7 +379,7 @@ async fn request_adapter() -> Result<wgpu::Adapter, GpuError> {
         .map_err(|e| GpuError::NoAdapter(e.to_string()))
 }
 
-/// A device with shader-f16 and timestamps where the adapter has them (f16 unless `no_f16`), the
+/// A device with shader-f16, timestamps and subgroups where the adapter has them (f16 unless `no_f16`), the
 /// adapter's limits (or the options'), capped at `memory_cap` a buffer and binding.
 async fn request_device(
     adapter: &wgpu::Adapter,
@@ -382,9 +388,12 @@ async fn request_device(
     let available = adapter.features();
     let mut features = wgpu::Features::empty();
     // Timestamps inside encoders time buffer copies (the copy-bandwidth anchor of the benchmarks).
-    for f in
-        [wgpu::Features::SHADER_F16, wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS]
-    {
+    for f in [
+        wgpu::Features::SHADER_F16,
+        wgpu::Features::TIMESTAMP_QUERY,
+        wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        wgpu::Features::SUBGROUP,
+    ] {
         if available.contains(f) && !(opts.no_f16 && f == wgpu::Features::SHADER_F16) {
             features |= f;
         }
@@ -421,6 +430,7 @@ fn summarize(info: &wgpu::AdapterInfo, features: wgpu::Features, limits: &wgpu::
         backend: format!("{:?}", info.backend),
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
         timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        subgroups: features.contains(wgpu::Features::SUBGROUP),
         encoder_timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS),
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_buffer_size: limits.max_buffer_size,

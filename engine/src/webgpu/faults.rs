@@ -10,7 +10,9 @@
 use crate::quant::{IntBits, QuantFormat, ScaleType, Scheme};
 use crate::reference::Arith;
 
-use super::kernel::{variant_source, KernelKind, KernelVariant, DEQUANT, GEMM, GEMM_VEC, GEMV, GEMV_VEC};
+use super::kernel::{
+    variant_source, KernelKind, KernelVariant, DEQUANT, GEMM, GEMM_VEC, GEMV, GEMV_VEC, REDUCE_SUBGROUP,
+};
 
 /// Which piece of the shader a patch edits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub enum Piece {
     Gemm,
     GemvVec,
     GemmVec,
+    /// The subgroup reduction `gemv-vec-sg` puts in `gemv_vec.wgsl`'s place.
+    ReduceSubgroup,
 }
 
 impl Piece {
@@ -30,6 +34,7 @@ impl Piece {
             Piece::Gemm => GEMM,
             Piece::GemvVec => GEMV_VEC,
             Piece::GemmVec => GEMM_VEC,
+            Piece::ReduceSubgroup => REDUCE_SUBGROUP,
         }
     }
 }
@@ -109,7 +114,8 @@ fn groups_shorter_than_a_tile(f: &QuantFormat) -> bool {
     })
 }
 
-const VEC: &[KernelKind] = &[KernelKind::GemvVec];
+/// The vector GEMV with either reduction (its decode and loads are the same text).
+const VEC: &[KernelKind] = &[KernelKind::GemvVec, KernelKind::GemvVecSg];
 
 const fn scope(kinds: &'static [KernelKind], formats: fn(&QuantFormat) -> bool) -> Scope {
     Scope { kinds, arith: None, formats, needs: Needs::Nothing }
@@ -279,7 +285,13 @@ pub const FAULTS: &[Fault] = &[
             "partial[ROW_INDEX * WG_X + t] += partial[ROW_INDEX * WG_X + t + stride];",
             "partial[ROW_INDEX * WG_X + t] += partial[t + stride];",
         )],
-        scope: scope(VEC, all),
+        scope: scope(&[KernelKind::GemvVec], all),
+    },
+    Fault {
+        id: "vec-sg-first-subgroup-only",
+        description: "vector GEMV's subgroup reduction keeps only the first subgroup's sum of each row",
+        patches: &[(Piece::ReduceSubgroup, "for (var s = 0u; s < n_sg; s++) {", "for (var s = 0u; s < 1u; s++) {")],
+        scope: scope(&[KernelKind::GemvVecSg], all),
     },
 ];
 
@@ -301,6 +313,7 @@ impl Fault {
             (Piece::Gemm, GEMM.to_string()),
             (Piece::GemvVec, GEMV_VEC.to_string()),
             (Piece::GemmVec, GEMM_VEC.to_string()),
+            (Piece::ReduceSubgroup, REDUCE_SUBGROUP.to_string()),
         ];
         for &(piece, from, to) in self.patches {
             let text = &mut pieces.iter_mut().find(|(p, _)| *p == piece).expect("every piece is listed").1;
@@ -310,14 +323,14 @@ impl Fault {
             }
             *text = text.replacen(from, to, 1);
         }
-        let [dequant, gemv, gemm, vec, gemm_vec] = pieces.map(|(_, text)| text);
+        let [dequant, gemv, gemm, vec, gemm_vec, reduce] = pieces.map(|(_, text)| text);
         let body = match variant.kind {
             KernelKind::Gemv => gemv,
             KernelKind::Gemm => gemm,
-            KernelKind::GemvVec => vec,
+            KernelKind::GemvVec | KernelKind::GemvVecSg => vec,
             KernelKind::GemmVec => gemm_vec,
         };
-        Ok(variant_source(variant, &dequant, &body))
+        Ok(variant_source(variant, &dequant, &body, &reduce))
     }
 }
 

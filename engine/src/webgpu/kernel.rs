@@ -14,6 +14,7 @@ pub(crate) const GEMV: &str = include_str!("kernels/gemv.wgsl");
 pub(crate) const GEMM: &str = include_str!("kernels/gemm.wgsl");
 pub(crate) const GEMV_VEC: &str = include_str!("kernels/gemv_vec.wgsl");
 pub(crate) const GEMM_VEC: &str = include_str!("kernels/gemm_vec.wgsl");
+pub(crate) const REDUCE_SUBGROUP: &str = include_str!("kernels/reduce_subgroup.wgsl");
 
 /// The kernels: two shapes, a GEMV for bandwidth-bound adapters and a GEMM for CPU adapters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -27,6 +28,12 @@ pub enum KernelKind {
     /// multiple of [`gemv_vec_tile`] (the executor refuses other shapes).
     #[serde(rename = "gemv-vec")]
     GemvVec,
+    /// `gemv-vec` with its rows' sums added by subgroup operations and one barrier instead of a tree
+    /// in workgroup memory ([`subgroup_reduction`]); needs the device's subgroups (wgpu's
+    /// `Features::SUBGROUP`, natively only: wgpu 30 does not ask browsers for them), without which the
+    /// executor refuses it.
+    #[serde(rename = "gemv-vec-sg")]
+    GemvVecSg,
     /// Many rows, four channels by several rows a thread, no workgroup memory: for CPU adapters, where
     /// the tuning table's row names its rows ([`GemvKernel::gemm_rows`], [`GemvKernel::variant`]);
     /// needs what [`gemm_vec_fits`] says.
@@ -49,8 +56,14 @@ impl KernelKind {
             KernelKind::Gemv => "gemv",
             KernelKind::Gemm => "gemm",
             KernelKind::GemvVec => "gemv-vec",
+            KernelKind::GemvVecSg => "gemv-vec-sg",
             KernelKind::GemmVec => "gemm-vec",
         }
+    }
+
+    /// The vector-load GEMV, with either reduction.
+    pub fn is_gemv_vec(self) -> bool {
+        matches!(self, KernelKind::GemvVec | KernelKind::GemvVecSg)
     }
 
     /// The shader's entry point.
@@ -58,7 +71,7 @@ impl KernelKind {
         match self {
             KernelKind::Gemv => "gemv",
             KernelKind::Gemm => "gemm",
-            KernelKind::GemvVec => "gemv_vec",
+            KernelKind::GemvVec | KernelKind::GemvVecSg => "gemv_vec",
             KernelKind::GemmVec => "gemm_vec",
         }
     }
@@ -67,10 +80,23 @@ impl KernelKind {
         match self {
             KernelKind::Gemv => GEMV,
             KernelKind::Gemm => GEMM,
-            KernelKind::GemvVec => GEMV_VEC,
+            KernelKind::GemvVec | KernelKind::GemvVecSg => GEMV_VEC,
             KernelKind::GemmVec => GEMM_VEC,
         }
     }
+}
+
+/// `gemv_vec.wgsl` as `gemv-vec-sg` runs it: its REDUCE block replaced by `reduce` (reduce_subgroup.wgsl) and
+/// the entry point given the subgroup builtins. `None` where the body has no such block or entry
+/// point (a planted fault's patch may not remove them: every patch is checked to match once).
+pub(crate) fn subgroup_reduction(body: &str, reduce: &str) -> Option<String> {
+    const ENTRY: &str = "@builtin(workgroup_id) wid: vec3<u32>) {";
+    let begin = body.find("    // REDUCE BEGIN")?;
+    let end = body.find("    // REDUCE END\n")? + "    // REDUCE END\n".len();
+    let entry = "@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sg_lane: u32, \
+                 @builtin(subgroup_id) sg_id: u32, @builtin(num_subgroups) n_sg: u32) {";
+    (body.matches(ENTRY).count() == 1)
+        .then(|| format!("{}{reduce}{}", &body[..begin], &body[end..]).replace(ENTRY, entry))
 }
 
 /// Weights per tile of the `gemv-vec` kernel: four packed words (four planes3 blocks for 3 bits).
@@ -175,21 +201,42 @@ impl GemvKernel {
         GemvKernel { kind: KernelKind::GemvVec, workgroup: Workgroup { x: threads, y: rows }, gemm_rows: None }
     }
 
+    /// The vector-load kernel reducing with subgroup operations (`gemv-vec-sg`).
+    pub const fn vector_subgroups(threads: u32, rows: u32) -> Self {
+        GemvKernel { kind: KernelKind::GemvVecSg, workgroup: Workgroup { x: threads, y: rows }, gemm_rows: None }
+    }
+
+    /// This kernel as a device runs it: `gemv-vec-sg` becomes `gemv-vec` (the same loads, the tree
+    /// reduction) where the device has no subgroups, as a tuning row measured on one driver may meet
+    /// another without them.
+    pub fn runnable(self, subgroups: bool) -> Self {
+        if self.kind == KernelKind::GemvVecSg && !subgroups {
+            GemvKernel { kind: KernelKind::GemvVec, ..self }
+        } else {
+            self
+        }
+    }
+
     /// This kernel with `gemm-vec` computing up to `rows` rows a thread (2, 4, 8 or 16).
     pub const fn with_gemm_rows(self, rows: u32) -> Self {
         GemvKernel { gemm_rows: Some(rows), ..self }
     }
 
-    /// Parses `128x2` or `256` (portable) and `vec-64x4` or `vec:64x4` (vector loads: threads x rows,
-    /// a power of two of at most 256 threads, 1 to 8 rows, no more rows than threads).
+    /// Parses `128x2` or `256` (portable), `vec-64x4` or `vec:64x4` (vector loads: threads x rows,
+    /// a power of two of at most 256 threads, 1 to 8 rows, no more rows than threads) and
+    /// `vec-sg-64x4` or `vec-sg:64x4` (the same, reducing with subgroup operations).
     pub fn parse(s: &str) -> Option<GemvKernel> {
-        let Some(v) = s.strip_prefix("vec-").or_else(|| s.strip_prefix("vec:")) else {
+        let (kind, v) = if let Some(v) = s.strip_prefix("vec-sg-").or_else(|| s.strip_prefix("vec-sg:")) {
+            (KernelKind::GemvVecSg, v)
+        } else if let Some(v) = s.strip_prefix("vec-").or_else(|| s.strip_prefix("vec:")) {
+            (KernelKind::GemvVec, v)
+        } else {
             return Workgroup::parse(s).map(|w| GemvKernel { kind: KernelKind::Gemv, workgroup: w, gemm_rows: None });
         };
         let (x, y) = v.split_once('x')?;
         let w = Workgroup { x: x.parse().ok()?, y: y.parse().ok()? };
         (w.x.is_power_of_two() && w.x <= 256 && (1..=8).contains(&w.y) && w.x >= w.y).then_some(GemvKernel {
-            kind: KernelKind::GemvVec,
+            kind,
             workgroup: w,
             gemm_rows: None,
         })
@@ -211,7 +258,7 @@ impl GemvKernel {
             return KernelVariant::new(KernelKind::Gemm, arith, Workgroup::gemm_tile(m));
         }
         let tile = format.map_or(128, gemv_vec_tile);
-        let kernel = if self.kind == KernelKind::GemvVec && k % tile != 0 { Self::PORTABLE } else { self };
+        let kernel = if self.kind.is_gemv_vec() && k % tile != 0 { Self::PORTABLE } else { self };
         KernelVariant::new(kernel.kind, arith, kernel.workgroup)
     }
 
@@ -229,6 +276,7 @@ impl fmt::Display for GemvKernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             KernelKind::GemvVec => write!(f, "vec-{}", self.workgroup),
+            KernelKind::GemvVecSg => write!(f, "vec-sg-{}", self.workgroup),
             _ => write!(f, "{}", self.workgroup),
         }
     }
@@ -257,7 +305,7 @@ impl KernelVariant {
     /// per thread (its tile's rows over 16 threads), 1 for the portable GEMV.
     pub fn unrolled_rows(&self) -> u32 {
         match self.kind {
-            KernelKind::GemvVec | KernelKind::GemmVec => self.workgroup.y,
+            KernelKind::GemvVec | KernelKind::GemvVecSg | KernelKind::GemmVec => self.workgroup.y,
             KernelKind::Gemm => self.workgroup.y / 16,
             KernelKind::Gemv => 1,
         }
@@ -267,7 +315,9 @@ impl KernelVariant {
     pub fn groups(&self, m: usize, n: usize) -> (u32, u32, u32) {
         let wg = self.workgroup;
         match self.kind {
-            KernelKind::Gemv | KernelKind::GemvVec => (n.div_ceil(wg.y as usize) as u32, m as u32, 1),
+            KernelKind::Gemv | KernelKind::GemvVec | KernelKind::GemvVecSg => {
+                (n.div_ceil(wg.y as usize) as u32, m as u32, 1)
+            }
             KernelKind::Gemm => (n.div_ceil(wg.x as usize) as u32, m.div_ceil(wg.y as usize) as u32, 1),
             KernelKind::GemmVec => (n.div_ceil(4 * wg.x as usize) as u32, m.div_ceil(wg.y as usize) as u32, 1),
         }
@@ -277,12 +327,19 @@ impl KernelVariant {
 /// The WGSL of a kernel variant: prelude + decoding + kernel body (`gemv-vec` decodes on its own), with
 /// its rows per thread written into the source.
 pub fn shader_source(variant: &KernelVariant) -> String {
-    variant_source(variant, DEQUANT, variant.kind.body())
+    variant_source(variant, DEQUANT, variant.kind.body(), REDUCE_SUBGROUP)
 }
 
 /// The WGSL of `variant` from its pieces (planted faults pass patched ones).
-pub(crate) fn variant_source(variant: &KernelVariant, dequant: &str, body: &str) -> String {
-    let dequant = if matches!(variant.kind, KernelKind::GemvVec | KernelKind::GemmVec) { "" } else { dequant };
+pub(crate) fn variant_source(variant: &KernelVariant, dequant: &str, body: &str, reduce: &str) -> String {
+    let dequant = if variant.kind == KernelKind::Gemv || variant.kind == KernelKind::Gemm { dequant } else { "" };
+    if variant.kind == KernelKind::GemvVecSg {
+        let body = subgroup_reduction(body, reduce).expect("gemv_vec.wgsl has its REDUCE block and entry point");
+        // No `enable subgroups;`: naga (wgpu 30) refuses the directive and takes subgroup operations
+        // from the device's feature instead (gfx-rs/wgpu#5555); browsers would need it, but wgpu does
+        // not ask them for the feature, so this kernel runs natively only.
+        return assemble(variant.arith, dequant, &unroll_rows(&body, variant.unrolled_rows()));
+    }
     assemble(variant.arith, dequant, &unroll_rows(&unroll_quads(body), variant.unrolled_rows()))
 }
 
@@ -350,7 +407,7 @@ pub fn pipeline_constants(format: &QuantFormat, variant: &KernelVariant) -> Vec<
             c.push(("WG_X", variant.workgroup.x as f64));
             c.push(("WG_Y", variant.workgroup.y as f64));
         }
-        KernelKind::GemvVec => c.push(("WG_X", variant.workgroup.x as f64)),
+        KernelKind::GemvVec | KernelKind::GemvVecSg => c.push(("WG_X", variant.workgroup.x as f64)),
         KernelKind::Gemm | KernelKind::GemmVec => {}
     }
     c
@@ -402,6 +459,29 @@ mod tests {
     }
 
     #[test]
+    fn the_subgroup_gemv_is_the_vector_gemv_with_one_barrier() {
+        for arith in [Arith::F32, Arith::F16] {
+            let sg = shader_source(&KernelVariant::new(KernelKind::GemvVecSg, arith, Workgroup { x: 16, y: 2 }));
+            let tree = shader_source(&KernelVariant::new(KernelKind::GemvVec, arith, Workgroup { x: 16, y: 2 }));
+            assert!(sg.contains("subgroupAdd(") && !tree.contains("subgroupAdd("));
+            assert_eq!(sg.matches("workgroupBarrier()").count(), 1);
+            assert_eq!(tree.matches("workgroupBarrier()").count(), 2, "one before the tree, one a level");
+            assert!(sg.contains("let sum_1 = subgroupAdd(acc_1);") && sg.contains("@builtin(num_subgroups) n_sg: u32"));
+            assert!(!sg.contains("REDUCE BEGIN") && !sg.contains("REDUCE END") && !sg.contains("stride = WG_X"));
+            // Everything before the reduction is the same text.
+            let head = |s: &str| {
+                let from = s.find("var acc_0").unwrap();
+                s[from..from + s[from..].find("\n    // ").unwrap()].to_string()
+            };
+            assert_eq!(head(&sg), head(&tree));
+        }
+        let v = GemvKernel::vector_subgroups(16, 8);
+        assert_eq!(v.variant(1, 4096, Some(&"int4".parse().unwrap()), Arith::F32).kind, KernelKind::GemvVecSg);
+        assert_eq!(v.variant(1, 96, None, Arith::F32).kind, KernelKind::Gemv, "K not whole tiles");
+        assert_eq!(GemvKernel::ran(&v.variant(1, 4096, None, Arith::F32)), "vec-sg-16x8");
+    }
+
+    #[test]
     fn sources_assemble() {
         let wg = Workgroup { x: 128, y: 2 };
         let s = shader_source(&KernelVariant::new(KernelKind::Gemv, Arith::F16, wg));
@@ -423,7 +503,9 @@ mod tests {
         assert_eq!(GemvKernel::parse("vec-64x4"), Some(GemvKernel::vector(64, 4)));
         assert_eq!(GemvKernel::parse("vec:64x4").unwrap().to_string(), "vec-64x4");
         assert_eq!(GemvKernel::parse("128x2"), Some(GemvKernel::PORTABLE));
-        for bad in ["vec-64x9", "vec-4x8", "vec-100x2", "vec-64", "gemm"] {
+        assert_eq!(GemvKernel::parse("vec-sg-16x8"), Some(GemvKernel::vector_subgroups(16, 8)));
+        assert_eq!(GemvKernel::parse("vec-sg:16x8").unwrap().to_string(), "vec-sg-16x8");
+        for bad in ["vec-64x9", "vec-4x8", "vec-100x2", "vec-64", "gemm", "vec-sg-4x8"] {
             assert_eq!(GemvKernel::parse(bad), None, "{bad}");
         }
     }

@@ -10,7 +10,7 @@ use wgpu::util::DeviceExt;
 
 use super::error::GpuError;
 use super::executor::Executor;
-use super::kernel::{assemble, gemv_vec_tile, KernelKind, KernelVariant};
+use super::kernel::{assemble, gemv_vec_tile, KernelVariant};
 use crate::quant::{QuantFormat, QuantizedMatrix};
 use crate::reference::Arith;
 
@@ -99,7 +99,7 @@ impl Executor {
         timed: bool,
     ) -> Result<OpOutput, GpuError> {
         assert_eq!(x.len(), m * w.k, "activations are m x k");
-        if variant.kind == KernelKind::GemvVec && w.k % gemv_vec_tile(&w.format) != 0 {
+        if variant.kind.is_gemv_vec() && w.k % gemv_vec_tile(&w.format) != 0 {
             return Err(GpuError::Shape(format!("gemv-vec needs K a multiple of {}", gemv_vec_tile(&w.format))));
         }
         let (pipeline, _) = self.pipeline(variant, w.format, None).await?;

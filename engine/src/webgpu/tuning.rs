@@ -70,6 +70,9 @@ impl TuningTable {
             rows: vec![
                 (any.clone(), GemvKernel::PORTABLE),
                 (gemv_on(None, Some("llvmpipe")), GemvKernel::vector(16, 8).with_gemm_rows(8)),
+                // Natively wgpu gives lavapipe's subgroups: the same GEMV with one barrier, 0.86x the
+                // time (0.57-0.94x, ten shapes and formats; bench/2026-12-06-gemv-subgroups-lavapipe.txt).
+                (gemv_on(Some("native"), Some("llvmpipe")), GemvKernel::vector_subgroups(16, 8).with_gemm_rows(8)),
                 (gemv_on(None, Some("swiftshader")), GemvKernel::vector(8, 8).with_gemm_rows(16)),
                 (gemv_on(Some("firefox"), None), GemvKernel::vector(16, 8).with_gemm_rows(8)),
                 (gemv_on(None, Some("H100")), GemvKernel::vector(128, 2)),
@@ -105,7 +108,11 @@ mod tests {
         assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("text")), lavapipe_row);
         let swiftshader = GemvKernel::vector(8, 8).with_gemm_rows(16);
         assert_eq!(t.pick("chromium", "google swiftshader", KernelKind::Gemv, Some("audio")), swiftshader);
-        assert_eq!(t.pick("native", lavapipe, KernelKind::Gemv, None), lavapipe_row);
+        assert_eq!(
+            t.pick("native", lavapipe, KernelKind::Gemv, None),
+            GemvKernel::vector_subgroups(16, 8).with_gemm_rows(8)
+        );
+        assert_eq!(t.pick("chromium", lavapipe, KernelKind::Gemv, None), lavapipe_row, "browsers get no subgroups");
         assert_eq!(t.pick("native", "NVIDIA H100 80GB HBM3", KernelKind::Gemv, None), GemvKernel::vector(128, 2));
         assert_eq!(t.pick("chromium", "Some GPU", KernelKind::Gemv, None), GemvKernel::PORTABLE, "not measured there");
     }

@@ -219,6 +219,8 @@ fn gemv_vec(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
             acc_ROW += tile_dot(w_ROW, xt, g_ROW);
         }
     }
+    // REDUCE BEGIN: the threads' sums of each row added in workgroup memory, a tree of log2(WG_X)
+    // barriers; `gemv-vec-sg` puts reduce_subgroup.wgsl here instead.
     partial[ROW_INDEX * WG_X + t] = acc_ROW;
     workgroupBarrier();
     for (var stride = WG_X / 2u; stride > 0u; stride = stride / 2u) {
@@ -233,4 +235,5 @@ fn gemv_vec(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
             y[m * params.n + n] = partial[t * WG_X];
         }
     }
+    // REDUCE END
 }
