@@ -339,8 +339,13 @@ mod tests {
         let mut files = 0;
         for entry in std::fs::read_dir(&bench).unwrap() {
             let path = entry.unwrap().path();
+            // A peer record file: its first line has a runner and a time per run.
             let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if path.extension().is_none_or(|e| e != "jsonl") || !text.contains("\"runner\"") {
+            let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or("")).unwrap_or_default();
+            if path.extension().is_none_or(|e| e != "jsonl")
+                || first.get("runner").is_none()
+                || first.get("ms_per_run").is_none()
+            {
                 continue;
             }
             files += 1;
