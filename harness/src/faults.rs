@@ -151,10 +151,11 @@ pub fn run_case(exec: &Executor, case: &Case, fault: Option<&'static Fault>) -> 
 pub fn hunt(exec: &Executor, formats: &[QuantFormat], only: Option<&str>) -> (Vec<FaultOutcome>, usize, Vec<String>) {
     let mut outcomes = Vec::new();
     let mut clean_cases: Vec<Case> = Vec::new();
+    let (f16, subgroups) = (exec.supports(Arith::F16), exec.adapter().subgroups);
     for fault in FAULTS.iter().filter(|f| only.is_none_or(|o| o == f.id)) {
-        let subgroups = exec.adapter().subgroups;
-        let cases = cases_for(fault, formats, exec.supports(Arith::F16), subgroups);
-        let only_sg = fault.scope.kinds == [KernelKind::GemvVecSg];
+        let cases = cases_for(fault, formats, f16, subgroups);
+        // Every kernel the fault reaches needs subgroups this device lacks.
+        let only_sg = fault.scope.kinds.iter().all(|k| *k == KernelKind::GemvVecSg);
         let mut out = FaultOutcome {
             fault,
             cases: cases.len(),

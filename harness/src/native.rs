@@ -117,6 +117,12 @@ impl CellRunner for NativeRunner {
 }
 
 impl NativeRunner {
+    /// The tuning table's GEMV for this adapter and family, as the device can run it.
+    fn tuned(&self, exec: &Executor, family: Option<&str>) -> GemvKernel {
+        let adapter = exec.adapter();
+        self.tuning.pick("native", &adapter.name, KernelKind::Gemv, family).runnable(adapter.subgroups)
+    }
+
     fn run_cell(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {
         if cell.model.is_some() {
             return self.run_model_cell(cell, rec);
@@ -158,9 +164,7 @@ impl NativeRunner {
         };
         // The table's rows are GEMV kernels; a GEMM cell runs what `variant` makes of the adapter's row
         // (`gemm-vec` on the CPU adapters), as a model's prefill does.
-        let kernel = cell.workgroup.unwrap_or_else(|| {
-            self.tuning.pick("native", &exec.adapter().name, KernelKind::Gemv, None).runnable(exec.adapter().subgroups)
-        });
+        let kernel = cell.workgroup.unwrap_or_else(|| self.tuned(exec, None));
         let variant = kernel.variant(cell.m, cell.k, Some(&format), cell.arith);
         rec.workgroup = Some(GemvKernel::ran(&variant));
         let reps = self.reps;
@@ -229,9 +233,7 @@ impl NativeRunner {
             rec.reason = self.missing.clone().or(Some(format!("unknown precision {}", cell.precision)));
             return rec;
         };
-        let kernel = cell.workgroup.unwrap_or_else(|| {
-            self.tuning.pick("native", &base.adapter().name, KernelKind::Gemv, None).runnable(base.adapter().subgroups)
-        });
+        let kernel = cell.workgroup.unwrap_or_else(|| self.tuned(base, None));
         // The fallback may step the format down: the vector kernel only where every format can take K.
         let variant = kernel.variant(cell.m, cell.k, None, cell.arith);
         rec.workgroup = Some(GemvKernel::ran(&variant));
@@ -326,11 +328,7 @@ impl NativeRunner {
                     return rec;
                 };
                 let family = cell.model.as_ref().map(|m| m.family.name());
-                let gemv = cell.workgroup.unwrap_or_else(|| {
-                    self.tuning
-                        .pick("native", &exec.adapter().name, KernelKind::Gemv, family)
-                        .runnable(exec.adapter().subgroups)
-                });
+                let gemv = cell.workgroup.unwrap_or_else(|| self.tuned(exec, family));
                 rec.workgroup = Some(gemv.to_string());
                 pollster::block_on(run_model_traced(&spec, &bytes, &precision, &mut GpuBackend::new(exec, gemv)))
             }

@@ -155,6 +155,9 @@ impl Executor {
         if !self.supports(variant.arith) {
             return Err(GpuError::MissingFeature("shader-f16"));
         }
+        if variant.kind == KernelKind::GemvVecSg && !self.summary.subgroups {
+            return Err(GpuError::MissingFeature("subgroups (gemv-vec-sg)"));
+        }
         let key = (variant, format, planted.as_ref().map(|(id, _)| *id));
         if let Some(p) = self.pipelines.lock().expect("pipeline cache").get(&key) {
             return Ok((p.clone(), None));
@@ -252,9 +255,6 @@ impl Executor {
         planted: Option<(&'static str, String)>,
     ) -> Result<Prepared<'_>, GpuError> {
         assert_eq!(x.len(), m * q.k, "activations are m x k");
-        if variant.kind == KernelKind::GemvVecSg && !self.summary.subgroups {
-            return Err(GpuError::MissingFeature("subgroups (gemv-vec-sg)"));
-        }
         if variant.kind.is_gemv_vec() {
             let tile = gemv_vec_tile(&q.format);
             let wg = variant.workgroup;

@@ -116,13 +116,13 @@ fn summary(pairings: &[Pairing]) -> (Table, Chart) {
     let varies: Vec<bool> = (0..5).map(|i| keys.iter().any(|k| k[i] != keys[0][i])).collect();
     let mut rows = Vec::new();
     let (mut groups, mut series) = (Vec::new(), Vec::new());
-    let mut values: Vec<Vec<Option<f64>>> = Vec::new();
+    let mut bars = Vec::new(); // (series, group, median ratio)
     for key in &keys {
         let of: Vec<&Pairing> = pairings.iter().filter(|p| &p.key == key).collect();
         let ratios: Vec<f64> = of.iter().filter_map(|p| p.ratio).collect();
         let spread = Spread::of(&ratios);
         let max = ratios.iter().copied().fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
-        let [label, browser, runner, shape, format] = key.clone();
+        let [label, browser, runner, shape, format] = key;
         let mut row = Vec::new();
         if labelled {
             row.push(label.clone());
@@ -146,12 +146,11 @@ fn summary(pairings: &[Pairing]) -> (Table, Chart) {
         rows.push(row);
         let group =
             [0, 1, 3, 4].into_iter().filter(|&i| varies[i]).map(|i| key[i].as_str()).collect::<Vec<_>>().join(" ");
-        let (g, s) = (index_of(&mut groups, &group), index_of(&mut series, &runner));
-        values.resize(series.len(), Vec::new());
-        for v in values.iter_mut() {
-            v.resize(groups.len(), None);
-        }
-        values[s][g] = spread.map(|s| s.median_ms);
+        bars.push((index_of(&mut series, runner), index_of(&mut groups, &group), spread.map(|s| s.median_ms)));
+    }
+    let mut values = vec![vec![None; groups.len()]; series.len()];
+    for (s, g, v) in bars {
+        values[s][g] = v;
     }
     let mut header: Vec<String> = Vec::new();
     if labelled {
