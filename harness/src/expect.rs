@@ -27,6 +27,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 /// - with `reason`, an expected status reached for another reason than the one named (a browser
 ///   that stops offering WebGPU says different words than one that never did);
 /// - with `ran`, another precision ran;
+/// - with `kernel`, another kernel ran, or none is recorded;
 /// - an expectation that matches no cell;
 /// - an `unsupported` cell that no `unsupported` expectation names: "unsupported" is an answer only
 ///   where the matrix says it is, so a vanished browser feature turns `--check` red.
@@ -89,6 +90,13 @@ fn check_one(e: &Expect, r: &CellRecord) -> Vec<String> {
             out.push(format!("expect `{}` ran {ran}: {} ran {actual}", e.cells, r.id));
         }
     }
+    if let Some(kernel) = &e.kernel {
+        let actual = r.workgroup.as_deref();
+        if !actual.is_some_and(|k| glob(kernel, k)) {
+            let actual = actual.unwrap_or("no recorded kernel");
+            out.push(format!("expect `{}` kernel {kernel}: {} ran {actual}", e.cells, r.id));
+        }
+    }
     out
 }
 
@@ -107,7 +115,7 @@ mod tests {
     }
 
     fn expect(cells: &str, status: Status, reason: Option<&str>) -> Expect {
-        Expect { cells: cells.into(), status, reason: reason.map(str::to_string), ran: None }
+        Expect { cells: cells.into(), status, reason: reason.map(str::to_string), ran: None, kernel: None }
     }
 
     #[test]
@@ -128,6 +136,21 @@ mod tests {
         assert!(v.len() == 1 && v[0].contains("for `createContext failed`"), "{v:?}");
         let right = record(Runtime::Firefox, CellBackend::Webnn, Status::Unsupported, "navigator.ml is undefined");
         assert!(violations(&named, &[right]).is_empty());
+    }
+
+    #[test]
+    fn a_kernel_expectation_holds_the_tuned_pick() {
+        let mut r = record(Runtime::Native, CellBackend::Webgpu, Status::Pass, "");
+        let pin = [Expect { kernel: Some("vec-sg-16x8".into()), ..expect("native/webgpu/*", Status::Pass, None) }];
+        r.workgroup = Some("vec-sg-16x8".into());
+        assert!(violations(&pin, std::slice::from_ref(&r)).is_empty());
+        // A driver without subgroups: the pick steps back to the tree reduction, and --check says so.
+        r.workgroup = Some("vec-16x8".into());
+        let v = violations(&pin, std::slice::from_ref(&r));
+        assert!(v.len() == 1 && v[0].contains("kernel vec-sg-16x8") && v[0].ends_with("ran vec-16x8"), "{v:?}");
+        r.workgroup = None;
+        let v = violations(&pin, &[r]);
+        assert!(v.len() == 1 && v[0].ends_with("ran no recorded kernel"), "{v:?}");
     }
 
     #[test]

@@ -53,6 +53,7 @@
 //! cells = "chrome-shell/webnn@cpu/*"
 //! status = "pass"
 //! ran = "int8-*"                  # optional: the precision that actually ran
+//! kernel = "vec-sg-*"             # optional: the GEMV or GEMM kernel that actually ran
 //!
 //! [[expect]]                      # every `unsupported` cell must be named by one of these
 //! cells = "firefox/webnn*"
@@ -223,12 +224,16 @@ struct RawExpect {
     reason: Option<String>,
     #[serde(default)]
     ran: Option<String>,
+    #[serde(default)]
+    kernel: Option<String>,
 }
 
 /// What some cells must come out as (checked by `webq run --check`): cells whose id matches
 /// `cells` (`*` matches any run of characters) have `status`; with `reason`, for a reason matching
 /// it (the browser's own words); with `ran`, ran a precision matching it (after an upgrade, a
-/// fallback or `auto`'s choice). A pattern that matches no cell is itself a failure, so a renamed
+/// fallback or `auto`'s choice); with `kernel`, ran a kernel matching it (the record's `workgroup`:
+/// the tuning table's pick as the device could run it, so a driver that loses a feature the pick
+/// needs, such as subgroups, is caught rather than quietly stepped back from). A pattern that matches no cell is itself a failure, so a renamed
 /// cell cannot slip out of its expectation; an `unsupported` cell that no expectation names is one
 /// too (see `expect::violations`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
@@ -237,6 +242,8 @@ pub struct Expect {
     pub status: Status,
     pub reason: Option<String>,
     pub ran: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -602,7 +609,13 @@ impl Source<'_> {
                 "a pinned failure must say its reason (`reason = ...`)".into(),
             ));
         }
-        Ok(Expect { cells: e.cells.clone(), status, reason: e.reason.clone(), ran: e.ran.clone() })
+        Ok(Expect {
+            cells: e.cells.clone(),
+            status,
+            reason: e.reason.clone(),
+            ran: e.ran.clone(),
+            kernel: e.kernel.clone(),
+        })
     }
 }
 
