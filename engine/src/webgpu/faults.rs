@@ -11,13 +11,15 @@ use crate::quant::{IntBits, QuantFormat, ScaleType, Scheme};
 use crate::reference::Arith;
 
 use super::kernel::{
-    variant_source, KernelKind, KernelVariant, DEQUANT, GEMM, GEMM_VEC, GEMV, GEMV_VEC, REDUCE_SUBGROUP,
+    variant_source, KernelKind, KernelVariant, Pieces, DEQUANT, GEMM, GEMM_VEC, GEMV, GEMV_VEC, REDUCE_SUBGROUP, SCALES,
 };
 
 /// Which piece of the shader a patch edits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Piece {
     Dequant,
+    /// `scales.wgsl`, joined into every matmul kernel.
+    Scales,
     Gemv,
     Gemm,
     GemvVec,
@@ -30,6 +32,7 @@ impl Piece {
     fn text(self) -> &'static str {
         match self {
             Piece::Dequant => DEQUANT,
+            Piece::Scales => SCALES,
             Piece::Gemv => GEMV,
             Piece::Gemm => GEMM,
             Piece::GemvVec => GEMV_VEC,
@@ -66,6 +69,9 @@ pub struct Fault {
 }
 
 const BOTH: &[KernelKind] = &[KernelKind::Gemv, KernelKind::Gemm];
+/// Every matmul kernel: faults in what they all join in (`scales.wgsl`).
+const MATMUL: &[KernelKind] =
+    &[KernelKind::Gemv, KernelKind::Gemm, KernelKind::GemvVec, KernelKind::GemvVecSg, KernelKind::GemmVec];
 const GEMM_VEC_KIND: &[KernelKind] = &[KernelKind::GemmVec];
 
 fn any_int(f: &QuantFormat) -> bool {
@@ -157,21 +163,21 @@ pub const FAULTS: &[Fault] = &[
         id: "per-tensor-scale",
         description: "one scale for the whole tensor instead of one per group",
         patches: &[(
-            Piece::Dequant,
+            Piece::Scales,
             "fn scale_at(gi: u32) -> f32 {",
             "fn scale_at(group: u32) -> f32 {\n    let gi = 0u;",
         )],
-        scope: scope(BOTH, any_int),
+        scope: scope(MATMUL, any_int),
     },
     Fault {
         id: "scale-halves-swapped",
         description: "f16 scales read from the wrong half of their word",
         patches: &[(
-            Piece::Dequant,
+            Piece::Scales,
             "return select(pair.x, pair.y, gi % 2u == 1u);",
             "return select(pair.y, pair.x, gi % 2u == 1u);",
         )],
-        scope: scope(BOTH, f16_scales),
+        scope: scope(MATMUL, f16_scales),
     },
     Fault {
         id: "code-rounding",
@@ -309,6 +315,7 @@ impl Fault {
     pub fn source(&self, variant: &KernelVariant) -> Result<String, String> {
         let mut pieces = [
             (Piece::Dequant, DEQUANT.to_string()),
+            (Piece::Scales, SCALES.to_string()),
             (Piece::Gemv, GEMV.to_string()),
             (Piece::Gemm, GEMM.to_string()),
             (Piece::GemvVec, GEMV_VEC.to_string()),
@@ -323,14 +330,14 @@ impl Fault {
             }
             *text = text.replacen(from, to, 1);
         }
-        let [dequant, gemv, gemm, vec, gemm_vec, reduce] = pieces.map(|(_, text)| text);
+        let [dequant, scales, gemv, gemm, vec, gemm_vec, reduce] = pieces.map(|(_, text)| text);
         let body = match variant.kind {
             KernelKind::Gemv => gemv,
             KernelKind::Gemm => gemm,
             KernelKind::GemvVec | KernelKind::GemvVecSg => vec,
             KernelKind::GemmVec => gemm_vec,
         };
-        Ok(variant_source(variant, &dequant, &body, &reduce))
+        Ok(variant_source(variant, &Pieces { dequant: &dequant, scales: &scales, body: &body, reduce: &reduce }))
     }
 }
 

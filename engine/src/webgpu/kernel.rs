@@ -15,6 +15,7 @@ pub(crate) const GEMM: &str = include_str!("kernels/gemm.wgsl");
 pub(crate) const GEMV_VEC: &str = include_str!("kernels/gemv_vec.wgsl");
 pub(crate) const GEMM_VEC: &str = include_str!("kernels/gemm_vec.wgsl");
 pub(crate) const REDUCE_SUBGROUP: &str = include_str!("kernels/reduce_subgroup.wgsl");
+pub(crate) const SCALES: &str = include_str!("kernels/scales.wgsl");
 
 /// The kernels: two shapes, a GEMV for bandwidth-bound adapters and a GEMM for CPU adapters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -324,23 +325,42 @@ impl KernelVariant {
     }
 }
 
-/// The WGSL of a kernel variant: prelude + decoding + kernel body (`gemv-vec` decodes on its own), with
-/// its rows per thread written into the source.
+/// The WGSL of a kernel variant: prelude + scales + decoding + kernel body (the vector kernels decode
+/// on their own), with its rows per thread written into the source.
 pub fn shader_source(variant: &KernelVariant) -> String {
-    variant_source(variant, DEQUANT, variant.kind.body(), REDUCE_SUBGROUP)
+    variant_source(
+        variant,
+        &Pieces { dequant: DEQUANT, scales: SCALES, body: variant.kind.body(), reduce: REDUCE_SUBGROUP },
+    )
 }
 
-/// The WGSL of `variant` from its pieces (planted faults pass patched ones).
-pub(crate) fn variant_source(variant: &KernelVariant, dequant: &str, body: &str, reduce: &str) -> String {
-    let dequant = if variant.kind == KernelKind::Gemv || variant.kind == KernelKind::Gemm { dequant } else { "" };
+/// The WGSL files a matmul kernel is joined from (planted faults pass patched ones).
+pub(crate) struct Pieces<'a> {
+    /// `dequant.wgsl`: the portable GEMV's and tiled GEMM's decoding.
+    pub dequant: &'a str,
+    /// `scales.wgsl`: every kernel's group scales.
+    pub scales: &'a str,
+    /// The kernel's own file.
+    pub body: &'a str,
+    /// `reduce_subgroup.wgsl`, for `gemv-vec-sg`.
+    pub reduce: &'a str,
+}
+
+/// The WGSL of `variant` from its pieces.
+pub(crate) fn variant_source(variant: &KernelVariant, pieces: &Pieces) -> String {
+    let decode = match variant.kind {
+        KernelKind::Gemv | KernelKind::Gemm => format!("{}\n{}", pieces.scales, pieces.dequant),
+        _ => pieces.scales.to_string(),
+    };
     if variant.kind == KernelKind::GemvVecSg {
-        let body = subgroup_reduction(body, reduce).expect("gemv_vec.wgsl has its REDUCE block and entry point");
+        let body =
+            subgroup_reduction(pieces.body, pieces.reduce).expect("gemv_vec.wgsl has its REDUCE block and entry point");
         // No `enable subgroups;`: naga (wgpu 30) refuses the directive and takes subgroup operations
         // from the device's feature instead (gfx-rs/wgpu#5555); browsers would need it, but wgpu does
         // not ask them for the feature, so this kernel runs natively only.
-        return assemble(variant.arith, dequant, &unroll_rows(&body, variant.unrolled_rows()));
+        return assemble(variant.arith, &decode, &unroll_rows(&body, variant.unrolled_rows()));
     }
-    assemble(variant.arith, dequant, &unroll_rows(&unroll_quads(body), variant.unrolled_rows()))
+    assemble(variant.arith, &decode, &unroll_rows(&unroll_quads(pieces.body), variant.unrolled_rows()))
 }
 
 /// Writes the lines between `// QUADS BEGIN` and `// QUADS END` once per quad of a 32-code step,

@@ -75,14 +75,6 @@ fn zero_code(gi: u32) -> u32 {
     return unpack_code(zeros[word_of(gi)], zeros[plane_word_of(gi)], gi);
 }
 
-fn scale_at(gi: u32) -> f32 {
-    if SCALE_F16 {
-        let pair = unpack2x16float(scales[gi / 2u]);
-        return select(pair.x, pair.y, gi % 2u == 1u);
-    }
-    return bitcast<f32>(scales[gi]);
-}
-
 fn group_of(k: u32) -> u32 {
     if GROUP_LEN == 0u {
         return 0u;

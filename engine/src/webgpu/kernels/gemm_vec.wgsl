@@ -34,14 +34,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
-fn scale_at(gi: u32) -> f32 {
-    if SCALE_F16 {
-        let pair = unpack2x16float(scales[gi / 2u]);
-        return select(pair.x, pair.y, gi % 2u == 1u);
-    }
-    return bitcast<f32>(scales[gi]);
-}
-
 fn zero_at(gi: u32) -> i32 {
     if !ASYM {
         return 0;

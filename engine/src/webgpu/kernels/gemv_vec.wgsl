@@ -60,14 +60,6 @@ fn sign_bits() -> u32 {
     }
 }
 
-fn scale_at(gi: u32) -> f32 {
-    if SCALE_F16 {
-        let pair = unpack2x16float(scales[gi / 2u]);
-        return select(pair.x, pair.y, gi % 2u == 1u);
-    }
-    return bitcast<f32>(scales[gi]);
-}
-
 // What `lanes` values must have subtracted for group gi: 2^23, plus the zero point (asymmetric) or
 // the bias 2^(BITS-1) that the sign flip added (symmetric).
 fn bias_at(gi: u32) -> f32 {
