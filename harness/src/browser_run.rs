@@ -349,9 +349,7 @@ pub fn page_spec(
     // The family picks its row (the seed's 256x1 GEMV for audio models in Firefox).
     let family = cell.model.as_ref().map(|m| m.family).or(cell.family).map(|f| f.name());
     // GEMM cells too: `variant` makes the GEMM of the adapter's GEMV row (`gemm-vec` on the CPU adapters).
-    let gemv = cell
-        .workgroup
-        .unwrap_or_else(|| tuning.pick(cell.runtime.name(), adapter, webq_engine::webgpu::KernelKind::Gemv, family));
+    let gemv = cell.workgroup.unwrap_or_else(|| tuning.pick(cell.runtime.name(), adapter, family));
     let mut spec = cell.spec(gemv, ctx.reps);
     if cell.model.is_none() {
         return Ok((spec, None));

@@ -8,7 +8,7 @@ use webq_engine::platform::fallback::matmul_with_fallback;
 use webq_engine::protocol::{CellBackend, ErrorClass};
 use webq_engine::reference::Arith;
 use webq_engine::seeded;
-use webq_engine::webgpu::{Executor, ExecutorOptions, GemvKernel, GpuError, KernelKind, TuningTable};
+use webq_engine::webgpu::{Executor, ExecutorOptions, GemvKernel, GpuError, TuningTable};
 
 use crate::cell::Cell;
 use crate::model_cells::{self, FileAt};
@@ -120,7 +120,7 @@ impl NativeRunner {
     /// The tuning table's GEMV for this adapter and family, as the device can run it.
     fn tuned(&self, exec: &Executor, family: Option<&str>) -> GemvKernel {
         let adapter = exec.adapter();
-        self.tuning.pick("native", &adapter.name, KernelKind::Gemv, family).runnable(adapter.subgroups)
+        self.tuning.pick("native", &adapter.name, family).runnable(adapter.subgroups)
     }
 
     fn run_cell(&mut self, cell: &Cell, prepared: &mut Option<References>, mut rec: CellRecord) -> CellRecord {

@@ -7,7 +7,7 @@ use crate::quant::{quantize, QuantFormat, QuantizedMatrix, Quantizer};
 use crate::reference::Arith;
 use crate::seeded;
 
-use super::{Executor, GemvKernel, GpuError, KernelKind, Prepared, TuningTable};
+use super::{Executor, GemvKernel, GpuError, Prepared, TuningTable};
 
 /// GEMV shapes of the benchmarks (N x K), as in llama-class decoders.
 pub const GEMV_SHAPES: [(usize, usize); 3] = [(4096, 4096), (14336, 4096), (8192, 8192)];
@@ -97,9 +97,7 @@ impl BenchWeights {
         choice: GemvChoice,
         arith: Arith,
     ) -> Result<Prepared<'e>, GpuError> {
-        let kernel = choice
-            .0
-            .unwrap_or_else(|| TuningTable::seed().pick("native", &exec.adapter().name, KernelKind::Gemv, None));
+        let kernel = choice.0.unwrap_or_else(|| TuningTable::seed().pick("native", &exec.adapter().name, None));
         let variant = kernel.variant(self.m, self.q.k, Some(&self.q.format), arith);
         exec.prepare(&self.x, self.m, &self.q, variant).await
     }

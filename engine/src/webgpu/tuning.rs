@@ -1,10 +1,10 @@
-//! GEMV kernels and workgroup sizes chosen by data: a table keyed by runtime (browser or native
-//! adapter), kernel and model family, never hard-wired in a kernel. Each row says where it was
-//! measured (bench/).
+//! GEMV kernels and workgroup sizes chosen by data: a table keyed by runtime (browser or native),
+//! adapter and model family, never hard-wired in a kernel. A row's kernel also names the adapter's
+//! GEMM (`GemvKernel::variant`). Each row says where it was measured (bench/).
 
 use serde::{Deserialize, Serialize};
 
-use super::kernel::{GemvKernel, KernelKind};
+use super::kernel::GemvKernel;
 
 /// What a tuning row matches; `None` matches anything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,25 +13,20 @@ pub struct TuningKey {
     pub runtime: Option<String>,
     /// A substring of the adapter's name, any case (`llvmpipe`, `SwiftShader`, `H100`, ...).
     pub adapter: Option<String>,
-    pub kernel: Option<KernelKind>,
     /// Model family (`text`, `vision`, `audio`, `llm`).
     pub family: Option<String>,
 }
 
 impl TuningKey {
-    fn matches(&self, runtime: &str, adapter: &str, kernel: KernelKind, family: Option<&str>) -> bool {
+    fn matches(&self, runtime: &str, adapter: &str, family: Option<&str>) -> bool {
         self.runtime.as_deref().is_none_or(|r| r == runtime)
             && self.adapter.as_deref().is_none_or(|a| adapter.to_lowercase().contains(&a.to_lowercase()))
-            && self.kernel.is_none_or(|k| k == kernel)
             && self.family.as_deref().is_none_or(|f| Some(f) == family)
     }
 
     /// How many fields the row pins down: the most specific matching row wins.
     fn specificity(&self) -> usize {
-        [self.runtime.is_some(), self.adapter.is_some(), self.kernel.is_some(), self.family.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count()
+        [self.runtime.is_some(), self.adapter.is_some(), self.family.is_some()].iter().filter(|b| **b).count()
     }
 }
 
@@ -59,11 +54,10 @@ impl TuningTable {
     /// against 95), 16 on SwiftShader (bench/2026-12-06-gemm-vec-rows-chromium.txt; 32 saved 3% of
     /// GPU time for 1.4 s more compilation, bench/2026-12-06-peer-gemm-m128-rows16-rounds.txt).
     pub fn seed() -> Self {
-        let any = TuningKey { runtime: None, adapter: None, kernel: None, family: None };
+        let any = TuningKey { runtime: None, adapter: None, family: None };
         let gemv_on = |runtime: Option<&str>, adapter: Option<&str>| TuningKey {
             runtime: runtime.map(str::to_string),
             adapter: adapter.map(str::to_string),
-            kernel: Some(KernelKind::Gemv),
             family: None,
         };
         TuningTable {
@@ -76,7 +70,7 @@ impl TuningTable {
                 (gemv_on(None, Some("swiftshader")), GemvKernel::vector(8, 8).with_gemm_rows(16)),
                 (gemv_on(Some("firefox"), None), GemvKernel::vector(16, 8).with_gemm_rows(8)),
                 (gemv_on(None, Some("H100")), GemvKernel::vector(128, 2)),
-                // Last: wins the tie with the Firefox row above.
+                // More specific than the Firefox row above (runtime and family against runtime alone).
                 (
                     TuningKey { runtime: Some("firefox".into()), family: Some("audio".into()), ..any },
                     GemvKernel::portable(256, 1),
@@ -85,11 +79,12 @@ impl TuningTable {
         }
     }
 
-    /// The kernel of the most specific matching row (the later row on a tie).
-    pub fn pick(&self, runtime: &str, adapter: &str, kernel: KernelKind, family: Option<&str>) -> GemvKernel {
+    /// The kernel of the most specific matching row (the later row on a tie): the one that pins down
+    /// the most of runtime, adapter and family.
+    pub fn pick(&self, runtime: &str, adapter: &str, family: Option<&str>) -> GemvKernel {
         self.rows
             .iter()
-            .filter(|(k, _)| k.matches(runtime, adapter, kernel, family))
+            .filter(|(k, _)| k.matches(runtime, adapter, family))
             .max_by_key(|(k, _)| k.specificity())
             .map_or(GemvKernel::PORTABLE, |(_, w)| *w)
     }
@@ -103,17 +98,14 @@ mod tests {
     fn seed_tuning() {
         let t = TuningTable::seed();
         let lavapipe = "llvmpipe (LLVM 15.0.6, 256 bits)";
-        assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("audio")), GemvKernel::portable(256, 1));
+        assert_eq!(t.pick("firefox", "", Some("audio")), GemvKernel::portable(256, 1));
         let lavapipe_row = GemvKernel::vector(16, 8).with_gemm_rows(8);
-        assert_eq!(t.pick("firefox", "", KernelKind::Gemv, Some("text")), lavapipe_row);
+        assert_eq!(t.pick("firefox", "", Some("text")), lavapipe_row);
         let swiftshader = GemvKernel::vector(8, 8).with_gemm_rows(16);
-        assert_eq!(t.pick("chromium", "google swiftshader", KernelKind::Gemv, Some("audio")), swiftshader);
-        assert_eq!(
-            t.pick("native", lavapipe, KernelKind::Gemv, None),
-            GemvKernel::vector_subgroups(16, 8).with_gemm_rows(8)
-        );
-        assert_eq!(t.pick("chromium", lavapipe, KernelKind::Gemv, None), lavapipe_row, "browsers get no subgroups");
-        assert_eq!(t.pick("native", "NVIDIA H100 80GB HBM3", KernelKind::Gemv, None), GemvKernel::vector(128, 2));
-        assert_eq!(t.pick("chromium", "Some GPU", KernelKind::Gemv, None), GemvKernel::PORTABLE, "not measured there");
+        assert_eq!(t.pick("chromium", "google swiftshader", Some("audio")), swiftshader);
+        assert_eq!(t.pick("native", lavapipe, None), GemvKernel::vector_subgroups(16, 8).with_gemm_rows(8));
+        assert_eq!(t.pick("chromium", lavapipe, None), lavapipe_row, "browsers get no subgroups");
+        assert_eq!(t.pick("native", "NVIDIA H100 80GB HBM3", None), GemvKernel::vector(128, 2));
+        assert_eq!(t.pick("chromium", "Some GPU", None), GemvKernel::PORTABLE, "not measured there");
     }
 }

@@ -26,7 +26,7 @@ use webq_engine::protocol::{CellBackend, CellSpec, Outcome, Precision};
 use webq_engine::quant::{quantize, QuantFormat, Quantizer};
 use webq_engine::reference::{emulate, Arith};
 use webq_engine::seeded;
-use webq_engine::webgpu::{KernelKind, TuningTable};
+use webq_engine::webgpu::TuningTable;
 use webq_reports::ReportError;
 
 use crate::browser_run::{adapter_name, environment, load_page};
@@ -160,7 +160,7 @@ pub fn run(args: &PeerArgs) -> Result<(), Box<dyn std::error::Error>> {
         rt.block_on(load_page(&session.client, &server.url()))?;
         let env = rt.block_on(environment(&session.client))?;
         let adapter = adapter_name(&env).unwrap_or_default();
-        let gemv = TuningTable::seed().pick(kind.name(), &adapter, KernelKind::Gemv, None);
+        let gemv = TuningTable::seed().pick(kind.name(), &adapter, None);
         for &format in &args.formats {
             let q = quantize(&w, n, k, format, Quantizer::RoundToNearest)?;
             let model = base64::engine::general_purpose::STANDARD.encode(matmul_nbits(&q, m)?);
