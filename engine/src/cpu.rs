@@ -21,29 +21,46 @@ pub fn matmul_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Ran
     let (n, k) = (rows.len(), q.k);
     assert_eq!(x.len(), m * k, "activations are m x k");
     let mut y = vec![0f32; m * n];
-    let mut row = vec![0f32; k];
+    let mut decoded = [vec![0f32; k], vec![0f32; k]];
     let mut patterns = vec![0u8; k];
-    for (j, r) in rows.enumerate() {
+    let mut j = 0;
+    while j < n {
+        let r = rows.start + j;
         if m == 1 {
             if let Some(v) = dot_decoded(q, r, x) {
                 y[j] = v;
+                j += 1;
                 continue;
             }
         }
-        decode_row(q, r, &mut row, &mut patterns);
-        // Four activation rows at once share each load of the weights and keep four independent sums
-        // in flight; each output is summed exactly as `dot` sums it.
+        // Two weight rows at a time where four activation rows share them: eight independent sums
+        // in flight, each load of a row serving four (weights) or two (activations) products.
+        let width = if m >= 4 && j + 1 < n { 2 } else { 1 };
+        for (d, row) in decoded[..width].iter_mut().enumerate() {
+            decode_row(q, r + d, row, &mut patterns);
+        }
         let mut i = 0;
         while i + 4 <= m {
             let xs = [0, 1, 2, 3].map(|d| &x[(i + d) * k..(i + d + 1) * k]);
-            for (d, v) in dot4(xs, &row).into_iter().enumerate() {
-                y[(i + d) * n + j] = v;
+            if width == 2 {
+                for (e, sums) in dot4x2(xs, [&decoded[0], &decoded[1]]).into_iter().enumerate() {
+                    for (d, v) in sums.into_iter().enumerate() {
+                        y[(i + d) * n + j + e] = v;
+                    }
+                }
+            } else {
+                for (d, v) in dot4(xs, &decoded[0]).into_iter().enumerate() {
+                    y[(i + d) * n + j] = v;
+                }
             }
             i += 4;
         }
         for i in i..m {
-            y[i * n + j] = dot(&x[i * k..(i + 1) * k], &row);
+            for (e, row) in decoded[..width].iter().enumerate() {
+                y[i * n + j + e] = dot(&x[i * k..(i + 1) * k], row);
+            }
         }
+        j += width;
     }
     y
 }
@@ -395,6 +412,45 @@ fn dot4(xs: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
         }
     }
     [0, 1, 2, 3].map(|d| finish(acc[d], xs[d], w))
+}
+
+/// [`dot4`] against two weight rows at once: the eight sums kept in named locals, which LLVM and
+/// the engines keep in registers (an array of them went through memory, and was no faster than
+/// [`dot4`], bench/2026-12-06-wasm-gemm-4x2.txt); each summed exactly as `dot` sums it.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2]) -> [[f32; 4]; 2] {
+    use core::arch::wasm32::*;
+    let len = w[0].len();
+    assert!(xs.iter().all(|x| x.len() == len) && w[1].len() == len);
+    let z = f32x4_splat(0.0);
+    let (mut a00, mut a01, mut a02, mut a03, mut a10, mut a11, mut a12, mut a13) = (z, z, z, z, z, z, z, z);
+    let (p0, p1) = (w[0].as_ptr(), w[1].as_ptr());
+    let [q0, q1, q2, q3] = xs.map(<[f32]>::as_ptr);
+    for i in (0..len / 4).map(|c| c * 4) {
+        // SAFETY: `i + 3 < len`, the length of every row (asserted); v128_load needs no alignment.
+        unsafe {
+            let (w0, w1) = (v128_load(p0.add(i) as *const v128), v128_load(p1.add(i) as *const v128));
+            let x0 = v128_load(q0.add(i) as *const v128);
+            a00 = f32x4_add(a00, f32x4_mul(x0, w0));
+            a10 = f32x4_add(a10, f32x4_mul(x0, w1));
+            let x1 = v128_load(q1.add(i) as *const v128);
+            a01 = f32x4_add(a01, f32x4_mul(x1, w0));
+            a11 = f32x4_add(a11, f32x4_mul(x1, w1));
+            let x2 = v128_load(q2.add(i) as *const v128);
+            a02 = f32x4_add(a02, f32x4_mul(x2, w0));
+            a12 = f32x4_add(a12, f32x4_mul(x2, w1));
+            let x3 = v128_load(q3.add(i) as *const v128);
+            a03 = f32x4_add(a03, f32x4_mul(x3, w0));
+            a13 = f32x4_add(a13, f32x4_mul(x3, w1));
+        }
+    }
+    let sums = |acc: [v128; 4], w: &[f32]| [0, 1, 2, 3].map(|d| finish(acc[d], xs[d], w));
+    [sums([a00, a01, a02, a03], w[0]), sums([a10, a11, a12, a13], w[1])]
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2]) -> [[f32; 4]; 2] {
+    w.map(|w| dot4(xs, w))
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]

@@ -78,8 +78,9 @@ fn cpu_kernel_converts_every_half_exactly() {
     }
 }
 
-/// The simd128 path's four rows a pass (`dot4`) sums each output as one row alone does (decoded as it
-/// is dotted, where the vector decode takes the row), to the bit, tail included (K = 130 is not whole
+/// The simd128 path's four activation rows a pass, against two weight rows (`dot4x2`: N = 5 gives
+/// two pairs) or the odd last one (`dot4`), sums each output as one row alone does (decoded as it is
+/// dotted, where the vector decode takes the row), to the bit, tail included (K = 130 is not whole
 /// vectors), for every format.
 #[wasm_bindgen_test]
 fn cpu_kernel_sums_four_rows_at_once_as_one_row_at_a_time() {
