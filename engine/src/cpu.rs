@@ -18,26 +18,46 @@ pub fn matmul(x: &[f32], m: usize, q: &QuantizedMatrix) -> Vec<f32> {
 
 /// Output channels `rows` of [`matmul`]: row-major `m x rows.len()`.
 pub fn matmul_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usize>) -> Vec<f32> {
+    assert_eq!(x.len(), m * q.k, "activations are m x k");
+    if m == 1 {
+        gemv_rows(x, q, rows)
+    } else {
+        gemm_rows(x, m, q, rows)
+    }
+}
+
+// The GEMV and the GEMM are separate functions, not inlined into one, so that the GEMV's code does not
+// change with the GEMM's (Firefox's fp16 decode measured 1.09x slower while they shared one, 1.03x
+// apart: two rounds each, bench/2026-12-07-wasm-gemm-4x2-registers.txt).
+
+/// One activation row: each weight row dotted as it is decoded, where the simd128 decode takes it.
+#[inline(never)]
+fn gemv_rows(x: &[f32], q: &QuantizedMatrix, rows: std::ops::Range<usize>) -> Vec<f32> {
+    let (mut row, mut patterns) = (vec![0f32; q.k], vec![0u8; q.k]);
+    rows.map(|r| {
+        dot_decoded(q, r, x).unwrap_or_else(|| {
+            decode_row(q, r, &mut row, &mut patterns);
+            dot(x, &row)
+        })
+    })
+    .collect()
+}
+
+/// Several activation rows: two weight rows decoded at a time where four activation rows share
+/// them (eight independent sums in flight, each load of a row serving four products for weights,
+/// two for activations); the odd last weight row and the activation rows past the last four, one
+/// at a time.
+#[inline(never)]
+fn gemm_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usize>) -> Vec<f32> {
     let (n, k) = (rows.len(), q.k);
-    assert_eq!(x.len(), m * k, "activations are m x k");
     let mut y = vec![0f32; m * n];
     let mut decoded = [vec![0f32; k], vec![0f32; k]];
     let mut patterns = vec![0u8; k];
     let mut j = 0;
     while j < n {
-        let r = rows.start + j;
-        if m == 1 {
-            if let Some(v) = dot_decoded(q, r, x) {
-                y[j] = v;
-                j += 1;
-                continue;
-            }
-        }
-        // Two weight rows at a time where four activation rows share them: eight independent sums
-        // in flight, each load of a row serving four (weights) or two (activations) products.
         let width = if m >= 4 && j + 1 < n { 2 } else { 1 };
         for (d, row) in decoded[..width].iter_mut().enumerate() {
-            decode_row(q, r + d, row, &mut patterns);
+            decode_row(q, rows.start + j + d, row, &mut patterns);
         }
         let mut i = 0;
         while i + 4 <= m {
