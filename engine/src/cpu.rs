@@ -434,9 +434,10 @@ fn dot4(xs: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
     [0, 1, 2, 3].map(|d| finish(acc[d], xs[d], w))
 }
 
-/// [`dot4`] against two weight rows at once: the eight sums kept in named locals, which LLVM and
-/// the engines keep in registers (an array of them went through memory, and was no faster than
-/// [`dot4`], bench/2026-12-06-wasm-gemm-4x2.txt); each summed exactly as `dot` sums it.
+/// [`dot4`] against two weight rows at once: the eight sums kept in named locals, which LLVM keeps
+/// as wasm locals and V8 in registers (an array of them stayed in linear memory, loaded and stored
+/// every step, and was no faster than [`dot4`], bench/2026-12-06-wasm-gemm-4x2.txt); each summed
+/// exactly as `dot` sums it.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2]) -> [[f32; 4]; 2] {
     use core::arch::wasm32::*;
