@@ -449,21 +449,17 @@ fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2]) -> [[f32; 4]; 2] {
     let [q0, q1, q2, q3] = xs.map(<[f32]>::as_ptr);
     for i in (0..len / 4).map(|c| c * 4) {
         // SAFETY: `i + 3 < len`, the length of every row (asserted); v128_load needs no alignment.
-        unsafe {
-            let (w0, w1) = (v128_load(p0.add(i) as *const v128), v128_load(p1.add(i) as *const v128));
-            let x0 = v128_load(q0.add(i) as *const v128);
-            a00 = f32x4_add(a00, f32x4_mul(x0, w0));
-            a10 = f32x4_add(a10, f32x4_mul(x0, w1));
-            let x1 = v128_load(q1.add(i) as *const v128);
-            a01 = f32x4_add(a01, f32x4_mul(x1, w0));
-            a11 = f32x4_add(a11, f32x4_mul(x1, w1));
-            let x2 = v128_load(q2.add(i) as *const v128);
-            a02 = f32x4_add(a02, f32x4_mul(x2, w0));
-            a12 = f32x4_add(a12, f32x4_mul(x2, w1));
-            let x3 = v128_load(q3.add(i) as *const v128);
-            a03 = f32x4_add(a03, f32x4_mul(x3, w0));
-            a13 = f32x4_add(a13, f32x4_mul(x3, w1));
-        }
+        let load = |p: *const f32| unsafe { v128_load(p.add(i) as *const v128) };
+        let (w0, w1) = (load(p0), load(p1));
+        // One activation row's vector against both weight rows, into that row's two sums.
+        let both = |x: v128, s0: &mut v128, s1: &mut v128| {
+            *s0 = f32x4_add(*s0, f32x4_mul(x, w0));
+            *s1 = f32x4_add(*s1, f32x4_mul(x, w1));
+        };
+        both(load(q0), &mut a00, &mut a10);
+        both(load(q1), &mut a01, &mut a11);
+        both(load(q2), &mut a02, &mut a12);
+        both(load(q3), &mut a03, &mut a13);
     }
     let sums = |acc: [v128; 4], w: &[f32]| [0, 1, 2, 3].map(|d| finish(acc[d], xs[d], w));
     [sums([a00, a01, a02, a03], w[0]), sums([a10, a11, a12, a13], w[1])]

@@ -233,9 +233,9 @@ struct RawExpect {
 /// it (the browser's own words); with `ran`, ran a precision matching it (after an upgrade, a
 /// fallback or `auto`'s choice); with `kernel`, ran a kernel matching it (the record's `workgroup`:
 /// the tuning table's pick as the device could run it, so a driver that loses a feature the pick
-/// needs, such as subgroups, is caught rather than quietly stepped back from). A pattern that matches no cell is itself a failure, so a renamed
-/// cell cannot slip out of its expectation; an `unsupported` cell that no expectation names is one
-/// too (see `expect::violations`).
+/// needs, such as subgroups, is caught rather than quietly stepped back from). A pattern that
+/// matches no cell is itself a failure, so a renamed cell cannot slip out of its expectation; an
+/// `unsupported` cell that no expectation names is one too (see `expect::violations`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
 pub struct Expect {
     pub cells: String,
