@@ -4,25 +4,99 @@
 //! the dot product runs on 4-lane f32 vectors, rows (every width, and fp16) are decoded 16 weights a
 //! step as vectors, and a GEMV dots each row as it is decoded; elsewhere it is portable scalar code
 //! with the same four-way split, so both builds compute the same weights and sum in the same order.
+//! The page's second bundle adds `+relaxed-simd` (`scripts/build-page`): its products are added
+//! with `f32x4.relaxed_madd`, which engines with fused multiply-adds round once ([`Summation`]);
+//! natively the scalar code computes either summation, so both have a bit-exact native twin.
 
 use crate::quant::{sign_extend, QuantFormat, QuantizedMatrix, Scheme};
 
-/// Which dot product this build uses (recorded with each cell).
-pub const DOT_PATH: &str =
-    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) { "simd128" } else { "scalar" };
-
-/// `x (m x k) * q^T`, row-major `m x n`, accumulated in f32.
-pub fn matmul(x: &[f32], m: usize, q: &QuantizedMatrix) -> Vec<f32> {
-    matmul_rows(x, m, q, 0..q.n)
+/// How each product is added into its lane's sum. The elements past the last whole vector and the
+/// final sum of the four lanes are rounded after each operation in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summation {
+    /// `acc + x * w`, rounded after the multiply and after the add (`f32x4.mul`, `f32x4.add`).
+    Rounded,
+    /// `fma(x, w, acc)`, rounded once: `f32x4.relaxed_madd` in an engine that fuses it.
+    Fused,
 }
 
-/// Output channels `rows` of [`matmul`]: row-major `m x rows.len()`.
-pub fn matmul_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usize>) -> Vec<f32> {
+impl Summation {
+    /// The summation this code computes: in wasm, fixed by the build and the engine (see
+    /// [`engine_fuses`]); natively, the scalar code's default ([`matmul_with`] takes either).
+    pub fn of_this_build() -> Summation {
+        if engine_fuses() {
+            Summation::Fused
+        } else {
+            Summation::Rounded
+        }
+    }
+
+    /// What a cell records as its dot product: the vector width, `-fma` where fused, and
+    /// `-madd-unfused` for the relaxed-simd bundle in an engine that does not fuse (the bits of
+    /// `simd128`, from the other bundle).
+    pub fn dot_path(self) -> &'static str {
+        let simd = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
+        let relaxed = cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd"));
+        match (simd, relaxed, self) {
+            (true, _, Summation::Fused) => "simd128-fma",
+            (true, true, Summation::Rounded) => "simd128-madd-unfused",
+            (true, false, Summation::Rounded) => "simd128",
+            (false, _, Summation::Rounded) => "scalar",
+            (false, _, Summation::Fused) => "scalar-fma",
+        }
+    }
+
+    /// Whether a recorded dot path summed with fused multiply-adds.
+    pub fn of_dot_path(path: &str) -> Summation {
+        if path.ends_with("-fma") {
+            Summation::Fused
+        } else {
+            Summation::Rounded
+        }
+    }
+}
+
+/// Which dot product this build uses (recorded with each cell): see [`Summation::dot_path`].
+pub fn dot_path() -> &'static str {
+    Summation::of_this_build().dot_path()
+}
+
+/// Whether `f32x4.relaxed_madd` rounds once here: relaxed-simd lets an engine fuse it or not, and
+/// an unfused one gives the bits of `f32x4.mul` then `f32x4.add`. (1 + 2^-23)(1 - 2^-24) - 1 is
+/// 2^-24 - 2^-47 fused; the product alone rounds to 1, so 0 unfused.
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+fn engine_fuses() -> bool {
+    use core::arch::wasm32::*;
+    use std::hint::black_box;
+    let x = f32x4_splat(black_box(1.0 + f32::EPSILON));
+    let w = f32x4_splat(black_box(1.0 - f32::EPSILON / 2.0));
+    f32x4_extract_lane::<0>(f32x4_relaxed_madd(x, w, f32x4_splat(black_box(-1.0)))) != 0.0
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+fn engine_fuses() -> bool {
+    false
+}
+
+/// `x (m x k) * q^T`, row-major `m x n`, accumulated in f32 with this build's [`Summation`].
+pub fn matmul(x: &[f32], m: usize, q: &QuantizedMatrix) -> Vec<f32> {
+    matmul_rows(x, m, q, 0..q.n, Summation::of_this_build())
+}
+
+/// [`matmul`] with either summation: the native twin of a wasm bundle that fuses.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn matmul_with(x: &[f32], m: usize, q: &QuantizedMatrix, s: Summation) -> Vec<f32> {
+    matmul_rows(x, m, q, 0..q.n, s)
+}
+
+/// Output channels `rows` of [`matmul`]: row-major `m x rows.len()`. The wasm build computes its
+/// own summation whatever `s` says: only [`matmul`] calls it there.
+fn matmul_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usize>, s: Summation) -> Vec<f32> {
     assert_eq!(x.len(), m * q.k, "activations are m x k");
     if m == 1 {
-        gemv_rows(x, q, rows)
+        gemv_rows(x, q, rows, s)
     } else {
-        gemm_rows(x, m, q, rows)
+        gemm_rows(x, m, q, rows, s)
     }
 }
 
@@ -30,17 +104,26 @@ pub fn matmul_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Ran
 // change with the GEMM's (Firefox's fp16 decode measured 1.09x slower while they shared one, 1.03x
 // apart: two rounds each, bench/2026-12-07-wasm-gemm-4x2-registers.txt).
 
-/// One activation row: each weight row dotted as it is decoded, where the simd128 decode takes it.
+/// One activation row: each weight row dotted as it is decoded, where the simd128 decode takes it
+/// (8-bit rows two at a time, [`dot_decoded2`]).
 #[inline(never)]
-fn gemv_rows(x: &[f32], q: &QuantizedMatrix, rows: std::ops::Range<usize>) -> Vec<f32> {
+fn gemv_rows(x: &[f32], q: &QuantizedMatrix, rows: std::ops::Range<usize>, s: Summation) -> Vec<f32> {
     let (mut row, mut patterns) = (vec![0f32; q.k], vec![0u8; q.k]);
-    rows.map(|r| {
-        dot_decoded(q, r, x).unwrap_or_else(|| {
+    let mut y = Vec::with_capacity(rows.len());
+    let mut r = rows.start;
+    while r < rows.end {
+        if let Some(pair) = (r + 1 < rows.end).then(|| dot_decoded2(q, r, x)).flatten() {
+            y.extend(pair);
+            r += 2;
+            continue;
+        }
+        y.push(dot_decoded(q, r, x).unwrap_or_else(|| {
             decode_row(q, r, &mut row, &mut patterns);
-            dot(x, &row)
-        })
-    })
-    .collect()
+            dot(x, &row, s)
+        }));
+        r += 1;
+    }
+    y
 }
 
 /// Several activation rows: two weight rows decoded at a time where four activation rows share
@@ -48,7 +131,7 @@ fn gemv_rows(x: &[f32], q: &QuantizedMatrix, rows: std::ops::Range<usize>) -> Ve
 /// two for activations); the odd last weight row and the activation rows past the last four, one
 /// at a time.
 #[inline(never)]
-fn gemm_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usize>) -> Vec<f32> {
+fn gemm_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usize>, s: Summation) -> Vec<f32> {
     let (n, k) = (rows.len(), q.k);
     let mut y = vec![0f32; m * n];
     let mut decoded = [vec![0f32; k], vec![0f32; k]];
@@ -63,13 +146,13 @@ fn gemm_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usi
         while i + 4 <= m {
             let xs = [0, 1, 2, 3].map(|d| &x[(i + d) * k..(i + d + 1) * k]);
             if width == 2 {
-                for (e, sums) in dot4x2(xs, [&decoded[0], &decoded[1]]).into_iter().enumerate() {
+                for (e, sums) in dot4x2(xs, [&decoded[0], &decoded[1]], s).into_iter().enumerate() {
                     for (d, v) in sums.into_iter().enumerate() {
                         y[(i + d) * n + j + e] = v;
                     }
                 }
             } else {
-                for (d, v) in dot4(xs, &decoded[0]).into_iter().enumerate() {
+                for (d, v) in dot4(xs, &decoded[0], s).into_iter().enumerate() {
                     y[(i + d) * n + j] = v;
                 }
             }
@@ -77,7 +160,7 @@ fn gemm_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usi
         }
         for i in i..m {
             for (e, row) in decoded[..width].iter().enumerate() {
-                y[i * n + j + e] = dot(&x[i * k..(i + 1) * k], row);
+                y[i * n + j + e] = dot(&x[i * k..(i + 1) * k], row, s);
             }
         }
         j += width;
@@ -85,21 +168,21 @@ fn gemm_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usi
     y
 }
 
-/// [`matmul`] with the output channels split over `threads` threads (natively; the same sums in
-/// the same order, so the same bits).
+/// [`matmul_with`] with the output channels split over `threads` threads (natively; the same sums
+/// in the same order, so the same bits).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn matmul_threaded(x: &[f32], m: usize, q: &QuantizedMatrix, threads: usize) -> Vec<f32> {
+pub fn matmul_threaded(x: &[f32], m: usize, q: &QuantizedMatrix, s: Summation, threads: usize) -> Vec<f32> {
     let threads = threads.clamp(1, q.n);
     if threads == 1 {
-        return matmul(x, m, q);
+        return matmul_with(x, m, q, s);
     }
     let chunk = q.n.div_ceil(threads);
-    let parts: Vec<(usize, Vec<f32>)> = std::thread::scope(|s| {
+    let parts: Vec<(usize, Vec<f32>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..q.n)
             .step_by(chunk)
             .map(|start| {
                 let rows = start..(start + chunk).min(q.n);
-                s.spawn(move || (rows.len(), matmul_rows(x, m, q, rows)))
+                scope.spawn(move || (rows.len(), matmul_rows(x, m, q, rows, s)))
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("matmul thread")).collect()
@@ -168,8 +251,24 @@ fn dot_decoded(q: &QuantizedMatrix, r: usize, x: &[f32]) -> Option<f32> {
     simd_decode::dot_row(q, r, &q.codes[r * q.row_stride..(r + 1) * q.row_stride], x)
 }
 
+/// Rows `r` and `r + 1` as [`dot_decoded`] gives each, two at a time, for 8-bit codes only: their
+/// decode is the cheapest, so one row's chain of adds bounds its GEMV (in V8, 4096x4096: 3.8-4.0 ms
+/// a row at a time, 5.6-5.7 ms with fused multiply-adds, 3.4-3.5 ms fused two rows at a time), while
+/// fp16 and 2-bit rows decoded two at a time ran slower (16 -> 20-27 ms, 11-14 -> 17-28 ms) and 4-bit
+/// ones no faster (bench/2026-12-07-wasm-fma-bundle.txt).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn dot_decoded2(q: &QuantizedMatrix, r: usize, x: &[f32]) -> Option<[f32; 2]> {
+    let row = |r: usize| &q.codes[r * q.row_stride..(r + 1) * q.row_stride];
+    simd_decode::dot_rows2(q, r, [row(r), row(r + 1)], x)
+}
+
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 fn dot_decoded(_: &QuantizedMatrix, _: usize, _: &[f32]) -> Option<f32> {
+    None
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn dot_decoded2(_: &QuantizedMatrix, _: usize, _: &[f32]) -> Option<[f32; 2]> {
     None
 }
 
@@ -218,10 +317,60 @@ mod simd_decode {
             for (j, v) in w.into_iter().enumerate() {
                 // SAFETY: `at + 16 <= K == x.len()`; this reads 4 f32 at `at + 4 * j`.
                 let vx = unsafe { v128_load(x.as_ptr().add(at + 4 * j) as *const v128) };
-                acc = f32x4_add(acc, f32x4_mul(vx, v));
+                acc = super::madd(acc, vx, v);
             }
         });
         whole.then(|| super::finish(acc, &[], &[]))
+    }
+
+    /// Rows `r` and `r + 1` of 8-bit codes dotted with `x` as [`dot_row`] dots each (the same
+    /// bits), their steps interleaved: each row's sum is one chain of dependent adds (or
+    /// multiply-adds, whose latency is longer), and two independent chains overlap where one would
+    /// wait on itself. `None` for other formats, or where a row is not whole steps of 16.
+    pub(super) fn dot_rows2(q: &QuantizedMatrix, r: usize, stored: [&[u8]; 2], x: &[f32]) -> Option<[f32; 2]> {
+        assert_eq!(x.len(), q.k, "activations: K values");
+        let glen = q.group_len();
+        let QuantFormat::Int(f) = q.format else { return None };
+        if f.layout() != Layout::Bytes || glen % 16 != 0 || q.k % glen != 0 {
+            return None;
+        }
+        // Every load below lies inside the rows' codes (K bytes each); this bounds them all.
+        assert!(stored.iter().all(|row| row.len() >= q.k), "rows {r} and {}: K codes each", r + 1);
+        Some(if f.scheme == Scheme::Symmetric {
+            byte_rows2::<true>(q, r, glen, stored, x)
+        } else {
+            byte_rows2::<false>(q, r, glen, stored, x)
+        })
+    }
+
+    /// [`dot_rows2`] for one scheme.
+    #[inline(always)]
+    fn byte_rows2<const SIGNED: bool>(
+        q: &QuantizedMatrix,
+        r: usize,
+        glen: usize,
+        stored: [&[u8]; 2],
+        x: &[f32],
+    ) -> [f32; 2] {
+        let (mut a0, mut a1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        for g in 0..q.k / glen {
+            let (scale0, scale1) = (f32x4_splat(q.scale(r, g)), f32x4_splat(q.scale(r + 1, g)));
+            let (zero0, zero1) = (i32x4_splat(q.zero(r, g)), i32x4_splat(q.zero(r + 1, g)));
+            for at in (g * glen..(g + 1) * glen).step_by(16) {
+                // SAFETY: bytes `at..at + 16` lie inside both rows (asserted in `dot_rows2`).
+                let (p0, p1) =
+                    unsafe { (patterns16::<8>(stored[0].as_ptr(), at), patterns16::<8>(stored[1].as_ptr(), at)) };
+                let w0 = weights::<8, SIGNED>(p0, zero0, scale0);
+                let w1 = weights::<8, SIGNED>(p1, zero1, scale1);
+                for j in 0..4 {
+                    // SAFETY: `at + 16 <= K == x.len()`; this reads 4 f32 at `at + 4 * j`.
+                    let vx = unsafe { v128_load(x.as_ptr().add(at + 4 * j) as *const v128) };
+                    a0 = super::madd(a0, vx, w0[j]);
+                    a1 = super::madd(a1, vx, w1[j]);
+                }
+            }
+        }
+        [a0, a1].map(|acc| super::finish(acc, &[], &[]))
     }
 
     /// Calls `each(k, weights)` for every 16 weights of row `r` in k order (four vectors of four),
@@ -312,10 +461,15 @@ mod simd_decode {
                 let at = g * glen + s * 16;
                 // SAFETY: the step's bytes lie inside the row's packed codes (asserted in `each_step`).
                 let patterns = unsafe { patterns16::<BITS>(stored.as_ptr(), at) };
-                let codes = widen::<BITS, SIGNED>(patterns);
-                each(at, codes.map(|c| f32x4_mul(f32x4_convert_i32x4(i32x4_sub(c, zero)), scale)));
+                each(at, weights::<BITS, SIGNED>(patterns, zero, scale));
             }
         }
+    }
+
+    /// A step's sixteen patterns as weights, `(code - zero) as f32 * scale`.
+    #[inline(always)]
+    fn weights<const BITS: usize, const SIGNED: bool>(patterns: v128, zero: v128, scale: v128) -> [v128; 4] {
+        widen::<BITS, SIGNED>(patterns).map(|c| f32x4_mul(f32x4_convert_i32x4(i32x4_sub(c, zero)), scale))
     }
 
     /// Sixteen patterns in weight order, one a byte lane: codes `at..at + 16` of the packed row at
@@ -384,8 +538,27 @@ mod simd_decode {
     }
 }
 
+/// `acc + x * w` per lane: `f32x4.relaxed_madd` in the relaxed-simd build (rounded once where the
+/// engine fuses it, [`engine_fuses`]), `f32x4.mul` then `f32x4.add` otherwise.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+#[inline(always)]
+fn madd(
+    acc: core::arch::wasm32::v128,
+    x: core::arch::wasm32::v128,
+    w: core::arch::wasm32::v128,
+) -> core::arch::wasm32::v128 {
+    use core::arch::wasm32::*;
+    #[cfg(target_feature = "relaxed-simd")]
+    return f32x4_relaxed_madd(x, w, acc);
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    f32x4_add(acc, f32x4_mul(x, w))
+}
+
+// The simd128 dot products below take the summation only to share the scalar ones' signatures:
+// their [`madd`] is the build's.
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn dot(a: &[f32], b: &[f32], _: Summation) -> f32 {
     use core::arch::wasm32::*;
     let mut acc = f32x4_splat(0.0);
     let chunks = a.len() / 4;
@@ -394,7 +567,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         let (va, vb) = unsafe {
             (v128_load(a.as_ptr().add(i * 4) as *const v128), v128_load(b.as_ptr().add(i * 4) as *const v128))
         };
-        acc = f32x4_add(acc, f32x4_mul(va, vb));
+        acc = madd(acc, va, vb);
     }
     finish(acc, a, b)
 }
@@ -418,7 +591,7 @@ fn finish(acc: core::arch::wasm32::v128, a: &[f32], b: &[f32]) -> f32 {
 
 /// [`dot`] of four rows against one, each summed in the same order as `dot` sums it.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn dot4(xs: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
+fn dot4(xs: [&[f32]; 4], w: &[f32], _: Summation) -> [f32; 4] {
     use core::arch::wasm32::*;
     let mut acc = [f32x4_splat(0.0); 4];
     let chunks = w.len() / 4;
@@ -428,7 +601,7 @@ fn dot4(xs: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
         let vw = unsafe { v128_load(w.as_ptr().add(i * 4) as *const v128) };
         for (a, x) in acc.iter_mut().zip(xs) {
             let vx = unsafe { v128_load(x.as_ptr().add(i * 4) as *const v128) };
-            *a = f32x4_add(*a, f32x4_mul(vx, vw));
+            *a = madd(*a, vx, vw);
         }
     }
     [0, 1, 2, 3].map(|d| finish(acc[d], xs[d], w))
@@ -439,7 +612,7 @@ fn dot4(xs: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
 /// every step, and was no faster than [`dot4`], bench/2026-12-06-wasm-gemm-4x2.txt); each summed
 /// exactly as `dot` sums it.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2]) -> [[f32; 4]; 2] {
+fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2], _: Summation) -> [[f32; 4]; 2] {
     use core::arch::wasm32::*;
     let len = w[0].len();
     assert!(xs.iter().all(|x| x.len() == len) && w[1].len() == len);
@@ -453,8 +626,8 @@ fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2]) -> [[f32; 4]; 2] {
         let (w0, w1) = (load(p0), load(p1));
         // One activation row's vector against both weight rows, into that row's two sums.
         let both = |x: v128, s0: &mut v128, s1: &mut v128| {
-            *s0 = f32x4_add(*s0, f32x4_mul(x, w0));
-            *s1 = f32x4_add(*s1, f32x4_mul(x, w1));
+            *s0 = madd(*s0, x, w0);
+            *s1 = madd(*s1, x, w1);
         };
         both(load(q0), &mut a00, &mut a10);
         both(load(q1), &mut a01, &mut a11);
@@ -466,22 +639,33 @@ fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2]) -> [[f32; 4]; 2] {
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2]) -> [[f32; 4]; 2] {
-    w.map(|w| dot4(xs, w))
+fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2], s: Summation) -> [[f32; 4]; 2] {
+    w.map(|w| dot4(xs, w, s))
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn dot4(xs: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
-    xs.map(|x| dot(x, w))
+fn dot4(xs: [&[f32]; 4], w: &[f32], s: Summation) -> [f32; 4] {
+    xs.map(|x| dot(x, w, s))
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot(a: &[f32], b: &[f32], s: Summation) -> f32 {
+    match s {
+        Summation::Rounded => dot_lanes(a, b, |acc, x, w| acc + x * w),
+        Summation::Fused => dot_lanes(a, b, |acc, x, w| x.mul_add(w, acc)),
+    }
+}
+
+/// The four lanes of a simd128 dot product, each summed in k order with `madd`, then as `finish`
+/// ends one.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32], madd: impl Fn(f32, f32, f32) -> f32) -> f32 {
     assert_eq!(a.len(), b.len());
     let mut lanes = [0f32; 4];
     for (ca, cb) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
         for ((acc, x), w) in lanes.iter_mut().zip(ca).zip(cb) {
-            *acc += x * w;
+            *acc = madd(*acc, *x, *w);
         }
     }
     let tail = a.len() / 4 * 4;
@@ -527,7 +711,8 @@ mod tests {
         for r in 0..n {
             decode_row(&q, r, &mut row, &mut pat);
             for i in 0..m {
-                assert_eq!(y[i * n + r].to_bits(), dot(&x[i * k..(i + 1) * k], &row).to_bits(), "({i}, {r})");
+                let alone = dot(&x[i * k..(i + 1) * k], &row, Summation::of_this_build());
+                assert_eq!(y[i * n + r].to_bits(), alone.to_bits(), "({i}, {r})");
             }
         }
     }
@@ -552,6 +737,32 @@ mod tests {
             approx::assert_abs_diff_eq!(a, b, epsilon = k as f32 * f32::EPSILON * s);
         }
         #[cfg(not(target_arch = "wasm32"))]
-        assert_eq!(matmul_threaded(&xs, m, &qf, 3), y, "threads change no bit");
+        {
+            assert_eq!(matmul_threaded(&xs, m, &qf, Summation::Rounded, 3), y, "threads change no bit");
+            let fused = matmul_with(&xs, m, &qf, Summation::Fused);
+            for ((a, b), s) in fused.iter().zip(&e.y).zip(&e.abs_dot) {
+                approx::assert_abs_diff_eq!(a, b, epsilon = k as f32 * f32::EPSILON * s);
+            }
+            assert_eq!(matmul_threaded(&xs, m, &qf, Summation::Fused, 3), fused, "threads change no bit");
+        }
+    }
+
+    /// A lane that holds -1 and then adds (1 + 2^-23)(1 - 2^-24): fused, the exact 2^-24 - 2^-47;
+    /// rounded, the product is 1 and the sum 0. The tail and the lanes' sum are rounded in both.
+    #[test]
+    fn fused_sums_round_each_product_and_sum_once() {
+        let tail = 2f32.powi(-30);
+        let x = [-1.0, 0.0, 0.0, 0.0, 1.0 + f32::EPSILON, 0.0, 0.0, 0.0, 3.0];
+        let w = [1.0, 0.0, 0.0, 0.0, 1.0 - f32::EPSILON / 2.0, 0.0, 0.0, 0.0, tail];
+        let exact = 2f32.powi(-24) - 2f32.powi(-47);
+        let build = Summation::of_this_build();
+        let expect = |s| if s == Summation::Fused { exact + 3.0 * tail } else { 3.0 * tail };
+        assert_eq!(dot(&x, &w, build), expect(build), "{}", build.dot_path());
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            assert_eq!(dot(&x, &w, Summation::Fused), expect(Summation::Fused));
+            assert_ne!(expect(Summation::Fused), expect(Summation::Rounded));
+        }
+        assert_eq!(Summation::of_dot_path(build.dot_path()), build);
     }
 }

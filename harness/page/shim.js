@@ -6,10 +6,15 @@
 // window.webq.runOpCases(spec): the per-op cells on one backend, outputs only (webq ops judges them).
 // A model cell's weights file is streamed from the page server into wasm memory first (chunk by
 // chunk: the page never holds the file twice), and kept for the next cell of the same model.
-import init, { runCell, runOpCases, seedChecksum, modelBegin, modelChunk } from './webq_engine.js';
+import { engineModule } from './engine.js';
 import { provokeErrors } from './provoke.js';
 import { describe, runInEngine } from './weights.js';
 import { runPair } from './pair.js';
+
+// The engine bundle this browser can run (engine.js); a bundle that fails to load is the page's answer.
+let engineFailure = null;
+const engine = await engineModule().catch((e) => { engineFailure = e; return {}; });
+const { runCell, runOpCases, seedChecksum, modelBegin, modelChunk } = engine;
 
 const LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupSizeX',
   'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension'];
@@ -106,4 +111,5 @@ window.webq = {
   seedChecksum: (seed, n, k) => seedChecksum(BigInt(seed), n, k),
   provokeErrors,
 };
-init().then((engine) => { engineMemory = engine.memory; window.webqReady = true; }, (e) => { window.webqReady = `engine failed to load: ${describe(e)}`; });
+const ready = engineFailure ? Promise.reject(engineFailure) : engine.default();
+ready.then((wasm) => { engineMemory = wasm.memory; window.webqReady = true; }, (e) => { window.webqReady = `engine failed to load: ${describe(e)}`; });

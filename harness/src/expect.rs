@@ -28,6 +28,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 ///   that stops offering WebGPU says different words than one that never did);
 /// - with `ran`, another precision ran;
 /// - with `kernel`, another kernel ran, or none is recorded;
+/// - with `dot_path`, the CPU path summed otherwise, or recorded no dot path;
 /// - an expectation that matches no cell;
 /// - an `unsupported` cell that no `unsupported` expectation names: "unsupported" is an answer only
 ///   where the matrix says it is, so a vanished browser feature turns `--check` red.
@@ -97,6 +98,13 @@ fn check_one(e: &Expect, r: &CellRecord) -> Vec<String> {
             out.push(format!("expect `{}` kernel {kernel}: {} ran {actual}", e.cells, r.id));
         }
     }
+    if let Some(path) = &e.dot_path {
+        let actual = r.detail.as_ref().and_then(|d| d.dot_path.as_deref());
+        if !actual.is_some_and(|p| glob(path, p)) {
+            let actual = actual.unwrap_or("no recorded dot path");
+            out.push(format!("expect `{}` dot path {path}: {} summed {actual}", e.cells, r.id));
+        }
+    }
     out
 }
 
@@ -115,7 +123,14 @@ mod tests {
     }
 
     fn expect(cells: &str, status: Status, reason: Option<&str>) -> Expect {
-        Expect { cells: cells.into(), status, reason: reason.map(str::to_string), ran: None, kernel: None }
+        Expect {
+            cells: cells.into(),
+            status,
+            reason: reason.map(str::to_string),
+            ran: None,
+            kernel: None,
+            dot_path: None,
+        }
     }
 
     #[test]
@@ -151,6 +166,25 @@ mod tests {
         r.workgroup = None;
         let v = violations(&pin, &[r]);
         assert!(v.len() == 1 && v[0].ends_with("ran no recorded kernel"), "{v:?}");
+    }
+
+    /// A browser whose engine stops fusing (or validating) relaxed-simd sums otherwise; its cells
+    /// still pass and still match native's other twin, so only the pin sees it.
+    #[test]
+    fn a_dot_path_expectation_holds_the_fused_bundle() {
+        let mut r = record(Runtime::Chromium, CellBackend::Wasm, Status::Pass, "");
+        let pin = [Expect { dot_path: Some("simd128-fma".into()), ..expect("chromium/wasm/*", Status::Pass, None) }];
+        let summed = |r: &mut CellRecord, path: Option<&str>| {
+            r.detail = Some(crate::results::RunDetail { dot_path: path.map(str::to_string), ..Default::default() });
+        };
+        summed(&mut r, Some("simd128-fma"));
+        assert!(violations(&pin, std::slice::from_ref(&r)).is_empty());
+        summed(&mut r, Some("simd128"));
+        let v = violations(&pin, std::slice::from_ref(&r));
+        assert!(v.len() == 1 && v[0].ends_with("summed simd128"), "{v:?}");
+        summed(&mut r, None);
+        let v = violations(&pin, &[r]);
+        assert!(v.len() == 1 && v[0].ends_with("no recorded dot path"), "{v:?}");
     }
 
     #[test]

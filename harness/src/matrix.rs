@@ -226,6 +226,8 @@ struct RawExpect {
     ran: Option<String>,
     #[serde(default)]
     kernel: Option<String>,
+    #[serde(default)]
+    dot_path: Option<String>,
 }
 
 /// What some cells must come out as (checked by `webq run --check`): cells whose id matches
@@ -233,7 +235,9 @@ struct RawExpect {
 /// it (the browser's own words); with `ran`, ran a precision matching it (after an upgrade, a
 /// fallback or `auto`'s choice); with `kernel`, ran a kernel matching it (the record's `workgroup`:
 /// the tuning table's pick as the device could run it, so a driver that loses a feature the pick
-/// needs, such as subgroups, is caught rather than quietly stepped back from). A pattern that
+/// needs, such as subgroups, is caught rather than quietly stepped back from); with `dot_path`, the
+/// CPU path summed as it names (`simd128-fma`: an engine that stops validating or fusing relaxed-simd
+/// loads the other bundle, whose cells pass just as well). A pattern that
 /// matches no cell is itself a failure, so a renamed cell cannot slip out of its expectation; an
 /// `unsupported` cell that no expectation names is one too (see `expect::violations`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
@@ -244,6 +248,8 @@ pub struct Expect {
     pub ran: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dot_path: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -615,6 +621,7 @@ impl Source<'_> {
             reason: e.reason.clone(),
             ran: e.ran.clone(),
             kernel: e.kernel.clone(),
+            dot_path: e.dot_path.clone(),
         })
     }
 }

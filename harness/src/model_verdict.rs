@@ -274,10 +274,12 @@ pub fn judge_model(cell: &Cell, refs: &ModelRefs, y: &[f32], t: RawTimings, rec:
         storage: exact.storage.clone(),
         transcripts: Vec::new(),
         output_digest: output_digest(y),
+        fused_output_digest: String::new(),
     });
 }
 
-fn output_digest(y: &[f32]) -> String {
+/// The bits of a model's output, hashed.
+pub fn output_digest(y: &[f32]) -> String {
     let mut d = Digest::new();
     d.f32s(y);
     d.hex()
@@ -287,18 +289,18 @@ fn output_digest(y: &[f32]) -> String {
 /// for the same cell, one line each. The CPU path is the same code in every engine, compiled once
 /// to wasm32 (simd128) and once natively (scalar, summing in the same order), and wasm's float
 /// arithmetic is deterministic: two engines that disagree on a bit computed something else, a
-/// fault of the engine (a JIT tier, say) that an accuracy budget may well let through.
+/// fault of the engine (a JIT tier, say) that an accuracy budget may well let through. A cell
+/// whose dot path fused its multiply-adds (the relaxed-simd bundle) is held to native's fused twin.
 pub fn wasm_divergences(records: &[CellRecord]) -> Vec<String> {
+    use webq_engine::cpu::Summation;
     use webq_engine::protocol::{CellBackend, Runtime};
-    fn digest(r: &CellRecord) -> Option<&str> {
-        r.model.as_ref().map(|m| m.output_digest.as_str()).filter(|d| !d.is_empty())
-    }
     let wasm = |r: &&CellRecord| r.cell.backend == CellBackend::Wasm && r.cell.model.is_some();
-    let native: std::collections::HashMap<&str, &str> = records
+    let native: std::collections::HashMap<&str, &ModelResult> = records
         .iter()
         .filter(wasm)
         .filter(|r| r.cell.runtime == Runtime::Native)
-        .filter_map(|r| Some((r.id.split_once('/')?.1, digest(r)?)))
+        .filter_map(|r| Some((r.id.split_once('/')?.1, r.model.as_ref()?)))
+        .filter(|(_, m)| !m.output_digest.is_empty())
         .collect();
     records
         .iter()
@@ -306,10 +308,18 @@ pub fn wasm_divergences(records: &[CellRecord]) -> Vec<String> {
         .filter(|r| r.cell.runtime != Runtime::Native)
         .filter_map(|r| {
             let rest = r.id.split_once('/')?.1;
-            let (got, want) = (digest(r)?, *native.get(rest)?);
+            let got = r.model.as_ref().map(|m| m.output_digest.as_str()).filter(|d| !d.is_empty())?;
+            let twin = native.get(rest)?;
+            let path = r.detail.as_ref().and_then(|d| d.dot_path.as_deref()).unwrap_or("");
+            let (want, whose) = match Summation::of_dot_path(path) {
+                Summation::Fused => (twin.fused_output_digest.as_str(), "fused twin's"),
+                Summation::Rounded => (twin.output_digest.as_str(), "output"),
+            };
             (got != want).then(|| {
+                let want = if want.is_empty() { "none recorded" } else { want };
                 format!(
-                    "{}: its output differs from native/{rest}'s (digest {got} against {want}): the same wasm, another result",
+                    "{}: its output ({path}) differs from native/{rest}'s {whose} (digest {got} against {want}): \
+                     the same wasm, another result",
                     r.id
                 )
             })
@@ -348,7 +358,7 @@ mod tests {
     #[test]
     fn wasm_cells_must_compute_natives_bits() {
         use webq_engine::protocol::{CellBackend, Runtime};
-        let record = |runtime, backend, digest: &str| {
+        let record = |runtime, backend, digest: &str, fused: &str, path: &str| {
             let mut cell = crate::cell::test_cell(runtime, backend, "int8-pc-sym", 0, 0);
             cell.model = Some(crate::cell::ModelCell::new(Family::Text, None, Some(8), 0, 0));
             let mut r = crate::verdict::blank_record(&cell, "t", "t", Default::default());
@@ -361,21 +371,32 @@ mod tests {
                 storage: webq_engine::models::linear::ModelStorage::new("int8-pc-sym", Vec::new()),
                 transcripts: Vec::new(),
                 output_digest: digest.into(),
+                fused_output_digest: fused.into(),
             });
+            r.detail = Some(crate::results::RunDetail { dot_path: Some(path.into()), ..Default::default() });
             r
         };
         let same = output_digest(&[1.0, 2.0]);
         let other = output_digest(&[1.0, f32::from_bits(2.0f32.to_bits() + 1)]);
         assert_ne!(same, other, "one bit apart");
         let records = [
-            record(Runtime::Native, CellBackend::Wasm, &same),
-            record(Runtime::Chromium, CellBackend::Wasm, &same),
-            record(Runtime::WebKitGtk, CellBackend::Wasm, &other),
-            record(Runtime::Firefox, CellBackend::Webgpu, &other),
+            record(Runtime::Native, CellBackend::Wasm, &same, &other, "scalar"),
+            record(Runtime::Chromium, CellBackend::Wasm, &same, "", "simd128"),
+            record(Runtime::WebKitGtk, CellBackend::Wasm, &other, "", "simd128"),
+            record(Runtime::Firefox, CellBackend::Webgpu, &other, "", ""),
+            // Fused cells are held to the fused twin: `other` here is right, `same` wrong.
+            record(Runtime::ChromeShell, CellBackend::Wasm, &other, "", "simd128-fma"),
+            record(Runtime::Firefox, CellBackend::Wasm, &same, "", "simd128-fma"),
         ];
         let found = wasm_divergences(&records);
-        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].starts_with("webkitgtk/wasm/") && found[0].contains(&other), "{found:?}");
+        assert!(found[1].starts_with("firefox/wasm/") && found[1].contains("fused twin's"), "{found:?}");
+        // A native record with no fused twin (an older webq's) cannot vouch for a fused cell.
+        let mut old = records.clone();
+        old[0].model.as_mut().unwrap().fused_output_digest.clear();
+        let found = wasm_divergences(&old);
+        assert!(found.iter().any(|f| f.starts_with("chrome-shell/") && f.contains("none recorded")), "{found:?}");
         assert!(wasm_divergences(&records[1..]).is_empty(), "no native cell to hold them to");
     }
 

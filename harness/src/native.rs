@@ -5,21 +5,22 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use webq_engine::cpu;
 use webq_engine::platform::fallback::matmul_with_fallback;
-use webq_engine::protocol::{CellBackend, ErrorClass};
+use webq_engine::protocol::{CellBackend, ErrorClass, ModelSpec};
 use webq_engine::reference::Arith;
 use webq_engine::seeded;
 use webq_engine::webgpu::{Executor, ExecutorOptions, GemvKernel, GpuError, TuningTable};
 
 use crate::cell::Cell;
 use crate::model_cells::{self, FileAt};
-use crate::model_verdict::{judge_model, judge_transcripts};
+use crate::model_verdict::{judge_model, judge_transcripts, output_digest};
 use crate::results::{CellRecord, Environment, RunDetail, Status};
 use crate::runner::CellRunner;
 use crate::verdict::{judge, RawTimings, References};
 use webq_engine::models::bench::BenchRequest;
 use webq_engine::models::exec::CpuExec;
 use webq_engine::models::gpu::GpuBackend;
-use webq_engine::models::run::run_model_traced;
+use webq_engine::models::linear::ModelPrecision;
+use webq_engine::models::run::{run_model, run_model_traced};
 use webq_engine::models::ModelError;
 
 /// The output with the cell's planted defect, if it has one.
@@ -218,7 +219,7 @@ impl NativeRunner {
             std::hint::black_box(cpu::matmul(&p.x, cell.m, &p.q));
         }
         let wall_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
-        rec.detail = Some(RunDetail { dot_path: Some(cpu::DOT_PATH.into()), ..Default::default() });
+        rec.detail = Some(RunDetail { dot_path: Some(cpu::dot_path().into()), ..Default::default() });
         let t = RawTimings { compile_ms: None, upload_ms: 0.0, dispatches: reps, wall_us, gpu_us: None };
         judge(cell, p, &planted(cell, y), t, &mut rec);
         rec
@@ -333,7 +334,7 @@ impl NativeRunner {
                 pollster::block_on(run_model_traced(&spec, &bytes, &precision, &mut GpuBackend::new(exec, gemv)))
             }
             _ => {
-                detail.dot_path = Some(cpu::DOT_PATH.into());
+                detail.dot_path = Some(cpu::dot_path().into());
                 pollster::block_on(run_model_traced(&spec, &bytes, &precision, &mut CpuExec::default()))
             }
         };
@@ -363,7 +364,27 @@ impl NativeRunner {
         };
         judge_model(cell, &refs, &planted(cell, run.y), t, &mut rec);
         judge_transcripts(cell, &refs, &run.transcripts, &mut rec);
+        if cell.backend == CellBackend::Wasm {
+            fused_twin(cell, &spec, &bytes, &precision, &mut rec);
+        }
         rec
+    }
+}
+
+/// The digest of the CPU path's output with fused sums: the native twin of the page's relaxed-simd
+/// bundle in an engine that fuses, which [`crate::model_verdict::wasm_divergences`] holds its cells
+/// to. Runs the model once more, untimed and untraced; a twin that fails is a reason, not a pass.
+fn fused_twin(cell: &Cell, spec: &ModelSpec, bytes: &[u8], precision: &ModelPrecision, rec: &mut CellRecord) {
+    let Some(model) = rec.model.as_mut() else { return };
+    let twin = ModelSpec { bench: BenchRequest::default(), trace: false, ..spec.clone() };
+    let mut exec = CpuExec { summation: cpu::Summation::Fused, ..CpuExec::default() };
+    match pollster::block_on(run_model(&twin, bytes, precision, &mut exec)) {
+        Ok(run) => model.fused_output_digest = output_digest(&planted(cell, run.y)),
+        Err(e) => {
+            rec.status = Status::Fail;
+            let why = format!("the fused-sum twin failed: {e}");
+            rec.reason = Some(rec.reason.take().map_or(why.clone(), |r| format!("{r}; {why}")));
+        }
     }
 }
 

@@ -155,6 +155,10 @@ pub struct ModelResult {
     /// ([`crate::model_verdict::wasm_divergences`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output_digest: String,
+    /// `native` `wasm` cells: the digest of the same cell with fused multiply-adds
+    /// ([`webq_engine::cpu::Summation::Fused`]), the twin of a browser's relaxed-simd bundle.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fused_output_digest: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -474,6 +478,7 @@ mod tests {
             storage,
             transcripts: Vec::new(),
             output_digest: "0123456789abcdef".into(),
+            fused_output_digest: "fedcba9876543210".into(),
         });
         let (again, unreadable) = store_and_load(std::slice::from_ref(&model));
         assert!(unreadable.is_empty(), "{unreadable:?}");

@@ -23,8 +23,11 @@ pub const BUNDLE: &[(&str, &str)] = &[
     ("weights.js", "text/javascript"),
     ("pair.js", "text/javascript"),
     ("worker.js", "text/javascript"),
+    ("engine.js", "text/javascript"),
     ("webq_engine.js", "text/javascript"),
     ("webq_engine_bg.wasm", "application/wasm"),
+    ("webq_engine_relaxed.js", "text/javascript"),
+    ("webq_engine_relaxed_bg.wasm", "application/wasm"),
 ];
 
 pub struct PageServer {

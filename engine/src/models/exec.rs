@@ -99,6 +99,9 @@ pub trait Backend {
 #[derive(Clone, Copy, Debug)]
 pub struct CpuExec {
     pub threads: usize,
+    /// Natively either (the twin of a wasm bundle that fuses takes `Fused`); in wasm the build's
+    /// own, the only one it can compute.
+    pub summation: cpu::Summation,
 }
 
 impl Default for CpuExec {
@@ -107,7 +110,7 @@ impl Default for CpuExec {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         #[cfg(target_arch = "wasm32")]
         let threads = 1;
-        CpuExec { threads }
+        CpuExec { threads, summation: cpu::Summation::of_this_build() }
     }
 }
 
@@ -137,9 +140,13 @@ impl Backend for CpuExec {
     async fn linear(&mut self, x: &[f32], m: usize, l: &Linear) -> OpResult<Vec<f32>> {
         let x = pad_rows(x, m, l.k, l.q.k);
         #[cfg(not(target_arch = "wasm32"))]
-        let mut y = cpu::matmul_threaded(&x, m, &l.q, self.threads);
+        let mut y = cpu::matmul_threaded(&x, m, &l.q, self.summation, self.threads);
         #[cfg(target_arch = "wasm32")]
-        let mut y = cpu::matmul(&x, m, &l.q);
+        let mut y = {
+            let built = cpu::Summation::of_this_build();
+            assert_eq!(self.summation, built, "this wasm build sums {}", built.dot_path());
+            cpu::matmul(&x, m, &l.q)
+        };
         add_bias(&mut y, l.bias.as_deref());
         Ok(y)
     }

@@ -71,7 +71,7 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
         other => Failure::new(ErrorClass::BadInput, other.to_string()),
     })?;
     if spec.backend == CellBackend::Wasm {
-        out.dot_path = Some(crate::cpu::DOT_PATH.into());
+        out.dot_path = Some(crate::cpu::dot_path().into());
     }
     out.upload_ms = Some(run.load_us / 1e3);
     out.wall_us = Some(run.run_us);

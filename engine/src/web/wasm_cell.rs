@@ -10,7 +10,7 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
         ));
     }
     let (q, x) = spec.quantized(spec.format()?)?;
-    out.dot_path = Some(crate::cpu::DOT_PATH.into());
+    out.dot_path = Some(crate::cpu::dot_path().into());
     let y = crate::cpu::matmul(&x, spec.m, &q);
     let (us, runs) = super::timing::time_runs(spec.reps, || {
         std::hint::black_box(crate::cpu::matmul(&x, spec.m, &q));

@@ -289,7 +289,8 @@ async fn webq_run(session: &Session, spec: &CellSpec, judge: &dyn Fn(&[f32]) -> 
         Ok(o) => o,
         Err(e) => return Measured::failed(format!("malformed answer: {e}")),
     };
-    let kernel = out.workgroup.clone().filter(|k| !k.is_empty());
+    // The wasm backend has no workgroup: its dot path (which bundle ran, and whether it fused) instead.
+    let kernel = out.workgroup.clone().filter(|k| !k.is_empty()).or_else(|| out.dot_path.clone());
     match out.outcome(spec.precision, spec.m * spec.n) {
         Ok(Outcome::Ran { y, timings, .. }) => Measured {
             ms: Some(timings.wall_us / 1e3),

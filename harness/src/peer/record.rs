@@ -13,7 +13,8 @@ use crate::results::{append_line, json_lines, open_append, Unreadable};
 /// Version of the record layout. 1: the records written before versioning (no `schema`; no
 /// `run_id`, `revision` or `label`; `m` absent in the first ones, meaning 1; `webq_kernel` named the
 /// GEMV's tuning pick, the kernel the page ran was in `note`). 2: `schema`, `run_id`, `revision`,
-/// `label`, and `webq_kernel` is the kernel the page ran.
+/// `label`, and `webq_kernel` is the kernel the page ran (the wasm backend's: its dot path, such as
+/// `simd128-fma`, since 2026-12-07; none before).
 pub const PEER_SCHEMA: u32 = 2;
 pub const PEER_FILE: &str = "peer.jsonl";
 
