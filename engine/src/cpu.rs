@@ -208,7 +208,7 @@ pub fn decoded_row(q: &QuantizedMatrix, r: usize) -> Vec<f32> {
 
 /// Weight row `r` in f32, exactly as `QuantizedMatrix::weight` gives it, without per-element lookups.
 fn decode_row(q: &QuantizedMatrix, r: usize, out: &mut [f32], patterns: &mut [u8]) {
-    let stored = &q.codes[r * q.row_stride..(r + 1) * q.row_stride];
+    let stored = q.row(r);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if simd_decode::decode_row(q, r, stored, out) {
         return;
@@ -248,7 +248,7 @@ fn decode_row(q: &QuantizedMatrix, r: usize, out: &mut [f32], patterns: &mut [u8
 /// the simd128 decode takes the row; `None` elsewhere.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn dot_decoded(q: &QuantizedMatrix, r: usize, x: &[f32]) -> Option<f32> {
-    simd_decode::dot_row(q, r, &q.codes[r * q.row_stride..(r + 1) * q.row_stride], x)
+    simd_decode::dot_row(q, r, q.row(r), x)
 }
 
 /// Rows `r` and `r + 1` as [`dot_decoded`] gives each, two at a time, for 8-bit codes only: their
@@ -258,8 +258,7 @@ fn dot_decoded(q: &QuantizedMatrix, r: usize, x: &[f32]) -> Option<f32> {
 /// ones no faster (bench/2026-12-07-wasm-fma-bundle.txt).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn dot_decoded2(q: &QuantizedMatrix, r: usize, x: &[f32]) -> Option<[f32; 2]> {
-    let row = |r: usize| &q.codes[r * q.row_stride..(r + 1) * q.row_stride];
-    simd_decode::dot_rows2(q, r, [row(r), row(r + 1)], x)
+    simd_decode::dot_rows2(q, r, [q.row(r), q.row(r + 1)], x)
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]

@@ -11,10 +11,10 @@ import { provokeErrors } from './provoke.js';
 import { describe, runInEngine } from './weights.js';
 import { runPair } from './pair.js';
 
-// The engine bundle this browser can run (engine.js); a bundle that fails to load is the page's answer.
-let engineFailure = null;
-const engine = await engineModule().catch((e) => { engineFailure = e; return {}; });
-const { runCell, runOpCases, seedChecksum, modelBegin, modelChunk } = engine;
+// The engine bundle this browser can run (engine.js); a bundle that fails to load is the page's answer
+// (`ready` below).
+const loading = engineModule();
+const { runCell, runOpCases, seedChecksum, modelBegin, modelChunk } = await loading.catch(() => ({}));
 
 const LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupSizeX',
   'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension'];
@@ -111,5 +111,4 @@ window.webq = {
   seedChecksum: (seed, n, k) => seedChecksum(BigInt(seed), n, k),
   provokeErrors,
 };
-const ready = engineFailure ? Promise.reject(engineFailure) : engine.default();
-ready.then((wasm) => { engineMemory = wasm.memory; window.webqReady = true; }, (e) => { window.webqReady = `engine failed to load: ${describe(e)}`; });
+loading.then((engine) => engine.default()).then((wasm) => { engineMemory = wasm.memory; window.webqReady = true; }, (e) => { window.webqReady = `engine failed to load: ${describe(e)}`; });

@@ -61,7 +61,8 @@ impl QuantizedMatrix {
         self.k / self.group_len()
     }
 
-    fn row(&self, r: usize) -> &[u8] {
+    /// Row `r`'s stored codes (its packed bytes and the padding to `row_stride`).
+    pub(crate) fn row(&self, r: usize) -> &[u8] {
         &self.codes[r * self.row_stride..(r + 1) * self.row_stride]
     }
 
