@@ -95,6 +95,7 @@ fn capabilities(env: &Value) -> Capabilities {
     Capabilities {
         browser: Browser::from_user_agent(env["userAgent"].as_str().unwrap_or("")),
         webgpu: env["webgpu"]["available"] == json!(true),
+        webgpu_fallback: env["webgpu"]["adapter"]["isFallbackAdapter"] == json!(true),
         shader_f16: env["webgpu"]["shaderF16"] == json!(true),
         webnn: cpu["ok"] == json!(true),
         webnn_int4: dtypes(&cpu["dequantizeLinear"], "input").split(',').any(|t| t == "int4"),

@@ -29,6 +29,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 /// - with `ran`, another precision ran;
 /// - with `kernel`, another kernel ran, or none is recorded;
 /// - with `dot_path`, the CPU path summed otherwise, or recorded no dot path;
+/// - with `backend`, another backend ran, or none is recorded;
 /// - an expectation that matches no cell;
 /// - an `unsupported` cell that no `unsupported` expectation names: "unsupported" is an answer only
 ///   where the matrix says it is, so a vanished browser feature turns `--check` red.
@@ -98,6 +99,13 @@ fn check_one(e: &Expect, r: &CellRecord) -> Vec<String> {
             out.push(format!("expect `{}` kernel {kernel}: {} ran {actual}", e.cells, r.id));
         }
     }
+    if let Some(backend) = &e.backend {
+        let actual = r.detail.as_ref().and_then(|d| d.backend.as_deref());
+        if !actual.is_some_and(|b| glob(backend, b)) {
+            let actual = actual.unwrap_or("no recorded backend");
+            out.push(format!("expect `{}` backend {backend}: {} ran on {actual}", e.cells, r.id));
+        }
+    }
     if let Some(path) = &e.dot_path {
         let actual = r.detail.as_ref().and_then(|d| d.dot_path.as_deref());
         if !actual.is_some_and(|p| glob(path, p)) {
@@ -130,6 +138,7 @@ mod tests {
             ran: None,
             kernel: None,
             dot_path: None,
+            backend: None,
         }
     }
 
@@ -185,6 +194,25 @@ mod tests {
         summed(&mut r, None);
         let v = violations(&pin, &[r]);
         assert!(v.len() == 1 && v[0].ends_with("no recorded dot path"), "{v:?}");
+    }
+
+    /// A browser that stops saying its WebGPU adapter is a fallback one gets WebGPU from `auto`
+    /// again, and its cells pass there too (slowly); only the pin sees it.
+    #[test]
+    fn a_backend_expectation_holds_autos_choice() {
+        let mut r = record(Runtime::Firefox, CellBackend::Auto, Status::Pass, "");
+        let pin = [Expect { backend: Some("wasm".into()), ..expect("firefox/auto/*", Status::Pass, None) }];
+        let ran = |r: &mut CellRecord, backend: Option<&str>| {
+            r.detail = Some(crate::results::RunDetail { backend: backend.map(str::to_string), ..Default::default() });
+        };
+        ran(&mut r, Some("wasm"));
+        assert!(violations(&pin, std::slice::from_ref(&r)).is_empty());
+        ran(&mut r, Some("webgpu"));
+        let v = violations(&pin, std::slice::from_ref(&r));
+        assert!(v.len() == 1 && v[0].ends_with("ran on webgpu"), "{v:?}");
+        ran(&mut r, None);
+        let v = violations(&pin, &[r]);
+        assert!(v.len() == 1 && v[0].ends_with("no recorded backend"), "{v:?}");
     }
 
     #[test]

@@ -228,6 +228,8 @@ struct RawExpect {
     kernel: Option<String>,
     #[serde(default)]
     dot_path: Option<String>,
+    #[serde(default)]
+    backend: Option<String>,
 }
 
 /// What some cells must come out as (checked by `webq run --check`): cells whose id matches
@@ -237,7 +239,9 @@ struct RawExpect {
 /// the tuning table's pick as the device could run it, so a driver that loses a feature the pick
 /// needs, such as subgroups, is caught rather than quietly stepped back from); with `dot_path`, the
 /// CPU path summed as it names (`simd128-fma`: an engine that stops validating or fusing relaxed-simd
-/// loads the other bundle, whose cells pass just as well). A pattern that
+/// loads the other bundle, whose cells pass just as well); with `backend`, ran on a backend matching
+/// it (`auto`'s choice or fallback: a browser that stops saying its WebGPU adapter is a fallback one
+/// is caught). A pattern that
 /// matches no cell is itself a failure, so a renamed cell cannot slip out of its expectation; an
 /// `unsupported` cell that no expectation names is one too (see `expect::violations`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
@@ -250,6 +254,8 @@ pub struct Expect {
     pub kernel: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dot_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -622,6 +628,7 @@ impl Source<'_> {
             ran: e.ran.clone(),
             kernel: e.kernel.clone(),
             dot_path: e.dot_path.clone(),
+            backend: e.backend.clone(),
         })
     }
 }

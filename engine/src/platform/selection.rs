@@ -174,6 +174,10 @@ const FAMILY_RULES: &[FamilyRule] = &[
 pub struct Capabilities {
     pub browser: Browser,
     pub webgpu: bool,
+    /// WebGPU's adapter is a fallback adapter (`GPUAdapterInfo.isFallbackAdapter`: software on the
+    /// CPU, SwiftShader in Chromium and lavapipe in Firefox here). Absent in older records.
+    #[serde(default)]
+    pub webgpu_fallback: bool,
     pub shader_f16: bool,
     pub webnn: bool,
     /// WebNN's `dequantizeLinear` takes int4 input (opSupportLimits).
@@ -235,6 +239,12 @@ fn rule_for(family: Family, browser: Browser) -> &'static FamilyRule {
         .expect("every family has a catch-all rule")
 }
 
+/// Why WebGPU on a fallback adapter goes after the browser's other backends: one model of each
+/// family ran there 10-160x slower than on the wasm backend on the same CPU cores, in Chromium
+/// (SwiftShader) and Firefox (lavapipe) alike (bench/2026-12-07-auto-fallback-adapter.txt).
+const FALLBACK_ADAPTER_LAST: &str =
+    "WebGPU's adapter is a fallback adapter (software, on the CPU): webgpu after the other backends";
+
 /// Selects a backend and precision for a model family (and, for `llm`, the layer being run).
 pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
     let order = BACKEND_ORDER.iter().find(|(b, _)| *b == caps.browser).map_or(&[][..], |(_, o)| o);
@@ -251,6 +261,12 @@ pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
         candidates.push(rule.backend);
     }
     candidates.extend(order.iter().copied().filter(|b| *b != rule.backend));
+    if caps.webgpu && caps.webgpu_fallback {
+        // Last, not struck out: it still runs what the CPU backends cannot (f16 arithmetic).
+        candidates.retain(|b| *b != Backend::Webgpu);
+        candidates.push(Backend::Webgpu);
+        reasons.push(FALLBACK_ADAPTER_LAST.to_string());
+    }
     for b in candidates.iter().filter(|b| !caps.has(**b)) {
         reasons.push(format!("{} is not available in this browser", b.name()));
     }
@@ -286,7 +302,15 @@ mod tests {
     use super::*;
 
     fn caps(browser: Browser, webgpu: bool, webnn: bool) -> Capabilities {
-        Capabilities { browser, webgpu, shader_f16: false, webnn, webnn_int4: webnn, wasm_simd: true }
+        Capabilities {
+            browser,
+            webgpu,
+            webgpu_fallback: false,
+            shader_f16: false,
+            webnn,
+            webnn_int4: webnn,
+            wasm_simd: true,
+        }
     }
 
     #[test]
@@ -343,5 +367,30 @@ mod tests {
         let s = select(&caps(Browser::Safari, false, false), Family::Audio, LayerKind::Mlp);
         assert_eq!((s.backend, s.precision.as_str()), (Backend::Wasm, "int8-pc-sym"));
         assert!(s.fallbacks.is_empty());
+    }
+
+    #[test]
+    fn a_fallback_adapter_puts_webgpu_last() {
+        let on_cpu = |browser, webnn| Capabilities { webgpu_fallback: true, ..caps(browser, true, webnn) };
+        // Firefox on lavapipe: the wasm backend, WebGPU behind it at the rule's precision.
+        let f = select(&on_cpu(Browser::Firefox, false), Family::Llm, LayerKind::Mlp);
+        assert_eq!(
+            (f.backend, f.precision.as_str(), &f.fallbacks[..]),
+            (Backend::Wasm, "int4-g128-sym", &[Backend::Webgpu][..])
+        );
+        assert!(f.reasons.iter().any(|r| r == FALLBACK_ADAPTER_LAST), "{:?}", f.reasons);
+        assert!(f.reasons.iter().any(|r| r == "wasm instead of webgpu"), "{:?}", f.reasons);
+        // Firefox's audio rule names a WebGPU workgroup: not for the wasm backend.
+        let a = select(&on_cpu(Browser::Firefox, false), Family::Audio, LayerKind::Mlp);
+        assert_eq!((a.backend, a.workgroup), (Backend::Wasm, None));
+        // chrome-shell on SwiftShader with WebNN: the browser's order without WebGPU, then WebGPU.
+        let c = select(&on_cpu(Browser::Chrome, true), Family::Text, LayerKind::Mlp);
+        assert_eq!((c.backend, &c.fallbacks[..]), (Backend::Webnn, &[Backend::Wasm, Backend::Webgpu][..]));
+        // Without WebGPU the flag changes nothing.
+        let n = Capabilities { webgpu: false, ..on_cpu(Browser::Firefox, false) };
+        assert_eq!(
+            select(&n, Family::Llm, LayerKind::Mlp),
+            select(&caps(Browser::Firefox, false, false), Family::Llm, LayerKind::Mlp)
+        );
     }
 }

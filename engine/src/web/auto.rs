@@ -37,6 +37,7 @@ async fn detect(device: WebnnDevice) -> Capabilities {
     Capabilities {
         browser: Browser::from_user_agent(&ua),
         webgpu: gpu.is_some(),
+        webgpu_fallback: gpu.as_ref().is_some_and(|g| g.adapter().is_fallback()),
         shader_f16: gpu.is_some_and(|g| g.adapter().shader_f16),
         webnn,
         webnn_int4,

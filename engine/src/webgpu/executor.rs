@@ -50,6 +50,14 @@ pub struct AdapterSummary {
     pub max_compute_workgroup_storage_size: u32,
 }
 
+impl AdapterSummary {
+    /// A fallback adapter: software on the CPU (wgpu's `DeviceType::Cpu`, which its WebGPU backend
+    /// gives where the browser says `isFallbackAdapter`).
+    pub fn is_fallback(&self) -> bool {
+        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
+    }
+}
+
 type PipelineKey = (KernelVariant, QuantFormat, Option<&'static str>);
 
 pub struct Executor {
