@@ -203,6 +203,8 @@ pub struct Choice {
     /// What the family's rule asked for, and what the chosen backend runs.
     pub wanted: String,
     pub precision: String,
+    /// The rule's WebGPU GEMV workgroup where WebGPU is in the plan, first or as a fallback (None:
+    /// the tuning table's).
     pub workgroup: Option<String>,
     /// The backends to try next, in order, if this one fails.
     pub fallbacks: Vec<Backend>,
@@ -285,7 +287,9 @@ pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
     if backend != rule.backend {
         reasons.push(format!("{} instead of {}", backend.name(), rule.backend.name()));
     }
-    let workgroup = (backend == Backend::Webgpu).then_some(rule.workgroup).flatten().map(str::to_string);
+    // The rule's WebGPU workgroup wherever WebGPU may run, first or as a fallback.
+    let on_webgpu = backend == Backend::Webgpu || candidates.contains(&Backend::Webgpu);
+    let workgroup = on_webgpu.then_some(rule.workgroup).flatten().map(str::to_string);
     Choice {
         browser: caps.browser,
         backend,
@@ -380,9 +384,9 @@ mod tests {
         );
         assert!(f.reasons.iter().any(|r| r == FALLBACK_ADAPTER_LAST), "{:?}", f.reasons);
         assert!(f.reasons.iter().any(|r| r == "wasm instead of webgpu"), "{:?}", f.reasons);
-        // Firefox's audio rule names a WebGPU workgroup: not for the wasm backend.
+        // Firefox's audio rule names a WebGPU workgroup: kept for WebGPU as the fallback.
         let a = select(&on_cpu(Browser::Firefox, false), Family::Audio, LayerKind::Mlp);
-        assert_eq!((a.backend, a.workgroup), (Backend::Wasm, None));
+        assert_eq!((a.backend, a.workgroup.as_deref()), (Backend::Wasm, Some("256x1")));
         // chrome-shell on SwiftShader with WebNN: the browser's order without WebGPU, then WebGPU.
         let c = select(&on_cpu(Browser::Chrome, true), Family::Text, LayerKind::Mlp);
         assert_eq!((c.backend, &c.fallbacks[..]), (Backend::Webnn, &[Backend::Wasm, Backend::Webgpu][..]));
