@@ -92,25 +92,17 @@ fn check_one(e: &Expect, r: &CellRecord) -> Vec<String> {
             out.push(format!("expect `{}` ran {ran}: {} ran {actual}", e.cells, r.id));
         }
     }
-    if let Some(kernel) = &e.kernel {
-        let actual = r.workgroup.as_deref();
-        if !actual.is_some_and(|k| glob(kernel, k)) {
-            let actual = actual.unwrap_or("no recorded kernel");
-            out.push(format!("expect `{}` kernel {kernel}: {} ran {actual}", e.cells, r.id));
-        }
-    }
-    if let Some(backend) = &e.backend {
-        let actual = r.detail.as_ref().and_then(|d| d.backend.as_deref());
-        if !actual.is_some_and(|b| glob(backend, b)) {
-            let actual = actual.unwrap_or("no recorded backend");
-            out.push(format!("expect `{}` backend {backend}: {} ran on {actual}", e.cells, r.id));
-        }
-    }
-    if let Some(path) = &e.dot_path {
-        let actual = r.detail.as_ref().and_then(|d| d.dot_path.as_deref());
-        if !actual.is_some_and(|p| glob(path, p)) {
-            let actual = actual.unwrap_or("no recorded dot path");
-            out.push(format!("expect `{}` dot path {path}: {} summed {actual}", e.cells, r.id));
+    let detail = r.detail.as_ref();
+    let recorded = [
+        (&e.kernel, "kernel", "ran", r.workgroup.as_deref()),
+        (&e.backend, "backend", "ran on", detail.and_then(|d| d.backend.as_deref())),
+        (&e.dot_path, "dot path", "summed", detail.and_then(|d| d.dot_path.as_deref())),
+    ];
+    for (want, what, verb, actual) in recorded {
+        let Some(want) = want else { continue };
+        if !actual.is_some_and(|a| glob(want, a)) {
+            let actual = actual.map_or_else(|| format!("no recorded {what}"), str::to_string);
+            out.push(format!("expect `{}` {what} {want}: {} {verb} {actual}", e.cells, r.id));
         }
     }
     out
@@ -177,42 +169,48 @@ mod tests {
         assert!(v.len() == 1 && v[0].ends_with("ran no recorded kernel"), "{v:?}");
     }
 
+    /// `pin` holds for `r` with the detail `set` gives `good`, and is one violation, ending
+    /// `bad_end`, for `bad` and one, ending `none_end`, for nothing recorded.
+    fn detail_pin_holds(
+        mut r: CellRecord,
+        pin: &[Expect],
+        set: impl Fn(&mut crate::results::RunDetail, Option<String>),
+        [good, bad]: [&str; 2],
+        [bad_end, none_end]: [&str; 2],
+    ) {
+        let with = |r: &mut CellRecord, value: Option<&str>| {
+            let mut detail = crate::results::RunDetail::default();
+            set(&mut detail, value.map(str::to_string));
+            r.detail = Some(detail);
+        };
+        with(&mut r, Some(good));
+        assert!(violations(pin, std::slice::from_ref(&r)).is_empty());
+        with(&mut r, Some(bad));
+        let v = violations(pin, std::slice::from_ref(&r));
+        assert!(v.len() == 1 && v[0].ends_with(bad_end), "{v:?}");
+        with(&mut r, None);
+        let v = violations(pin, &[r]);
+        assert!(v.len() == 1 && v[0].ends_with(none_end), "{v:?}");
+    }
+
     /// A browser whose engine stops fusing (or validating) relaxed-simd sums otherwise; its cells
     /// still pass and still match native's other twin, so only the pin sees it.
     #[test]
     fn a_dot_path_expectation_holds_the_fused_bundle() {
-        let mut r = record(Runtime::Chromium, CellBackend::Wasm, Status::Pass, "");
+        let r = record(Runtime::Chromium, CellBackend::Wasm, Status::Pass, "");
         let pin = [Expect { dot_path: Some("simd128-fma".into()), ..expect("chromium/wasm/*", Status::Pass, None) }];
-        let summed = |r: &mut CellRecord, path: Option<&str>| {
-            r.detail = Some(crate::results::RunDetail { dot_path: path.map(str::to_string), ..Default::default() });
-        };
-        summed(&mut r, Some("simd128-fma"));
-        assert!(violations(&pin, std::slice::from_ref(&r)).is_empty());
-        summed(&mut r, Some("simd128"));
-        let v = violations(&pin, std::slice::from_ref(&r));
-        assert!(v.len() == 1 && v[0].ends_with("summed simd128"), "{v:?}");
-        summed(&mut r, None);
-        let v = violations(&pin, &[r]);
-        assert!(v.len() == 1 && v[0].ends_with("no recorded dot path"), "{v:?}");
+        let set = |d: &mut crate::results::RunDetail, v| d.dot_path = v;
+        detail_pin_holds(r, &pin, set, ["simd128-fma", "simd128"], ["summed simd128", "no recorded dot path"]);
     }
 
     /// A browser that stops saying its WebGPU adapter is a fallback one gets WebGPU from `auto`
     /// again, and its cells pass there too (slowly); only the pin sees it.
     #[test]
     fn a_backend_expectation_holds_autos_choice() {
-        let mut r = record(Runtime::Firefox, CellBackend::Auto, Status::Pass, "");
+        let r = record(Runtime::Firefox, CellBackend::Auto, Status::Pass, "");
         let pin = [Expect { backend: Some("wasm".into()), ..expect("firefox/auto/*", Status::Pass, None) }];
-        let ran = |r: &mut CellRecord, backend: Option<&str>| {
-            r.detail = Some(crate::results::RunDetail { backend: backend.map(str::to_string), ..Default::default() });
-        };
-        ran(&mut r, Some("wasm"));
-        assert!(violations(&pin, std::slice::from_ref(&r)).is_empty());
-        ran(&mut r, Some("webgpu"));
-        let v = violations(&pin, std::slice::from_ref(&r));
-        assert!(v.len() == 1 && v[0].ends_with("ran on webgpu"), "{v:?}");
-        ran(&mut r, None);
-        let v = violations(&pin, &[r]);
-        assert!(v.len() == 1 && v[0].ends_with("no recorded backend"), "{v:?}");
+        let set = |d: &mut crate::results::RunDetail, v| d.backend = v;
+        detail_pin_holds(r, &pin, set, ["wasm", "webgpu"], ["ran on webgpu", "no recorded backend"]);
     }
 
     #[test]

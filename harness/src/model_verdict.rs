@@ -294,13 +294,16 @@ pub fn output_digest(y: &[f32]) -> String {
 pub fn wasm_divergences(records: &[CellRecord]) -> Vec<String> {
     use webq_engine::cpu::Summation;
     use webq_engine::protocol::{CellBackend, Runtime};
+    /// A record's model result, where it holds an output digest.
+    fn digested(r: &CellRecord) -> Option<&ModelResult> {
+        r.model.as_ref().filter(|m| !m.output_digest.is_empty())
+    }
     let wasm = |r: &&CellRecord| r.cell.backend == CellBackend::Wasm && r.cell.model.is_some();
     let native: std::collections::HashMap<&str, &ModelResult> = records
         .iter()
         .filter(wasm)
         .filter(|r| r.cell.runtime == Runtime::Native)
-        .filter_map(|r| Some((r.id.split_once('/')?.1, r.model.as_ref()?)))
-        .filter(|(_, m)| !m.output_digest.is_empty())
+        .filter_map(|r| Some((r.id.split_once('/')?.1, digested(r)?)))
         .collect();
     records
         .iter()
@@ -308,7 +311,7 @@ pub fn wasm_divergences(records: &[CellRecord]) -> Vec<String> {
         .filter(|r| r.cell.runtime != Runtime::Native)
         .filter_map(|r| {
             let rest = r.id.split_once('/')?.1;
-            let got = r.model.as_ref().map(|m| m.output_digest.as_str()).filter(|d| !d.is_empty())?;
+            let got = digested(r)?.output_digest.as_str();
             let twin = native.get(rest)?;
             let path = r.detail.as_ref().and_then(|d| d.dot_path.as_deref()).unwrap_or("");
             let (want, whose) = match Summation::of_dot_path(path) {
