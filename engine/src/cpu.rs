@@ -126,44 +126,74 @@ fn gemv_rows(x: &[f32], q: &QuantizedMatrix, rows: std::ops::Range<usize>, s: Su
     y
 }
 
-/// Several activation rows: two weight rows decoded at a time where four activation rows share
-/// them (eight independent sums in flight, each load of a row serving four products for weights,
-/// two for activations); the odd last weight row and the activation rows past the last four, one
-/// at a time.
+/// Weight rows decoded at a time in the GEMM: the panel (16 rows of K = 4096 in f32 is 256 KiB)
+/// waits in L2 while every block of activation rows passes over it.
+const PANEL_ROWS: usize = 16;
+/// Elements of K a step of the GEMM: one step's weights (the panel's rows, 32 KiB at 16 rows) and
+/// one block's activations (8 KiB) stay in L1 while every block and row pair passes over them.
+/// Measured in V8 (node) against panels of 4 to 64 rows and steps of 128 to 1024 elements, the best
+/// two again in Firefox: bench/2026-12-07-wasm-gemm-panels.txt.
+const STEP_K: usize = 512;
+
+/// Several activation rows. The weight rows are decoded a panel at a time; then, a step of K at a
+/// time, each block of four activation rows is dotted against two of the panel's rows at once
+/// (eight sums in flight, [`accumulate4x2`]), the sums carried from step to step. Each lane still
+/// sums its products in k order and ends as `dot` ends it ([`finish`]), so every output has the bits
+/// of `dot` over the whole row. The panel's odd last row and the activation rows past the last
+/// block of four are dotted over the whole row, one at a time.
 #[inline(never)]
 fn gemm_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usize>, s: Summation) -> Vec<f32> {
     let (n, k) = (rows.len(), q.k);
     let mut y = vec![0f32; m * n];
-    let mut decoded = [vec![0f32; k], vec![0f32; k]];
+    let mut panel = vec![0f32; PANEL_ROWS * k];
     let mut patterns = vec![0u8; k];
-    let mut j = 0;
-    while j < n {
-        let width = if m >= 4 && j + 1 < n { 2 } else { 1 };
-        for (d, row) in decoded[..width].iter_mut().enumerate() {
-            decode_row(q, rows.start + j + d, row, &mut patterns);
+    let blocks = m / 4;
+    // The whole vectors of K; `finish` adds the tail.
+    let body = k / 4 * 4;
+    let mut sums: Vec<[Lanes; 8]> = Vec::new();
+    let x_row = |i: usize| &x[i * k..(i + 1) * k];
+    for j0 in (0..n).step_by(PANEL_ROWS) {
+        let width = PANEL_ROWS.min(n - j0);
+        for (d, row) in panel.chunks_exact_mut(k).take(width).enumerate() {
+            decode_row(q, rows.start + j0 + d, row, &mut patterns);
         }
-        let mut i = 0;
-        while i + 4 <= m {
-            let xs = [0, 1, 2, 3].map(|d| &x[(i + d) * k..(i + d + 1) * k]);
-            if width == 2 {
-                for (e, sums) in dot4x2(xs, [&decoded[0], &decoded[1]], s).into_iter().enumerate() {
-                    for (d, v) in sums.into_iter().enumerate() {
-                        y[(i + d) * n + j + e] = v;
+        let row = |r: usize| &panel[r * k..(r + 1) * k];
+        let pairs = width / 2;
+        // Where K takes more than one step, the sums wait here between steps; on the last step they
+        // end in `finish` straight from the loop.
+        sums.clear();
+        sums.resize(if body > STEP_K { blocks * pairs } else { 0 }, [ZERO_LANES; 8]);
+        for c0 in (0..body.max(1)).step_by(STEP_K) {
+            let c = c0..(c0 + STEP_K).min(body);
+            let (first, last) = (c0 == 0, c.end == body);
+            for b in 0..blocks {
+                let xs = [0, 1, 2, 3].map(|d| &x_row(4 * b + d)[c.clone()]);
+                for p in 0..pairs {
+                    let w = [&row(2 * p)[c.clone()], &row(2 * p + 1)[c.clone()]];
+                    let start = if first { [ZERO_LANES; 8] } else { sums[b * pairs + p] };
+                    let lanes = accumulate4x2(xs, w, start, s);
+                    if !last {
+                        sums[b * pairs + p] = lanes;
+                        continue;
+                    }
+                    for (l, lanes) in lanes.into_iter().enumerate() {
+                        let (i, r) = (4 * b + l % 4, 2 * p + l / 4);
+                        y[i * n + j0 + r] = finish(lanes, x_row(i), row(r));
                     }
                 }
-            } else {
-                for (d, v) in dot4(xs, &decoded[0], s).into_iter().enumerate() {
-                    y[(i + d) * n + j] = v;
-                }
-            }
-            i += 4;
-        }
-        for i in i..m {
-            for (e, row) in decoded[..width].iter().enumerate() {
-                y[i * n + j + e] = dot(&x[i * k..(i + 1) * k], row, s);
             }
         }
-        j += width;
+        for b in (0..blocks).filter(|_| width % 2 == 1) {
+            let xs = [0, 1, 2, 3].map(|d| x_row(4 * b + d));
+            for (d, v) in dot4(xs, row(width - 1), s).into_iter().enumerate() {
+                y[(4 * b + d) * n + j0 + width - 1] = v;
+            }
+        }
+        for i in 4 * blocks..m {
+            for r in 0..width {
+                y[i * n + j0 + r] = dot(x_row(i), row(r), s);
+            }
+        }
     }
     y
 }
@@ -537,6 +567,16 @@ mod simd_decode {
     }
 }
 
+/// The four lanes of a dot product in flight: lane `j % 4` sums the products of elements `j`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+type Lanes = core::arch::wasm32::v128;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+const ZERO_LANES: Lanes = core::arch::wasm32::f32x4(0.0, 0.0, 0.0, 0.0);
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+type Lanes = [f32; 4];
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+const ZERO_LANES: Lanes = [0.0; 4];
+
 /// `acc + x * w` per lane: `f32x4.relaxed_madd` in the relaxed-simd build (rounded once where the
 /// engine fuses it, [`engine_fuses`]), `f32x4.mul` then `f32x4.add` otherwise.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -574,7 +614,7 @@ fn dot(a: &[f32], b: &[f32], _: Summation) -> f32 {
 /// The end of a simd128 dot product: the elements past the last whole vector added to their lanes,
 /// then the lanes summed pairwise (the order the scalar build sums in too).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn finish(acc: core::arch::wasm32::v128, a: &[f32], b: &[f32]) -> f32 {
+fn finish(acc: Lanes, a: &[f32], b: &[f32]) -> f32 {
     use core::arch::wasm32::*;
     let mut lanes = [
         f32x4_extract_lane::<0>(acc),
@@ -606,17 +646,19 @@ fn dot4(xs: [&[f32]; 4], w: &[f32], _: Summation) -> [f32; 4] {
     [0, 1, 2, 3].map(|d| finish(acc[d], xs[d], w))
 }
 
-/// [`dot4`] against two weight rows at once: the eight sums kept in named locals, which LLVM keeps
-/// as wasm locals and V8 in registers (an array of them stayed in linear memory, loaded and stored
-/// every step, and was no faster than [`dot4`], bench/2026-12-06-wasm-gemm-4x2.txt); each summed
-/// exactly as `dot` sums it.
+/// The eight sums of a block of four activation rows against two weight rows, carried on over one
+/// more step of K (`xs` and `w` cut to that step, whole vectors only): sums `[e * 4 + d]` for weight
+/// row `e` and activation row `d`, each lane summing in k order as `dot` does. Within the step the
+/// sums live in eight named locals, which LLVM keeps as wasm locals and the engines in registers (an
+/// array of them stayed in linear memory, loaded and stored every step, and was no faster than
+/// [`dot4`], bench/2026-12-06-wasm-gemm-4x2.txt).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2], _: Summation) -> [[f32; 4]; 2] {
+#[inline(always)]
+fn accumulate4x2(xs: [&[f32]; 4], w: [&[f32]; 2], sums: [Lanes; 8], _: Summation) -> [Lanes; 8] {
     use core::arch::wasm32::*;
     let len = w[0].len();
-    assert!(xs.iter().all(|x| x.len() == len) && w[1].len() == len);
-    let z = f32x4_splat(0.0);
-    let (mut a00, mut a01, mut a02, mut a03, mut a10, mut a11, mut a12, mut a13) = (z, z, z, z, z, z, z, z);
+    assert!(xs.iter().all(|x| x.len() == len) && w[1].len() == len && len % 4 == 0);
+    let [mut a00, mut a01, mut a02, mut a03, mut a10, mut a11, mut a12, mut a13] = sums;
     let (p0, p1) = (w[0].as_ptr(), w[1].as_ptr());
     let [q0, q1, q2, q3] = xs.map(<[f32]>::as_ptr);
     for i in (0..len / 4).map(|c| c * 4) {
@@ -633,13 +675,19 @@ fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2], _: Summation) -> [[f32; 4]; 2] {
         both(load(q2), &mut a02, &mut a12);
         both(load(q3), &mut a03, &mut a13);
     }
-    let sums = |acc: [v128; 4], w: &[f32]| [0, 1, 2, 3].map(|d| finish(acc[d], xs[d], w));
-    [sums([a00, a01, a02, a03], w[0]), sums([a10, a11, a12, a13], w[1])]
+    [a00, a01, a02, a03, a10, a11, a12, a13]
 }
 
+/// [`accumulate4x2`] lane by lane, with the build's summation.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn dot4x2(xs: [&[f32]; 4], w: [&[f32]; 2], s: Summation) -> [[f32; 4]; 2] {
-    w.map(|w| dot4(xs, w, s))
+fn accumulate4x2(xs: [&[f32]; 4], w: [&[f32]; 2], mut sums: [Lanes; 8], s: Summation) -> [Lanes; 8] {
+    for (l, lanes) in sums.iter_mut().enumerate() {
+        match s {
+            Summation::Rounded => add_lanes(lanes, xs[l % 4], w[l / 4], |acc, x, w| acc + x * w),
+            Summation::Fused => add_lanes(lanes, xs[l % 4], w[l / 4], |acc, x, w| x.mul_add(w, acc)),
+        }
+    }
+    sums
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
@@ -661,14 +709,27 @@ fn dot(a: &[f32], b: &[f32], s: Summation) -> f32 {
 #[inline(always)]
 fn dot_lanes(a: &[f32], b: &[f32], madd: impl Fn(f32, f32, f32) -> f32) -> f32 {
     assert_eq!(a.len(), b.len());
-    let mut lanes = [0f32; 4];
+    let mut lanes = ZERO_LANES;
+    add_lanes(&mut lanes, a, b, madd);
+    finish(lanes, a, b)
+}
+
+/// `a . b` over their whole vectors of four, added on to `lanes` (lane `j % 4` takes element `j`).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn add_lanes(lanes: &mut Lanes, a: &[f32], b: &[f32], madd: impl Fn(f32, f32, f32) -> f32) {
     for (ca, cb) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
         for ((acc, x), w) in lanes.iter_mut().zip(ca).zip(cb) {
             *acc = madd(*acc, *x, *w);
         }
     }
-    let tail = a.len() / 4 * 4;
-    for j in tail..a.len() {
+}
+
+/// The end of a dot product: the elements past the last whole vector added to their lanes, then
+/// the lanes summed pairwise, as the simd128 build's `finish` ends one.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn finish(mut lanes: Lanes, a: &[f32], b: &[f32]) -> f32 {
+    for j in a.len() / 4 * 4..a.len() {
         lanes[j % 4] += a[j] * b[j];
     }
     (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
@@ -700,18 +761,30 @@ mod tests {
         }
     }
 
+    /// The GEMM's blocks, panels and steps of K change no bit: the second shape has two whole
+    /// panels and an odd row, two whole steps of K and a short one, a tail past the last vector,
+    /// and a row past the last block of four.
     #[test]
     fn four_rows_at_once_sum_as_one_row_at_a_time() {
-        let (m, n, k) = (6, 5, 130);
-        let q = quantize(&seeded::weights(7, n, k), n, k, QuantFormat::F16, Quantizer::RoundToNearest).unwrap();
-        let x = seeded::activations(7, m, k);
-        let y = matmul(&x, m, &q);
-        let (mut row, mut pat) = (vec![0f32; k], vec![0u8; k]);
-        for r in 0..n {
-            decode_row(&q, r, &mut row, &mut pat);
-            for i in 0..m {
-                let alone = dot(&x[i * k..(i + 1) * k], &row, Summation::of_this_build());
-                assert_eq!(y[i * n + r].to_bits(), alone.to_bits(), "({i}, {r})");
+        let summations = if cfg!(target_arch = "wasm32") {
+            vec![Summation::of_this_build()]
+        } else {
+            vec![Summation::Rounded, Summation::Fused]
+        };
+        for ((m, n, k), s) in [(6, 5, 130), (9, 2 * PANEL_ROWS + 3, 2 * STEP_K + 6)]
+            .into_iter()
+            .flat_map(|shape| summations.iter().map(move |s| (shape, *s)))
+        {
+            let q = quantize(&seeded::weights(7, n, k), n, k, QuantFormat::F16, Quantizer::RoundToNearest).unwrap();
+            let x = seeded::activations(7, m, k);
+            let y = matmul_rows(&x, m, &q, 0..n, s);
+            let (mut row, mut pat) = (vec![0f32; k], vec![0u8; k]);
+            for r in 0..n {
+                decode_row(&q, r, &mut row, &mut pat);
+                for i in 0..m {
+                    let alone = dot(&x[i * k..(i + 1) * k], &row, s);
+                    assert_eq!(y[i * n + r].to_bits(), alone.to_bits(), "{m}x{n}x{k} {s:?} ({i}, {r})");
+                }
             }
         }
     }

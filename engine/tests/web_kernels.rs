@@ -81,14 +81,16 @@ fn cpu_kernel_converts_every_half_exactly() {
     }
 }
 
-/// The simd128 path's four activation rows a pass, against two weight rows (`dot4x2`: N = 5 gives
-/// two pairs) or the odd last one (`dot4`), sums each output as one row alone does (decoded as it is
-/// dotted, where the vector decode takes the row; 8-bit rows two at a time, N = 5 again giving two
-/// pairs and an odd row), to the bit, tail included (K = 130 is not whole vectors), for every format.
+/// The simd128 path's four activation rows a pass, against two weight rows (`accumulate4x2`: N = 5
+/// gives two pairs) or the odd last one (`dot4`), sums each output as one row alone does (decoded as
+/// it is dotted, where the vector decode takes the row; 8-bit rows two at a time, N = 5 again giving
+/// two pairs and an odd row), to the bit, tail included (K = 130 is not whole vectors), for every
+/// format. M = 9, N = 35 and K = 1030 or 1152 take the GEMM over two panels of 16 weight rows and an
+/// odd one, and K in two steps of 512 and a short one, with a row past the last block of four.
 #[wasm_bindgen_test]
 fn cpu_kernel_sums_four_rows_at_once_as_one_row_at_a_time() {
-    let (m, n) = (6, 5);
-    for (format, k) in QuantFormat::catalogue().into_iter().flat_map(|f| [(f, 130), (f, 256)]) {
+    let shapes = [(6, 5, 130), (6, 5, 256), (9, 35, 1030), (9, 35, 1152)];
+    for (format, (m, n, k)) in QuantFormat::catalogue().into_iter().flat_map(|f| shapes.map(|s| (f, s))) {
         if format.check_shape(n, k).is_err() {
             continue;
         }
@@ -98,7 +100,7 @@ fn cpu_kernel_sums_four_rows_at_once_as_one_row_at_a_time() {
         for i in 0..m {
             let alone = webq_engine::cpu::matmul(&x[i * k..(i + 1) * k], 1, &q);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&y[i * n..(i + 1) * n]), bits(&alone), "{format} K {k} row {i}");
+            assert_eq!(bits(&y[i * n..(i + 1) * n]), bits(&alone), "{format} {m}x{n}x{k} row {i}");
         }
     }
 }
