@@ -183,10 +183,12 @@ fn gemm_rows(x: &[f32], m: usize, q: &QuantizedMatrix, rows: std::ops::Range<usi
                 }
             }
         }
-        for b in (0..blocks).filter(|_| width % 2 == 1) {
-            let xs = [0, 1, 2, 3].map(|d| x_row(4 * b + d));
-            for (d, v) in dot4(xs, row(width - 1), s).into_iter().enumerate() {
-                y[(4 * b + d) * n + j0 + width - 1] = v;
+        if width % 2 == 1 {
+            for b in 0..blocks {
+                let xs = [0, 1, 2, 3].map(|d| x_row(4 * b + d));
+                for (d, v) in dot4(xs, row(width - 1), s).into_iter().enumerate() {
+                    y[(4 * b + d) * n + j0 + width - 1] = v;
+                }
             }
         }
         for i in 4 * blocks..m {
