@@ -7,10 +7,13 @@
 
 use wasm_bindgen_test::*;
 use webq_conformance::KernelTolerance;
+use webq_engine::platform::selection::Browser;
 use webq_engine::quant::{quantize, QuantFormat, QuantizedMatrix, Quantizer};
 use webq_engine::reference::{emulate, Arith};
 use webq_engine::seeded;
-use webq_engine::webgpu::{gemm_vec_rows, Executor, ExecutorOptions, KernelKind, KernelVariant, Workgroup};
+use webq_engine::webgpu::{
+    gemm_vec_rows, Executor, ExecutorOptions, KernelKind, KernelVariant, TuningTable, Workgroup,
+};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -137,12 +140,23 @@ async fn every_format_matches_the_emulation_on_webgpu() {
 }
 
 /// The CPU adapters' GEMM (`gemm-vec`, what Chromium's SwiftShader and Firefox's lavapipe run for
-/// several rows) in the browser's WebGPU: one format per width and scheme, both arithmetics, rows not
-/// a multiple of a thread's and channels not a multiple of 4. (Every format runs natively,
-/// engine/tests/webgpu_kernels.rs; here each cell waits for a readback, 100 ms in Firefox.)
+/// several rows) in the browser's WebGPU: one format per width and scheme, both arithmetics, through
+/// the block a thread the tuning table gives this browser's adapter (Chromium's SwiftShader 16
+/// channels x 16 rows, Firefox's lavapipe 16 x 8), the narrowest (4 x 16) and the widest (32 x 2),
+/// with rows and channels not a multiple of a thread's. (Every format and block runs natively,
+/// engine/tests/webgpu_kernels.rs; here each cell waits for a readback, 100 ms in Firefox, and each
+/// block compiles for seconds.)
 #[wasm_bindgen_test]
 async fn the_cpu_adapters_gemm_matches_the_emulation_on_webgpu() {
     let exec = Executor::open(&ExecutorOptions::default()).await.expect("this browser has no WebGPU adapter");
+    let ua = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| js_sys::Reflect::get(&n, &"userAgent".into()))
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_default();
+    let runtime = if Browser::from_user_agent(&ua) == Browser::Firefox { "firefox" } else { "chromium" };
+    let tuned = TuningTable::seed().pick(runtime, &exec.adapter().name, None).gemm_vec;
+    let own = tuned.map_or((16, 8), |b| (b.x, b.y));
     let mut failures = Vec::new();
     let mut cells = 0;
     let (m, n, k) = (11, 70, 256);
@@ -154,17 +168,20 @@ async fn the_cpu_adapters_gemm_matches_the_emulation_on_webgpu() {
             if !exec.supports(arith) {
                 continue;
             }
-            let variant = KernelVariant::new(KernelKind::GemmVec, arith, Workgroup { x: 64, y: gemm_vec_rows(m, 16) });
-            let run = exec.matmul(&x, m, &q, variant, 1).await.unwrap();
             let want = emulate(&x, m, &q, arith);
             let tol = if arith == Arith::F32 { KernelTolerance::matmul_f32() } else { KernelTolerance::matmul_f16() };
-            let v = tol.judge(&run.y, &want.y, &want.abs_dot, k);
-            cells += 1;
-            if !v.pass {
-                failures.push(format!("{format} {}: worst {:.3e}x", arith.name(), v.worst_ratio));
+            for (channels, most) in [own, (4, 16), (32, 2)] {
+                let block = Workgroup { x: channels, y: gemm_vec_rows(m, most) };
+                let variant = KernelVariant::new(KernelKind::GemmVec, arith, block);
+                let run = exec.matmul(&x, m, &q, variant, 1).await.unwrap();
+                let v = tol.judge(&run.y, &want.y, &want.abs_dot, k);
+                cells += 1;
+                if !v.pass {
+                    failures.push(format!("{format} {} {block}: worst {:.3e}x", arith.name(), v.worst_ratio));
+                }
             }
         }
     }
-    assert!(cells >= 4, "{cells} cells");
+    assert!(cells >= 12, "{cells} cells");
     assert!(failures.is_empty(), "{} of {cells} cells failed on {}: {failures:?}", failures.len(), exec.adapter().name);
 }

@@ -138,12 +138,17 @@ fn every_format_through_the_subgroup_gemv_matches_the_emulation() {
     assert_all_match(&exec, &cells);
 }
 
-/// The CPU adapters' GEMM, every format it takes in both arithmetics: 2, 4 and 8 rows a thread with M
-/// not a multiple of them, channels not a multiple of 4 (and fewer than 4), several groups a row and
-/// several workgroups of channels.
+/// The CPU adapters' GEMM, every format it takes in both arithmetics through lavapipe's block (16
+/// channels by 8 rows a thread), and one format per width and scheme through SwiftShader's (16 by 16;
+/// it has no shader-f16), the other blocks and the edges: 2 to 16 rows a thread with M not a multiple
+/// of them, 4 to 32 channels with N not a multiple of them (and fewer than them), several groups a
+/// row and several workgroups of channels. (Each cell compiles its own pipeline, up to 6 s on
+/// lavapipe for 16 by 16: not every format takes every block.)
 #[test]
 fn every_format_through_the_vector_gemm_matches_the_emulation() {
     let Some(exec) = executor() else { return };
+    let edges: [QuantFormat; 4] =
+        ["int2-g32-asym", "int4-g32-sym", "int4-g128-asym", "int8-pc-sym"].map(|f| f.parse().unwrap());
     let mut cells = Vec::new();
     for format in QuantFormat::catalogue() {
         if !webq_engine::webgpu::gemm_vec_fits(&format, 256) {
@@ -153,30 +158,50 @@ fn every_format_through_the_vector_gemm_matches_the_emulation() {
             if !exec.supports(arith) {
                 continue;
             }
-            // Up to 8 rows a thread (lavapipe's) and up to 16 (SwiftShader's, which has no shader-f16):
-            // 2, 8 and 16 rows.
-            for ((m, n, k), most) in [((2, 3, 256), 8), ((37, 70, 128), 8), ((9, 300, 256), 16)] {
+            let mut blocks = vec![((37, 70, 128), (16, 8))];
+            if edges.contains(&format) {
+                // 2100 channels are two workgroups of 32 a thread.
+                blocks.extend([
+                    ((2, 3, 256), (16, 8)),
+                    ((37, 70, 128), (4, 8)),
+                    ((2, 2100, 128), (32, 2)),
+                    ((9, 300, 256), (8, 16)),
+                    ((9, 300, 256), (16, 16)),
+                ]);
+            }
+            for ((m, n, k), (channels, most)) in blocks {
                 if most == 16 && arith == Arith::F16 {
                     continue;
                 }
-                let wg = Workgroup { x: 64, y: webq_engine::webgpu::gemm_vec_rows(m, most) };
+                let wg = Workgroup { x: channels, y: webq_engine::webgpu::gemm_vec_rows(m, most) };
                 cells.push((format, m, n, k, KernelVariant::new(KernelKind::GemmVec, arith, wg)));
             }
         }
     }
-    assert!(cells.len() >= 40, "{} cells", cells.len());
+    assert!(cells.len() >= 60, "{} cells", cells.len());
     assert_all_match(&exec, &cells);
 }
 
 #[test]
 fn the_vector_gemm_refuses_what_it_cannot_take() {
     let Some(exec) = executor() else { return };
-    let variant = KernelVariant::new(KernelKind::GemmVec, Arith::F32, Workgroup { x: 64, y: 4 });
+    let variant = KernelVariant::new(KernelKind::GemmVec, Arith::F32, Workgroup { x: 4, y: 4 });
     for (format, k) in [("int4-pc-sym", 48), ("int3", 128), ("fp16", 128)] {
         let q = quantize(&seeded::weights(1, 8, k), 8, k, format.parse().unwrap(), Quantizer::RoundToNearest).unwrap();
         let err = pollster::block_on(exec.matmul(&seeded::activations(1, 3, k), 3, &q, variant, 1)).unwrap_err();
         assert_eq!(err.class(), ErrorClass::Unsupported, "{format} K {k}: {err}");
         assert!(err.to_string().contains("gemm-vec needs"), "{err}");
+    }
+    // A block a thread cannot compute: 64 channels (the workgroup's threads, as the block's width once
+    // was), or 3 rows.
+    let k = 128;
+    let q =
+        quantize(&seeded::weights(1, 8, k), 8, k, "int4-g32-sym".parse().unwrap(), Quantizer::RoundToNearest).unwrap();
+    for block in [Workgroup { x: 64, y: 4 }, Workgroup { x: 16, y: 3 }] {
+        let variant = KernelVariant::new(KernelKind::GemmVec, Arith::F32, block);
+        let err = pollster::block_on(exec.matmul(&seeded::activations(1, 3, k), 3, &q, variant, 1)).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Unsupported, "{block}: {err}");
+        assert!(err.to_string().contains(&format!("by 2, 4, 8 or 16 rows (asked {block})")), "{err}");
     }
 }
 

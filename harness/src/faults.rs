@@ -128,7 +128,7 @@ pub fn run_case(exec: &Executor, case: &Case, fault: Option<&'static Fault>) -> 
     // in its decode can show (engine/tests/verdict_strength.rs checks that the data reaches it).
     let q = quantize(&w, n, k, case.format, Quantizer::ScaleSearch).expect("fault cases have valid shapes");
     let wg = match case.kind {
-        KernelKind::GemmVec => Workgroup { x: 64, y: gemm_vec_rows(m, 8) },
+        KernelKind::GemmVec => Workgroup { x: 16, y: gemm_vec_rows(m, 8) },
         _ => Workgroup { x: 128, y: 2 },
     };
     let variant = KernelVariant::new(case.kind, case.arith, wg);

@@ -166,7 +166,7 @@ impl NativeRunner {
         // The table's rows are GEMV kernels; a GEMM cell runs what `variant` makes of the adapter's row
         // (`gemm-vec` on the CPU adapters), as a model's prefill does.
         let kernel = cell.workgroup.unwrap_or_else(|| self.tuned(exec, None));
-        let variant = kernel.variant(cell.m, cell.k, Some(&format), cell.arith);
+        let variant = kernel.variant(cell.m, cell.n, cell.k, Some(&format), cell.arith);
         rec.workgroup = Some(GemvKernel::ran(&variant));
         let reps = self.reps;
         let run = pollster::block_on(async {
@@ -236,7 +236,7 @@ impl NativeRunner {
         };
         let kernel = cell.workgroup.unwrap_or_else(|| self.tuned(base, None));
         // The fallback may step the format down: the vector kernel only where every format can take K.
-        let variant = kernel.variant(cell.m, cell.k, None, cell.arith);
+        let variant = kernel.variant(cell.m, cell.n, cell.k, None, cell.arith);
         rec.workgroup = Some(GemvKernel::ran(&variant));
         let exec = match Executor::new(&ExecutorOptions { memory_cap: Some(cap), ..Default::default() }) {
             Ok(e) => e,

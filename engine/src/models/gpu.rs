@@ -120,7 +120,7 @@ impl Backend for GpuBackend<'_> {
         self.preload(l).await?;
         let w = &self.resident[&l.name];
         let x = pad_rows(x, m, l.k, l.q.k);
-        let variant = self.gemv.variant(m, l.q.k, Some(&l.q.format), self.arith);
+        let variant = self.gemv.variant(m, l.q.n, l.q.k, Some(&l.q.format), self.arith);
         let out = self.exec.matmul_resident(w, &x, m, variant, self.time_ops).await.map_err(Self::failed(&l.name))?;
         let mut y = self.output(out);
         self.moved(x.len() + y.len());

@@ -34,7 +34,7 @@ pub async fn run(spec: &CellSpec, out: &mut CellOutput) -> Result<(), Failure> {
     let format = spec.format()?;
     // A fallback may step the format down: the vector kernel only where every format can take K.
     let fixed = spec.memory_cap.is_none().then_some(&format);
-    let variant = spec.gemv.variant(spec.m, spec.k, fixed, spec.arith);
+    let variant = spec.gemv.variant(spec.m, spec.n, spec.k, fixed, spec.arith);
     out.workgroup = Some(GemvKernel::ran(&variant));
     let run: MatmulRun = match spec.memory_cap {
         None => {

@@ -98,7 +98,7 @@ impl BenchWeights {
         arith: Arith,
     ) -> Result<Prepared<'e>, GpuError> {
         let kernel = choice.0.unwrap_or_else(|| TuningTable::seed().pick("native", &exec.adapter().name, None));
-        let variant = kernel.variant(self.m, self.q.k, Some(&self.q.format), arith);
+        let variant = kernel.variant(self.m, self.q.n, self.q.k, Some(&self.q.format), arith);
         exec.prepare(&self.x, self.m, &self.q, variant).await
     }
 }

@@ -279,6 +279,12 @@ impl Executor {
                 q.format, q.k
             )));
         }
+        if variant.kind == KernelKind::GemmVec && !variant.workgroup.is_gemm_vec_block() {
+            return Err(GpuError::Shape(format!(
+                "gemm-vec needs a thread's block of 4, 8, 16 or 32 channels by 2, 4, 8 or 16 rows (asked {})",
+                variant.workgroup
+            )));
+        }
         let (pipeline, compile_ms) = self.pipeline(variant, q.format, planted).await?;
         let start = Instant::now();
         let scales = q.scale_bytes();

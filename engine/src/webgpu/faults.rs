@@ -252,6 +252,16 @@ pub const FAULTS: &[Fault] = &[
         scope: Scope { kinds: GEMM_VEC_KIND, arith: None, formats: sym, needs: Needs::ManyRows },
     },
     Fault {
+        id: "gemm-vec-first-block-only",
+        description: "CPU adapters' GEMM reads every block of four of a thread's channels from its first block's words",
+        patches: &[(
+            Piece::GemmVec,
+            "let w_CB = words4(b + CB_INDEX * 4u * rw, rw, w0 + QUAD * BITS / 8u);",
+            "let w_CB = words4(b + 0u * CB_INDEX * rw, rw, w0 + QUAD * BITS / 8u);",
+        )],
+        scope: Scope { kinds: GEMM_VEC_KIND, arith: None, formats: all, needs: Needs::ManyRows },
+    },
+    Fault {
         id: "gemm-vec-one-row-of-x",
         description: "CPU adapters' GEMM reads every row of a thread from the thread's first activation row",
         patches: &[(

@@ -35,8 +35,8 @@ pub enum KernelKind {
     /// executor refuses it.
     #[serde(rename = "gemv-vec-sg")]
     GemvVecSg,
-    /// Many rows, four channels by several rows a thread, no workgroup memory: for CPU adapters, where
-    /// the tuning table's row names its rows ([`GemvKernel::gemm_rows`], [`GemvKernel::variant`]);
+    /// Many rows, blocks of channels by several rows a thread, no workgroup memory: for CPU adapters,
+    /// where the tuning table's row names its block ([`GemvKernel::gemm_vec`], [`GemvKernel::variant`]);
     /// needs what [`gemm_vec_fits`] says.
     #[serde(rename = "gemm-vec")]
     GemmVec,
@@ -119,15 +119,34 @@ pub fn gemm_vec_fits(format: &QuantFormat, k: usize) -> bool {
 }
 
 /// Rows a `gemm-vec` thread computes for `m` activation rows: the fewest of 2, 4, 8 or 16 that cover
-/// them, at most `most` (the tuning table's [`GemvKernel::gemm_rows`]).
+/// them, at most `most` (the rows of the tuning table's [`GemvKernel::gemm_vec`]).
 pub fn gemm_vec_rows(m: usize, most: u32) -> u32 {
-    [2, 4, 8, 16].into_iter().filter(|&r| r <= most).find(|&r| m <= r as usize).unwrap_or(most)
+    Workgroup::GEMM_VEC_ROWS.into_iter().filter(|&r| r <= most).find(|&r| m <= r as usize).unwrap_or(most)
+}
+
+/// Channels a `gemm-vec` thread computes for `n` output channels, at most `most` (the channels of the
+/// tuning table's [`GemvKernel::gemm_vec`]). Wider blocks cost less a channel (a row's activations
+/// serve more channels) but pad N up to whole workgroups of 64 threads, and the padding is computed
+/// too: the block with the least padded channels times a channel's cost, taken as (c + 4) / 2c of a
+/// 4-channel block's (measured on lavapipe at N = 4096: 1, 0.77, 0.60 and 0.52 for 4, 8, 16 and 32,
+/// against the model's 1, 0.75, 0.63 and 0.56), the wider on a tie. This picked the fastest of the
+/// four at each N measured (384, 576, 1024, 1536, 4096; bench/2026-12-07-gemm-vec-channels.txt).
+pub fn gemm_vec_channels(n: usize, most: u32) -> u32 {
+    let cost = |c: u32| {
+        let padded = n.max(1).div_ceil(64 * c as usize) * 64 * c as usize;
+        padded as f64 * f64::from(c + 4) / f64::from(2 * c)
+    };
+    Workgroup::GEMM_VEC_CHANNELS
+        .into_iter()
+        .filter(|&c| c <= most.max(4))
+        .min_by(|&a, &b| cost(a).total_cmp(&cost(b)).then(b.cmp(&a)))
+        .unwrap_or(4)
 }
 
 /// Workgroup size of the GEMV kernel. For `gemv-vec`, `x` threads share the rows and each thread
 /// computes `y` rows (at most 8). For the GEMM, the output tile of its 16x16 threads: 64 channels by
-/// 16, 32 or 64 activation rows ([`Workgroup::gemm_tile`]). For `gemm-vec`, 64 threads by the rows
-/// each computes.
+/// 16, 32 or 64 activation rows ([`Workgroup::gemm_tile`]). For `gemm-vec`, whose workgroup is 64
+/// threads, the output block of one thread: `x` channels ([`Workgroup::GEMM_VEC_CHANNELS`]) by `y` rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Workgroup {
     pub x: u32,
@@ -143,6 +162,15 @@ impl Workgroup {
     /// The GEMM tiles: 64 channels by 16, 32 or 64 rows.
     pub const GEMM_TILES: [Workgroup; 3] =
         [Workgroup { x: 64, y: 16 }, Workgroup { x: 64, y: 32 }, Workgroup::GEMM_TILE];
+    /// The channels a `gemm-vec` thread can compute: whole blocks of four.
+    pub const GEMM_VEC_CHANNELS: [u32; 4] = [4, 8, 16, 32];
+    /// The rows a `gemm-vec` thread can compute ([`gemm_vec_rows`]).
+    pub const GEMM_VEC_ROWS: [u32; 4] = [2, 4, 8, 16];
+
+    /// Whether a `gemm-vec` thread can compute this block of outputs.
+    pub fn is_gemm_vec_block(self) -> bool {
+        Workgroup::GEMM_VEC_CHANNELS.contains(&self.x) && Workgroup::GEMM_VEC_ROWS.contains(&self.y)
+    }
 
     /// The GEMM tile for `m` activation rows: the shortest that covers them, so that a short prompt
     /// does not compute 64 rows of padding.
@@ -171,12 +199,11 @@ pub struct GemvKernel {
     /// [`KernelKind::Gemv`] (portable) or [`KernelKind::GemvVec`] (vector loads).
     pub kind: KernelKind,
     pub workgroup: Workgroup,
-    /// Where the adapter's GEMM is `gemm-vec` (the tuning table's rows for the CPU adapters), the rows
-    /// a thread computes at most, measured per adapter (lavapipe 8; SwiftShader 16,
-    /// bench/2026-12-06-gemm-vec-rows-chromium.txt); `None` (a matrix's own workgroup, a GPU): the
-    /// tiled GEMM.
+    /// Where the adapter's GEMM is `gemm-vec` (the tuning table's rows for the CPU adapters), the
+    /// block a thread computes: channels by rows at most, measured per adapter
+    /// (bench/2026-12-07-gemm-vec-channels.txt); `None` (a matrix's own workgroup, a GPU): the tiled GEMM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gemm_rows: Option<u32>,
+    pub gemm_vec: Option<Workgroup>,
 }
 
 impl GemvKernel {
@@ -194,17 +221,17 @@ impl GemvKernel {
     ];
 
     pub const fn portable(x: u32, y: u32) -> Self {
-        GemvKernel { kind: KernelKind::Gemv, workgroup: Workgroup { x, y }, gemm_rows: None }
+        GemvKernel { kind: KernelKind::Gemv, workgroup: Workgroup { x, y }, gemm_vec: None }
     }
 
     /// The vector-load kernel: `threads` share the rows, each thread computes `rows` of them.
     pub const fn vector(threads: u32, rows: u32) -> Self {
-        GemvKernel { kind: KernelKind::GemvVec, workgroup: Workgroup { x: threads, y: rows }, gemm_rows: None }
+        GemvKernel { kind: KernelKind::GemvVec, workgroup: Workgroup { x: threads, y: rows }, gemm_vec: None }
     }
 
     /// The vector-load kernel reducing with subgroup operations (`gemv-vec-sg`).
     pub const fn vector_subgroups(threads: u32, rows: u32) -> Self {
-        GemvKernel { kind: KernelKind::GemvVecSg, workgroup: Workgroup { x: threads, y: rows }, gemm_rows: None }
+        GemvKernel { kind: KernelKind::GemvVecSg, workgroup: Workgroup { x: threads, y: rows }, gemm_vec: None }
     }
 
     /// This kernel as a device runs it: `gemv-vec-sg` becomes `gemv-vec` (the same loads, the tree
@@ -218,9 +245,10 @@ impl GemvKernel {
         }
     }
 
-    /// This kernel with `gemm-vec` computing up to `rows` rows a thread (2, 4, 8 or 16).
-    pub const fn with_gemm_rows(self, rows: u32) -> Self {
-        GemvKernel { gemm_rows: Some(rows), ..self }
+    /// This kernel with `gemm-vec` computing `channels` channels (4, 8, 16 or 32) by up to `rows`
+    /// rows (2, 4, 8 or 16) a thread.
+    pub const fn with_gemm_vec(self, channels: u32, rows: u32) -> Self {
+        GemvKernel { gemm_vec: Some(Workgroup { x: channels, y: rows }), ..self }
     }
 
     /// Parses `128x2` or `256` (portable), `vec-64x4` or `vec:64x4` (vector loads: threads x rows,
@@ -232,29 +260,30 @@ impl GemvKernel {
         } else if let Some(v) = s.strip_prefix("vec-").or_else(|| s.strip_prefix("vec:")) {
             (KernelKind::GemvVec, v)
         } else {
-            return Workgroup::parse(s).map(|w| GemvKernel { kind: KernelKind::Gemv, workgroup: w, gemm_rows: None });
+            return Workgroup::parse(s).map(|w| GemvKernel { kind: KernelKind::Gemv, workgroup: w, gemm_vec: None });
         };
         let (x, y) = v.split_once('x')?;
         let w = Workgroup { x: x.parse().ok()?, y: y.parse().ok()? };
         (w.x.is_power_of_two() && w.x <= 256 && (1..=8).contains(&w.y) && w.x >= w.y).then_some(GemvKernel {
             kind,
             workgroup: w,
-            gemm_rows: None,
+            gemm_vec: None,
         })
     }
 
-    /// What runs for `m` activation rows of length `k` in `format` (`None`: any format, as when a
-    /// fallback may step the format down): GEMM for several rows, and the portable GEMV with the
-    /// seed's workgroup where the vector kernel cannot take K.
+    /// What runs for `m` activation rows of length `k` and `n` output channels in `format` (`None`:
+    /// any format, as when a fallback may step the format down): GEMM for several rows, and the
+    /// portable GEMV with the seed's workgroup where the vector kernel cannot take K.
     ///
-    /// Where the tuning table's row names [`GemvKernel::gemm_rows`] (the CPU adapters), several rows
+    /// Where the tuning table's row names [`GemvKernel::gemm_vec`] (the CPU adapters), several rows
     /// run `gemm-vec`, the GEMM written for those adapters (bench/2026-12-06-gemm-vec-native.txt),
-    /// where it takes the format; the tiled GEMM everywhere else.
-    pub fn variant(self, m: usize, k: usize, format: Option<&QuantFormat>, arith: Arith) -> KernelVariant {
+    /// where it takes the format, with the rows that cover `m` and the channels that suit `n`
+    /// ([`gemm_vec_rows`], [`gemm_vec_channels`]); the tiled GEMM everywhere else.
+    pub fn variant(self, m: usize, n: usize, k: usize, format: Option<&QuantFormat>, arith: Arith) -> KernelVariant {
         if m > 1 {
-            if let Some(most) = self.gemm_rows.filter(|_| format.is_some_and(|f| gemm_vec_fits(f, k))) {
-                let rows = gemm_vec_rows(m, most);
-                return KernelVariant::new(KernelKind::GemmVec, arith, Workgroup { x: 64, y: rows });
+            if let Some(block) = self.gemm_vec.filter(|_| format.is_some_and(|f| gemm_vec_fits(f, k))) {
+                let block = Workgroup { x: gemm_vec_channels(n, block.x), y: gemm_vec_rows(m, block.y) };
+                return KernelVariant::new(KernelKind::GemmVec, arith, block);
             }
             return KernelVariant::new(KernelKind::Gemm, arith, Workgroup::gemm_tile(m));
         }
@@ -263,12 +292,13 @@ impl GemvKernel {
         KernelVariant::new(kernel.kind, arith, kernel.workgroup)
     }
 
-    /// How results name the kernel of a variant that ran: `128x2`, `vec-64x4`, or GEMM's tile (`64x64`).
+    /// How results name the kernel of a variant that ran: `128x2`, `vec-64x4`, GEMM's tile (`64x64`), or
+    /// `gemm-vec-16x8` (channels by rows a thread).
     pub fn ran(variant: &KernelVariant) -> String {
         match variant.kind {
             KernelKind::Gemm => variant.workgroup.to_string(),
-            KernelKind::GemmVec => format!("gemm-vec-{}", variant.workgroup.y),
-            kind => GemvKernel { kind, workgroup: variant.workgroup, gemm_rows: None }.to_string(),
+            KernelKind::GemmVec => format!("gemm-vec-{}", variant.workgroup),
+            kind => GemvKernel { kind, workgroup: variant.workgroup, gemm_vec: None }.to_string(),
         }
     }
 }
@@ -320,7 +350,7 @@ impl KernelVariant {
                 (n.div_ceil(wg.y as usize) as u32, m as u32, 1)
             }
             KernelKind::Gemm => (n.div_ceil(wg.x as usize) as u32, m.div_ceil(wg.y as usize) as u32, 1),
-            KernelKind::GemmVec => (n.div_ceil(4 * wg.x as usize) as u32, m.div_ceil(wg.y as usize) as u32, 1),
+            KernelKind::GemmVec => (n.div_ceil(64 * wg.x as usize) as u32, m.div_ceil(wg.y as usize) as u32, 1),
         }
     }
 }
@@ -360,7 +390,10 @@ pub(crate) fn variant_source(variant: &KernelVariant, pieces: &Pieces) -> String
         // not ask them for the feature, so this kernel runs natively only.
         return assemble(variant.arith, &decode, &unroll_rows(&body, variant.unrolled_rows()));
     }
-    assemble(variant.arith, &decode, &unroll_rows(&unroll_quads(pieces.body), variant.unrolled_rows()))
+    let body = unroll_quads(pieces.body);
+    let body =
+        if variant.kind == KernelKind::GemmVec { unroll_channel_blocks(&body, variant.workgroup.x / 4) } else { body };
+    assemble(variant.arith, &decode, &unroll_rows(&body, variant.unrolled_rows()))
 }
 
 /// Writes the lines between `// QUADS BEGIN` and `// QUADS END` once per quad of a 32-code step,
@@ -376,24 +409,48 @@ pub(crate) fn unroll_quads(body: &str) -> String {
     format!("{before}{quads}{}", body[end + "// QUADS END".len()..].trim_start_matches('\n'))
 }
 
+/// Writes each line that names `_CB` or `CB_INDEX` once per block of four channels (`_CB` becoming
+/// `_c0`, `_c1`, ..., `CB_INDEX` the block's number) and sets `const CHANNELS` (`gemm-vec`); run
+/// before [`unroll_rows`], so that a line naming both is written once per block and row.
+pub(crate) fn unroll_channel_blocks(body: &str, blocks: u32) -> String {
+    let copies = Copies { constant: "const CHANNELS: u32", value: 4 * blocks, name: "_CB", index: "CB_INDEX" };
+    copies.write_out(body, blocks, |c| format!("_c{c}"))
+}
+
 /// Writes each line that names `_ROW` or `ROW_INDEX` once per row (`_ROW` becoming `_0`, `_1`, ..., `ROW_INDEX` the
 /// row's number) and sets `const ROWS`: per-row registers without arrays or loops to unroll.
 pub(crate) fn unroll_rows(body: &str, rows: u32) -> String {
-    let mut out = String::with_capacity(body.len() * 2);
-    for line in body.lines() {
-        if line.starts_with("const ROWS: u32") {
-            out.push_str(&format!("const ROWS: u32 = {rows}u;\n"));
-        } else if (line.contains("_ROW") || line.contains("ROW_INDEX")) && !line.trim_start().starts_with("//") {
-            for r in 0..rows {
-                out.push_str(&line.replace("ROW_INDEX", &format!("{r}u")).replace("_ROW", &format!("_{r}")));
+    let copies = Copies { constant: "const ROWS: u32", value: rows, name: "_ROW", index: "ROW_INDEX" };
+    copies.write_out(body, rows, |r| format!("_{r}"))
+}
+
+/// Lines of WGSL written once per copy: those naming `name` (a suffix of the copy's registers) or
+/// `index` (the copy's number); `constant` is the declaration that says how many there are.
+struct Copies {
+    constant: &'static str,
+    value: u32,
+    name: &'static str,
+    index: &'static str,
+}
+
+impl Copies {
+    fn write_out(&self, body: &str, copies: u32, renamed: impl Fn(u32) -> String) -> String {
+        let mut out = String::with_capacity(body.len() * 2);
+        for line in body.lines() {
+            if line.starts_with(self.constant) {
+                out.push_str(&format!("{} = {}u;\n", self.constant, self.value));
+            } else if (line.contains(self.name) || line.contains(self.index)) && !line.trim_start().starts_with("//") {
+                for i in 0..copies {
+                    out.push_str(&line.replace(self.index, &format!("{i}u")).replace(self.name, &renamed(i)));
+                    out.push('\n');
+                }
+            } else {
+                out.push_str(line);
                 out.push('\n');
             }
-        } else {
-            out.push_str(line);
-            out.push('\n');
         }
+        out
     }
-    out
 }
 
 /// Prelude of `arith`, then the decoding functions, then a kernel body (planted faults pass patched pieces).
@@ -438,44 +495,71 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gemm_vec_source_has_every_quad_and_row_written_out() {
-        let v = shader_source(&KernelVariant::new(KernelKind::GemmVec, Arith::F32, Workgroup { x: 64, y: 8 }));
+    fn gemm_vec_source_has_every_quad_row_and_channel_block_written_out() {
+        let v = shader_source(&KernelVariant::new(KernelKind::GemmVec, Arith::F32, Workgroup { x: 8, y: 8 }));
         let code = v.lines().filter(|l| !l.trim_start().starts_with("//"));
-        assert!(code.clone().all(|l| !l.contains("QUAD") && !l.contains("_ROW") && !l.contains("ROW_INDEX")));
-        assert!(v.contains("let w = words4(b, rw, w0 + 7u * BITS / 8u);"));
-        assert_eq!(v.matches("let w = words4(").count(), 8);
-        assert_eq!(v.matches("acc_7 += ").count(), 32, "8 quads x 4 codes for the eighth row");
+        let markers = ["QUAD", "_ROW", "ROW_INDEX", "_CB", "CB_INDEX"];
+        assert!(code.clone().all(|l| markers.iter().all(|m| !l.contains(m))));
+        assert!(v.contains("const ROWS: u32 = 8u;") && v.contains("const CHANNELS: u32 = 8u;"));
+        assert!(v.contains("let w_c1 = words4(b + 1u * 4u * rw, rw, w0 + 7u * BITS / 8u);"));
+        assert_eq!(v.matches("let w_c0 = words4(").count(), 8);
+        assert_eq!(v.matches("acc_7_c1 += ").count(), 32, "8 quads x 4 codes for the eighth row's second block");
+        assert_eq!(v.matches("store(m0 + 7u, n0 + 1u * 4u, acc_7_c1);").count(), 1);
         assert!(!v.contains("QUADS BEGIN") && !v.contains("QUADS END"));
+        // Four channels: one block, as the kernel was before blocks.
+        let one = shader_source(&KernelVariant::new(KernelKind::GemmVec, Arith::F32, Workgroup { x: 4, y: 2 }));
+        assert!(one.contains("const CHANNELS: u32 = 4u;") && !one.contains("_c1"));
     }
 
     #[test]
     fn the_vector_kernel_steps_aside_where_k_is_not_whole_tiles() {
         let int3: QuantFormat = "int3".parse().unwrap();
         let vec = GemvKernel::vector(64, 4);
-        assert_eq!(vec.variant(1, 256, Some(&int3), Arith::F32).kind, KernelKind::GemvVec);
+        assert_eq!(vec.variant(1, 4096, 256, Some(&int3), Arith::F32).kind, KernelKind::GemvVec);
         assert_eq!(
-            vec.variant(1, 96, Some(&int3), Arith::F32),
+            vec.variant(1, 4096, 96, Some(&int3), Arith::F32),
             KernelVariant::new(KernelKind::Gemv, Arith::F32, Workgroup { x: 128, y: 2 })
         );
-        assert_eq!(vec.variant(1, 96, Some(&QuantFormat::F16), Arith::F32).kind, KernelKind::GemvVec);
-        assert_eq!(vec.variant(1, 96, None, Arith::F32).kind, KernelKind::Gemv, "any format: whole 128-code tiles");
-        assert_eq!(vec.variant(5, 256, Some(&int3), Arith::F16).kind, KernelKind::Gemm);
+        assert_eq!(vec.variant(1, 4096, 96, Some(&QuantFormat::F16), Arith::F32).kind, KernelKind::GemvVec);
+        assert_eq!(
+            vec.variant(1, 4096, 96, None, Arith::F32).kind,
+            KernelKind::Gemv,
+            "any format: whole 128-code tiles"
+        );
+        assert_eq!(vec.variant(5, 4096, 256, Some(&int3), Arith::F16).kind, KernelKind::Gemm);
     }
 
     #[test]
-    fn the_gemm_is_gemm_vec_only_where_the_tuning_row_names_its_rows() {
+    fn gemm_vec_takes_the_channels_that_suit_n() {
+        // With blocks of up to 32 channels: the fastest measured on lavapipe at each N
+        // (bench/2026-12-07-gemm-vec-channels.txt).
+        let picks: Vec<u32> = [384, 576, 1024, 1536, 4096].map(|n| gemm_vec_channels(n, 32)).to_vec();
+        assert_eq!(picks, [8, 16, 16, 32, 32]);
+        assert_eq!(gemm_vec_channels(4096, 16), 16, "never wider than the adapter's block");
+        assert_eq!((gemm_vec_channels(3, 32), gemm_vec_channels(40, 16), gemm_vec_channels(0, 32)), (4, 4, 4));
+        assert_eq!(gemm_vec_channels(4096, 2), 4, "at least one block of four");
+    }
+
+    #[test]
+    fn the_gemm_is_gemm_vec_only_where_the_tuning_row_names_its_block() {
         let int4: QuantFormat = "int4-g32-sym".parse().unwrap();
-        let lavapipe = GemvKernel::vector(16, 8).with_gemm_rows(8);
-        let v = lavapipe.variant(128, 4096, Some(&int4), Arith::F32);
-        assert_eq!((v.kind, v.workgroup), (KernelKind::GemmVec, Workgroup { x: 64, y: 8 }));
-        assert_eq!(lavapipe.variant(3, 4096, Some(&int4), Arith::F32).workgroup, Workgroup { x: 64, y: 4 });
-        let swiftshader = GemvKernel::vector(8, 8).with_gemm_rows(16);
-        assert_eq!(swiftshader.variant(128, 4096, Some(&int4), Arith::F32).workgroup, Workgroup { x: 64, y: 16 });
+        let lavapipe = GemvKernel::vector(16, 8).with_gemm_vec(16, 8);
+        let v = lavapipe.variant(128, 4096, 4096, Some(&int4), Arith::F32);
+        assert_eq!((v.kind, v.workgroup), (KernelKind::GemmVec, Workgroup { x: 16, y: 8 }));
+        assert_eq!(GemvKernel::ran(&v), "gemm-vec-16x8");
+        assert_eq!(v.groups(128, 4096), (4, 16, 1), "64 threads of 16 channels a workgroup");
+        assert_eq!(lavapipe.variant(3, 4096, 4096, Some(&int4), Arith::F32).workgroup, Workgroup { x: 16, y: 4 });
+        let swiftshader = GemvKernel::vector(8, 8).with_gemm_vec(16, 16);
+        assert_eq!(swiftshader.variant(128, 4096, 4096, Some(&int4), Arith::F32).workgroup, Workgroup { x: 16, y: 16 });
+        assert_eq!(lavapipe.variant(9, 384, 4096, Some(&int4), Arith::F32).workgroup, Workgroup { x: 8, y: 8 });
         // A matrix's own vector workgroup names the GEMV only; a format or K gemm-vec does not take.
-        assert_eq!(GemvKernel::vector(16, 8).variant(128, 4096, Some(&int4), Arith::F32).kind, KernelKind::Gemm);
-        assert_eq!(lavapipe.variant(128, 4096, Some(&"int3".parse().unwrap()), Arith::F32).kind, KernelKind::Gemm);
-        assert_eq!(lavapipe.variant(128, 4080, Some(&int4), Arith::F32).kind, KernelKind::Gemm);
-        assert_eq!(lavapipe.variant(128, 4096, None, Arith::F32).kind, KernelKind::Gemm, "any format");
+        assert_eq!(GemvKernel::vector(16, 8).variant(128, 4096, 4096, Some(&int4), Arith::F32).kind, KernelKind::Gemm);
+        assert_eq!(
+            lavapipe.variant(128, 4096, 4096, Some(&"int3".parse().unwrap()), Arith::F32).kind,
+            KernelKind::Gemm
+        );
+        assert_eq!(lavapipe.variant(128, 4096, 4080, Some(&int4), Arith::F32).kind, KernelKind::Gemm);
+        assert_eq!(lavapipe.variant(128, 4096, 4096, None, Arith::F32).kind, KernelKind::Gemm, "any format");
     }
 
     #[test]
@@ -496,9 +580,9 @@ mod tests {
             assert_eq!(head(&sg), head(&tree));
         }
         let v = GemvKernel::vector_subgroups(16, 8);
-        assert_eq!(v.variant(1, 4096, Some(&"int4".parse().unwrap()), Arith::F32).kind, KernelKind::GemvVecSg);
-        assert_eq!(v.variant(1, 96, None, Arith::F32).kind, KernelKind::Gemv, "K not whole tiles");
-        assert_eq!(GemvKernel::ran(&v.variant(1, 4096, None, Arith::F32)), "vec-sg-16x8");
+        assert_eq!(v.variant(1, 4096, 4096, Some(&"int4".parse().unwrap()), Arith::F32).kind, KernelKind::GemvVecSg);
+        assert_eq!(v.variant(1, 4096, 96, None, Arith::F32).kind, KernelKind::Gemv, "K not whole tiles");
+        assert_eq!(GemvKernel::ran(&v.variant(1, 4096, 4096, None, Arith::F32)), "vec-sg-16x8");
     }
 
     #[test]

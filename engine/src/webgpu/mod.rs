@@ -19,8 +19,8 @@ mod model_ops;
 mod timing;
 
 pub use kernel::{
-    gemm_vec_fits, gemm_vec_rows, gemv_vec_tile, pipeline_constants, shader_source, GemvKernel, KernelKind,
-    KernelVariant, Workgroup,
+    gemm_vec_channels, gemm_vec_fits, gemm_vec_rows, gemv_vec_tile, pipeline_constants, shader_source, GemvKernel,
+    KernelKind, KernelVariant, Workgroup,
 };
 pub use tuning::{TuningKey, TuningTable};
 

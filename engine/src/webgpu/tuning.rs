@@ -50,9 +50,14 @@ impl TuningTable {
     /// lavapipe against 128x2 and vec-16x8 on Whisper's decoder shapes: 1.83x and 13.1x slower
     /// (medians; bench/2026-12-02-firefox-audio-gemv.txt); it stays for the GPUs it was written for,
     /// which this machine does not have. The CPU adapters' rows also name their GEMM, `gemm-vec`, by
-    /// its rows a thread (bench/2026-12-06-gemm-vec-native.txt): 8 on lavapipe (16 took 170 ms
-    /// against 95), 16 on SwiftShader (bench/2026-12-06-gemm-vec-rows-chromium.txt; 32 saved 3% of
-    /// GPU time for 1.4 s more compilation, bench/2026-12-06-peer-gemm-m128-rows16-rounds.txt).
+    /// the block a thread computes, channels by rows (bench/2026-12-06-gemm-vec-native.txt): rows 8
+    /// on lavapipe (16 took 170 ms against 95), 16 on SwiftShader
+    /// (bench/2026-12-06-gemm-vec-rows-chromium.txt; 32 saved 3% of GPU time for 1.4 s more
+    /// compilation, bench/2026-12-06-peer-gemm-m128-rows16-rounds.txt); 16 channels on both
+    /// (bench/2026-12-07-gemm-vec-channels.txt: 128x4096x4096 in 0.60x the time of 4 channels on
+    /// lavapipe and 0.65x on SwiftShader; 32 channels took 0.88x of 16's on lavapipe for 2.3x its
+    /// compilation, 4.9 s, and 1.8x its time on SwiftShader). A block is compiled once and pays its
+    /// compilation back within a few dozen dispatches of the prefill shape.
     pub fn seed() -> Self {
         let any = TuningKey { runtime: None, adapter: None, family: None };
         let gemv_on = |runtime: Option<&str>, adapter: Option<&str>| TuningKey {
@@ -63,12 +68,12 @@ impl TuningTable {
         TuningTable {
             rows: vec![
                 (any.clone(), GemvKernel::PORTABLE),
-                (gemv_on(None, Some("llvmpipe")), GemvKernel::vector(16, 8).with_gemm_rows(8)),
+                (gemv_on(None, Some("llvmpipe")), GemvKernel::vector(16, 8).with_gemm_vec(16, 8)),
                 // Natively wgpu gives lavapipe's subgroups: the same GEMV with one barrier, 0.86x the
                 // time (0.57-0.94x, ten shapes and formats; bench/2026-12-06-gemv-subgroups-lavapipe.txt).
-                (gemv_on(Some("native"), Some("llvmpipe")), GemvKernel::vector_subgroups(16, 8).with_gemm_rows(8)),
-                (gemv_on(None, Some("swiftshader")), GemvKernel::vector(8, 8).with_gemm_rows(16)),
-                (gemv_on(Some("firefox"), None), GemvKernel::vector(16, 8).with_gemm_rows(8)),
+                (gemv_on(Some("native"), Some("llvmpipe")), GemvKernel::vector_subgroups(16, 8).with_gemm_vec(16, 8)),
+                (gemv_on(None, Some("swiftshader")), GemvKernel::vector(8, 8).with_gemm_vec(16, 16)),
+                (gemv_on(Some("firefox"), None), GemvKernel::vector(16, 8).with_gemm_vec(16, 8)),
                 (gemv_on(None, Some("H100")), GemvKernel::vector(128, 2)),
                 // More specific than the Firefox row above (runtime and family against runtime alone).
                 (
@@ -99,11 +104,11 @@ mod tests {
         let t = TuningTable::seed();
         let lavapipe = "llvmpipe (LLVM 15.0.6, 256 bits)";
         assert_eq!(t.pick("firefox", "", Some("audio")), GemvKernel::portable(256, 1));
-        let lavapipe_row = GemvKernel::vector(16, 8).with_gemm_rows(8);
+        let lavapipe_row = GemvKernel::vector(16, 8).with_gemm_vec(16, 8);
         assert_eq!(t.pick("firefox", "", Some("text")), lavapipe_row);
-        let swiftshader = GemvKernel::vector(8, 8).with_gemm_rows(16);
+        let swiftshader = GemvKernel::vector(8, 8).with_gemm_vec(16, 16);
         assert_eq!(t.pick("chromium", "google swiftshader", Some("audio")), swiftshader);
-        assert_eq!(t.pick("native", lavapipe, None), GemvKernel::vector_subgroups(16, 8).with_gemm_rows(8));
+        assert_eq!(t.pick("native", lavapipe, None), GemvKernel::vector_subgroups(16, 8).with_gemm_vec(16, 8));
         assert_eq!(t.pick("chromium", lavapipe, None), lavapipe_row, "browsers get no subgroups");
         assert_eq!(t.pick("native", "NVIDIA H100 80GB HBM3", None), GemvKernel::vector(128, 2));
         assert_eq!(t.pick("chromium", "Some GPU", None), GemvKernel::PORTABLE, "not measured there");

@@ -1,10 +1,11 @@
 // GEMM for CPU adapters (lavapipe, SwiftShader): no workgroup memory, no barriers. Each thread computes
-// 4 output channels (one vec4) for ROWS activation rows. It reads its channels' packed words itself and
-// decodes the four channels' codes at once as vectors (one shift pair and one conversion for four
-// weights); the activations are read as vec4<f32> straight from the storage buffer, one load per row
-// for four k. On these adapters every load of a varying address costs a loop over the SIMD lanes
-// (lavapipe) or a gather (SwiftShader), far more than arithmetic, so the kernel is built to issue few
-// loads per product: a row's vec4 of activations serves 16 products, a channel's word 8 rows.
+// CHANNELS output channels (blocks of four, one vec4 each) for ROWS activation rows. It reads its
+// channels' packed words itself and decodes a block's codes at once as vectors (one shift pair and one
+// conversion for four weights); the activations are read as vec4<f32> straight from the storage buffer,
+// one load per row for four k. On these adapters every load of a varying address costs a loop over the
+// SIMD lanes (lavapipe) or a gather (SwiftShader), far more than arithmetic, so the kernel is built to
+// issue few loads per product: a row's vec4 of activations serves 4 x CHANNELS products, a channel's
+// word ROWS rows. Both numbers are the adapter's, from the tuning table.
 // The products are formed as the CPU emulation forms them (wt(x) * wt(w), w = wt(q - z) * wt(scale))
 // and summed in f32 in k order, as in the tiled `gemm`.
 //
@@ -17,6 +18,7 @@ override GROUP_LEN: u32 = 128u;
 override ASYM: bool = false;
 override SCALE_F16: bool = true;
 const ROWS: u32 = 8u; // rows a thread computes: written into the source (kernel.rs unroll_rows)
+const CHANNELS: u32 = 4u; // channels a thread computes: written into the source (kernel.rs unroll_channel_blocks)
 const STEP: u32 = 32u; // k a step: one group's scale and zero point
 
 struct Params {
@@ -72,43 +74,45 @@ fn store(row: u32, col: u32, acc: vec4<f32>) {
     if col + 3u < params.n { y[o + 3u] = acc.w; }
 }
 
-// Lines that name `_ROW` or `ROW_INDEX` are written once per row by the shader assembly, and a step's
-// eight quads of codes are written out rather than looped over: CPU adapters run shader loops with
-// lane masks, and constant code numbers make every shift a constant.
+// Lines that name `_ROW` or `ROW_INDEX` are written once per row by the shader assembly, lines that name
+// `_CB` or `CB_INDEX` once per block of four channels, and a step's eight quads of codes are written out
+// rather than looped over: CPU adapters run shader loops with lane masks, and constant code numbers
+// make every shift a constant.
 @compute @workgroup_size(64)
 fn gemm_vec(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let n0 = (wid.x * 64u + lid.x) * 4u;
+    let n0 = (wid.x * 64u + lid.x) * CHANNELS;
     let m0 = wid.y * ROWS;
     let rw = params.row_words;
     let b = n0 * rw;
     let gpr = params.groups_per_row;
     let xr_ROW = min(m0 + ROW_INDEX, params.m - 1u) * (params.k / 4u);
-    var acc_ROW = vec4<f32>(0.0);
+    var acc_ROW_CB = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < params.k; k0 += STEP) {
         var gi = n0 * gpr;
         if GROUP_LEN != 0u {
             gi += k0 / max(GROUP_LEN, 1u); // max: no division by a constant zero
         }
-        let s = vec4<f32>(scale_at(gi), scale_at(gi + gpr), scale_at(gi + 2u * gpr), scale_at(gi + 3u * gpr));
-        let z = vec4<i32>(zero_at(gi), zero_at(gi + gpr), zero_at(gi + 2u * gpr), zero_at(gi + 3u * gpr));
+        let g_CB = gi + CB_INDEX * 4u * gpr; // the block's first channel's group
+        let s_CB = vec4<f32>(scale_at(g_CB), scale_at(g_CB + gpr), scale_at(g_CB + 2u * gpr), scale_at(g_CB + 3u * gpr));
+        let z_CB = vec4<i32>(zero_at(g_CB), zero_at(g_CB + gpr), zero_at(g_CB + 2u * gpr), zero_at(g_CB + 3u * gpr));
         let w0 = k0 * BITS / 32u; // the step's first word
         let xq = k0 / 4u;
         // The block below is written out once per quad of the step by the shader assembly, QUAD
         // becoming 0 to 7 (kernel.rs unroll_quads).
         // QUADS BEGIN
         {
-            let w = words4(b, rw, w0 + QUAD * BITS / 8u);
-            let v0 = weights(w, 4u * QUAD, z, s);
-            let v1 = weights(w, 4u * QUAD + 1u, z, s);
-            let v2 = weights(w, 4u * QUAD + 2u, z, s);
-            let v3 = weights(w, 4u * QUAD + 3u, z, s);
+            let w_CB = words4(b + CB_INDEX * 4u * rw, rw, w0 + QUAD * BITS / 8u);
+            let v0_CB = weights(w_CB, 4u * QUAD, z_CB, s_CB);
+            let v1_CB = weights(w_CB, 4u * QUAD + 1u, z_CB, s_CB);
+            let v2_CB = weights(w_CB, 4u * QUAD + 2u, z_CB, s_CB);
+            let v3_CB = weights(w_CB, 4u * QUAD + 3u, z_CB, s_CB);
             let x_ROW = x[xr_ROW + xq + QUAD];
-            acc_ROW += vec4<f32>(wt(x_ROW.x) * v0);
-            acc_ROW += vec4<f32>(wt(x_ROW.y) * v1);
-            acc_ROW += vec4<f32>(wt(x_ROW.z) * v2);
-            acc_ROW += vec4<f32>(wt(x_ROW.w) * v3);
+            acc_ROW_CB += vec4<f32>(wt(x_ROW.x) * v0_CB);
+            acc_ROW_CB += vec4<f32>(wt(x_ROW.y) * v1_CB);
+            acc_ROW_CB += vec4<f32>(wt(x_ROW.z) * v2_CB);
+            acc_ROW_CB += vec4<f32>(wt(x_ROW.w) * v3_CB);
         }
         // QUADS END
     }
-    store(m0 + ROW_INDEX, n0, acc_ROW);
+    store(m0 + ROW_INDEX, n0 + CB_INDEX * 4u, acc_ROW_CB);
 }
