@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use wgpu::util::DeviceExt;
 
 use super::error::GpuError;
-use super::kernel::{gemm_vec_fits, gemv_vec_tile, pipeline_constants, shader_source, KernelKind, KernelVariant};
+use super::kernel::{
+    gemm_vec_fits, gemv_vec_tile, pipeline_constants, shader_source, KernelKind, KernelVariant, Workgroup,
+};
 use super::timing::TimestampQueries;
 use crate::quant::{QuantFormat, QuantizedMatrix};
 use crate::reference::Arith;
@@ -281,7 +283,8 @@ impl Executor {
         }
         if variant.kind == KernelKind::GemmVec && !variant.workgroup.is_gemm_vec_block() {
             return Err(GpuError::Shape(format!(
-                "gemm-vec needs a thread's block of 4, 8, 16 or 32 channels by 2, 4, 8 or 16 rows (asked {})",
+                "gemm-vec needs {} (asked {})",
+                Workgroup::gemm_vec_blocks(),
                 variant.workgroup
             )));
         }

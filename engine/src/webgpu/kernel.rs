@@ -138,7 +138,7 @@ pub fn gemm_vec_channels(n: usize, most: u32) -> u32 {
     };
     Workgroup::GEMM_VEC_CHANNELS
         .into_iter()
-        .filter(|&c| c <= most.max(4))
+        .filter(|&c| c <= most)
         .min_by(|&a, &b| cost(a).total_cmp(&cost(b)).then(b.cmp(&a)))
         .unwrap_or(4)
 }
@@ -170,6 +170,16 @@ impl Workgroup {
     /// Whether a `gemm-vec` thread can compute this block of outputs.
     pub fn is_gemm_vec_block(self) -> bool {
         Workgroup::GEMM_VEC_CHANNELS.contains(&self.x) && Workgroup::GEMM_VEC_ROWS.contains(&self.y)
+    }
+
+    /// The blocks [`Workgroup::is_gemm_vec_block`] takes, in words, from the same lists.
+    pub fn gemm_vec_blocks() -> String {
+        let words = |v: &[u32]| {
+            let (last, rest) = v.split_last().expect("the lists are not empty");
+            format!("{} or {last}", rest.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
+        };
+        let (channels, rows) = (words(&Workgroup::GEMM_VEC_CHANNELS), words(&Workgroup::GEMM_VEC_ROWS));
+        format!("a thread's block of {channels} channels by {rows} rows")
     }
 
     /// The GEMM tile for `m` activation rows: the shortest that covers them, so that a short prompt
