@@ -99,6 +99,7 @@ fn capabilities(env: &Value) -> Capabilities {
         shader_f16: env["webgpu"]["shaderF16"] == json!(true),
         webnn: cpu["ok"] == json!(true),
         webnn_int4: dtypes(&cpu["dequantizeLinear"], "input").split(',').any(|t| t == "int4"),
+        webnn_cpu: cpu["ok"] == json!(true),
         wasm_simd: env["wasm"] == json!(true),
     }
 }

@@ -119,13 +119,16 @@ struct FamilyRule {
 
 /// The per-family strategy, tried top to bottom; the first rule for the family and browser wins.
 const FAMILY_RULES: &[FamilyRule] = &[
+    // Not the seed's int4-g128-sym: with every tensor at 4 bits MiniLM misses its accuracy budget
+    // (cosine to fp16 at least 0.95; 0.920 in `webq eval`, in every browser through `auto`), where
+    // the mixed policy meets it (0.963) at 6.8 bits a weight (bench/2026-11-28-models-eval.txt).
     FamilyRule {
         family: Family::Text,
         browsers: &[Browser::Firefox, Browser::Chrome],
         backend: Backend::Webgpu,
-        precision: RulePrecision::Format("int4-g128-sym"),
+        precision: RulePrecision::Mixed,
         workgroup: None,
-        why: "text: 4-bit on WebGPU in Firefox and Chrome",
+        why: "text: mixed precision (4-bit default, 8-bit attention and embeddings, fp16 norms) on WebGPU in Firefox and Chrome",
     },
     FamilyRule {
         family: Family::Text,
@@ -182,6 +185,10 @@ pub struct Capabilities {
     pub webnn: bool,
     /// WebNN's `dequantizeLinear` takes int4 input (opSupportLimits).
     pub webnn_int4: bool,
+    /// WebNN's context is on its CPU device (`deviceType: 'cpu'`, which `auto` asks for unless the
+    /// cell names another). Absent in older records.
+    #[serde(default)]
+    pub webnn_cpu: bool,
     pub wasm_simd: bool,
 }
 
@@ -247,6 +254,19 @@ fn rule_for(family: Family, browser: Browser) -> &'static FamilyRule {
 const FALLBACK_ADAPTER_LAST: &str =
     "WebGPU's adapter is a fallback adapter (software, on the CPU): webgpu after the other backends";
 
+/// Where WebNN on the CPU goes after the wasm backend, per browser and family. Chrome's WebNN CPU
+/// device (TFLite) folds `dequantizeLinear` into a matmul only when the activations are quantized
+/// too, so it dequantizes every weight on every inference: warm in chrome-shell, its 4096x4096 int8
+/// GEMV took 61-67 ms against the wasm backend's 3.1, and int8 SmolLM2 ran 9x, MiniLM 1.8x and
+/// Whisper 1.4x faster on wasm, while ViT (GEMMs of hundreds of rows, XNNPACK's strength) ran 1.8x
+/// faster on WebNN (bench/2026-12-07-webnn-vs-wasm-chrome-shell.txt). Measured in Chrome only.
+const WASM_BEFORE_WEBNN_CPU: &[(Browser, &[Family])] =
+    &[(Browser::Chrome, &[Family::Text, Family::Audio, Family::Llm])];
+
+fn wasm_before_webnn_cpu(browser: Browser, family: Family) -> bool {
+    WASM_BEFORE_WEBNN_CPU.iter().any(|(b, families)| *b == browser && families.contains(&family))
+}
+
 /// Selects a backend and precision for a model family (and, for `llm`, the layer being run).
 pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
     let order = BACKEND_ORDER.iter().find(|(b, _)| *b == caps.browser).map_or(&[][..], |(_, o)| o);
@@ -268,6 +288,20 @@ pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
         candidates.retain(|b| *b != Backend::Webgpu);
         candidates.push(Backend::Webgpu);
         reasons.push(FALLBACK_ADAPTER_LAST.to_string());
+    }
+    if caps.webnn_cpu && wasm_before_webnn_cpu(caps.browser, family) {
+        let at = |b| candidates.iter().position(|c| *c == b);
+        if let (Some(webnn), Some(wasm)) = (at(Backend::Webnn), at(Backend::Wasm)) {
+            if wasm > webnn {
+                candidates.remove(wasm);
+                candidates.insert(webnn, Backend::Wasm);
+                reasons.push(format!(
+                    "WebNN's CPU device dequantizes the weights every inference in {:?}: wasm before webnn for {}",
+                    caps.browser,
+                    family.name()
+                ));
+            }
+        }
     }
     for b in candidates.iter().filter(|b| !caps.has(**b)) {
         reasons.push(format!("{} is not available in this browser", b.name()));
@@ -313,6 +347,7 @@ mod tests {
             shader_f16: false,
             webnn,
             webnn_int4: webnn,
+            webnn_cpu: false,
             wasm_simd: true,
         }
     }
@@ -336,18 +371,24 @@ mod tests {
         assert_eq!((c.backend, p), (Backend::Webgpu, Precision::Mixed));
         let (c, p) = select_model(&caps(Browser::Safari, false, false), Family::Text);
         assert_eq!((c.backend, p.to_string().as_str()), (Backend::Wasm, "int8-pc-sym"));
+        // Text in Chrome and Firefox: the mixed policy, which meets MiniLM's budget (all 4-bit does not).
         let (c, p) = select_model(&caps(Browser::Chrome, true, true), Family::Text);
         assert_eq!(
-            (c.backend, p.to_string().as_str(), &c.fallbacks[..]),
-            (Backend::Webgpu, "int4-g128-sym", &[Backend::Webnn, Backend::Wasm][..])
+            (c.backend, p, &c.fallbacks[..]),
+            (Backend::Webgpu, Precision::Mixed, &[Backend::Webnn, Backend::Wasm][..])
         );
+        let (c, p) = select_model(&caps(Browser::Firefox, true, false), Family::Text);
+        assert_eq!((c.backend, p), (Backend::Webgpu, Precision::Mixed));
     }
 
     #[test]
     fn the_seed_strategy() {
+        // Text's layers as the mixed policy gives them: 4-bit MLPs, 8-bit attention.
         let c = select(&caps(Browser::Chrome, true, true), Family::Text, LayerKind::Mlp);
         assert_eq!((c.backend, c.precision.as_str()), (Backend::Webgpu, "int4-g128-sym"));
         assert_eq!(c.fallbacks, [Backend::Webnn, Backend::Wasm]);
+        let t = select(&caps(Browser::Firefox, true, false), Family::Text, LayerKind::Attention);
+        assert_eq!(t.precision, "int8-pc-sym");
         let e = select(&caps(Browser::Edge, true, true), Family::Text, LayerKind::Mlp);
         assert_eq!((e.backend, e.precision.as_str()), (Backend::Webnn, "int8-pc-sym"));
         let a = select(&caps(Browser::Firefox, true, false), Family::Audio, LayerKind::Mlp);
@@ -396,5 +437,34 @@ mod tests {
             select(&n, Family::Llm, LayerKind::Mlp),
             select(&caps(Browser::Firefox, false, false), Family::Llm, LayerKind::Mlp)
         );
+    }
+
+    #[test]
+    fn webnn_on_the_cpu_goes_after_wasm_in_chrome_but_for_vision() {
+        let cpu =
+            |browser, webgpu_fallback| Capabilities { webgpu_fallback, webnn_cpu: true, ..caps(browser, true, true) };
+        // chrome-shell here: SwiftShader (a fallback adapter) and WebNN on the CPU.
+        for family in [Family::Text, Family::Audio, Family::Llm] {
+            let c = select(&cpu(Browser::Chrome, true), family, LayerKind::Mlp);
+            assert_eq!(
+                (c.backend, &c.fallbacks[..]),
+                (Backend::Wasm, &[Backend::Webnn, Backend::Webgpu][..]),
+                "{family:?}"
+            );
+            assert!(c.reasons.iter().any(|r| r.contains("wasm before webnn")), "{:?}", c.reasons);
+        }
+        let v = select(&cpu(Browser::Chrome, true), Family::Vision, LayerKind::Mlp);
+        assert_eq!((v.backend, &v.fallbacks[..]), (Backend::Webnn, &[Backend::Wasm, Backend::Webgpu][..]));
+        // A real GPU stays first; WebNN on the CPU still goes after wasm.
+        let g = select(&cpu(Browser::Chrome, false), Family::Llm, LayerKind::Mlp);
+        assert_eq!((g.backend, &g.fallbacks[..]), (Backend::Webgpu, &[Backend::Wasm, Backend::Webnn][..]));
+        // WebNN on another device, or another browser (not measured): the browser's order.
+        let npu = Capabilities { webnn_cpu: false, ..cpu(Browser::Chrome, true) };
+        assert_eq!(select(&npu, Family::Text, LayerKind::Mlp).backend, Backend::Webnn);
+        let e = select(&cpu(Browser::Edge, true), Family::Text, LayerKind::Mlp);
+        assert_eq!((e.backend, &e.fallbacks[..]), (Backend::Webnn, &[Backend::Wasm, Backend::Webgpu][..]));
+        // A whole MiniLM in chrome-shell: the mixed policy on the wasm backend.
+        let (m, p) = select_model(&cpu(Browser::Chrome, true), Family::Text);
+        assert_eq!((m.backend, p), (Backend::Wasm, Precision::Mixed));
     }
 }

@@ -41,6 +41,7 @@ async fn detect(device: WebnnDevice) -> Capabilities {
         shader_f16: gpu.is_some_and(|g| g.adapter().shader_f16),
         webnn,
         webnn_int4,
+        webnn_cpu: webnn && device == WebnnDevice::Cpu,
         wasm_simd: cfg!(target_feature = "simd128"),
     }
 }
