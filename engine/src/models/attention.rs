@@ -63,18 +63,29 @@ pub fn attention_with(
     let scale = 1.0 / (d as f64).sqrt();
     let mut out = vec![0f32; tq * qw];
     let mut p = vec![0f64; tk];
+    let mut acc = vec![0f64; d];
+    let mut qd = vec![0f64; d];
+    // One key/value head's rows widened to f64 once, where every query of every head in its group
+    // reads them (the products are of the same values: the conversion is exact).
+    let (mut kh, mut vh) = (vec![0f64; tk * d], vec![0f64; tk * d]);
+    let mut widened = None;
     for head in 0..h.heads {
         let kvh = kv_head(head);
+        if widened != Some(kvh) {
+            widen_head(&mut kh, k, kw, kvh * d..(kvh + 1) * d);
+            widen_head(&mut vh, v, kw, kvh * d..(kvh + 1) * d);
+            widened = Some(kvh);
+        }
         for i in 0..tq {
-            let qi = &q[i * qw + head * d..][..d];
+            for (a, &x) in qd.iter_mut().zip(&q[i * qw + head * d..][..d]) {
+                *a = x as f64;
+            }
+            scores(&mut p, &qd, &kh, scale);
             let mut max = f64::NEG_INFINITY;
             for (j, pj) in p.iter_mut().enumerate() {
-                *pj = if allows(i, j) {
-                    let kj = &k[j * kw + kvh * d..][..d];
-                    qi.iter().zip(kj).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * scale
-                } else {
-                    f64::NEG_INFINITY
-                };
+                if !allows(i, j) {
+                    *pj = f64::NEG_INFINITY;
+                }
                 max = max.max(*pj);
             }
             if max == f64::NEG_INFINITY {
@@ -85,14 +96,63 @@ pub fn attention_with(
                 *pj = (*pj - max).exp();
                 sum += *pj;
             }
+            weighted_values(&mut acc, &p, &vh);
             let o = &mut out[i * qw + head * d..][..d];
-            for (c, oc) in o.iter_mut().enumerate() {
-                let acc: f64 = p.iter().enumerate().map(|(j, &pj)| pj * v[j * kw + kvh * d + c] as f64).sum();
-                *oc = (acc / sum) as f32;
+            for (oc, &a) in o.iter_mut().zip(&acc) {
+                *oc = (a / sum) as f32;
             }
         }
     }
     out
+}
+
+/// Columns `cols` of every row of `kw` values in `x`, as f64 rows one after another into `into`.
+fn widen_head(into: &mut [f64], x: &[f32], kw: usize, cols: std::ops::Range<usize>) {
+    for (row, src) in into.chunks_exact_mut(cols.len()).zip(x.chunks_exact(kw)) {
+        for (a, &b) in row.iter_mut().zip(&src[cols.clone()]) {
+            *a = b as f64;
+        }
+    }
+}
+
+/// `sum_j p[j] v_j` into `acc` (`v`: rows of `acc.len()`): each output sums its products in key
+/// order from -0.0 (an iterator's sum, as one column at a time did: the same bits); a key at a
+/// time, the outputs' sums are independent lanes.
+fn weighted_values(acc: &mut [f64], p: &[f64], v: &[f64]) {
+    acc.fill(-0.0);
+    for (&pj, vj) in p.iter().zip(v.chunks_exact(acc.len())) {
+        for (a, &x) in acc.iter_mut().zip(vj) {
+            *a += pj * x;
+        }
+    }
+}
+
+/// Keys a pass of [`scores`]: that many chains of additions overlap. With 8, ViT and Whisper's
+/// encoder took 0.96-0.99x the time they took with 4 in Chromium and Firefox (medians of three
+/// rounds, bench/2026-12-07-attention-loops.txt).
+const KEYS: usize = 8;
+
+/// `q . k_j * scale` into `p[j]` for every key `j` (`k`: rows of `q.len()`), each dot product one
+/// f64 sum in the order of the head's dimensions from -0.0 (an iterator's sum: the same bits),
+/// [`KEYS`] keys at a time.
+fn scores(p: &mut [f64], q: &[f64], k: &[f64], scale: f64) {
+    let d = q.len();
+    let whole = p.len() / KEYS * KEYS;
+    let (blocks, rest) = p.split_at_mut(whole);
+    for (out, keys) in blocks.chunks_exact_mut(KEYS).zip(k.chunks_exact(KEYS * d)) {
+        let mut s = [-0.0f64; KEYS];
+        for (c, &a) in q.iter().enumerate() {
+            for (r, sr) in s.iter_mut().enumerate() {
+                *sr += a * keys[r * d + c];
+            }
+        }
+        for (o, sr) in out.iter_mut().zip(s) {
+            *o = sr * scale;
+        }
+    }
+    for (pj, kj) in rest.iter_mut().zip(k[whole * d..].chunks_exact(d)) {
+        *pj = q.iter().zip(kj).map(|(&a, &b)| a * b).sum::<f64>() * scale;
+    }
 }
 
 /// Keys and values of every position seen so far, per layer.
@@ -192,6 +252,112 @@ mod tests {
         let (k, v) = ([0.0, 0.0], [7.0, -7.0]);
         let o = attention(&q, &k, &v, 1, 1, h, Mask::Causal { offset: 0 });
         assert_eq!(o, [7.0, 7.0, -7.0, -7.0]);
+    }
+
+    /// The attention this module computed before its loops were reordered for speed: one output
+    /// column at a time, each score an iterator's sum. The reordered code must give its bits.
+    fn column_at_a_time(q: &[f32], k: &[f32], v: &[f32], (tq, tk): (usize, usize), h: Heads, mask: Mask) -> Vec<f32> {
+        let (qw, kw, d) = (h.q_width(), h.kv_width(), h.head_dim);
+        let group = h.heads / h.kv_heads;
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut out = vec![0f32; tq * qw];
+        let mut p = vec![0f64; tk];
+        for head in 0..h.heads {
+            let kvh = head / group;
+            for i in 0..tq {
+                let qi = &q[i * qw + head * d..][..d];
+                let mut max = f64::NEG_INFINITY;
+                for (j, pj) in p.iter_mut().enumerate() {
+                    *pj = if mask.allows(i, j) {
+                        let kj = &k[j * kw + kvh * d..][..d];
+                        qi.iter().zip(kj).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * scale
+                    } else {
+                        f64::NEG_INFINITY
+                    };
+                    max = max.max(*pj);
+                }
+                if max == f64::NEG_INFINITY {
+                    continue;
+                }
+                let mut sum = 0.0;
+                for pj in p.iter_mut() {
+                    *pj = (*pj - max).exp();
+                    sum += *pj;
+                }
+                let o = &mut out[i * qw + head * d..][..d];
+                for (c, oc) in o.iter_mut().enumerate() {
+                    let acc: f64 = p.iter().enumerate().map(|(j, &pj)| pj * v[j * kw + kvh * d + c] as f64).sum();
+                    *oc = (acc / sum) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reordered_loops_give_the_bits_of_a_column_at_a_time() {
+        let mut rng = crate::seeded::Rng::new(7);
+        let mut cases = 0;
+        for (tq, tk, heads, kv_heads, head_dim) in
+            [(1, 1, 1, 1, 1), (3, 5, 2, 1, 3), (7, 7, 4, 2, 8), (5, 9, 6, 6, 64), (2, 13, 3, 3, 5), (16, 33, 2, 2, 32)]
+        {
+            let h = Heads { heads, kv_heads, head_dim };
+            for spread in [1.0f32, 30.0] {
+                // Zeros of both signs among the values, as a model's padding and ReLUs give.
+                let mut draw = |n: usize| -> Vec<f32> {
+                    (0..n)
+                        .map(|_| match rng.next_u64() % 8 {
+                            0 => 0.0,
+                            1 => -0.0,
+                            _ => rng.normal() * spread,
+                        })
+                        .collect()
+                };
+                let (q, k, v) = (draw(tq * h.q_width()), draw(tk * h.kv_width()), draw(tk * h.kv_width()));
+                let padding: Vec<u32> = (0..tk).map(|j| u32::from(j % 3 != 1)).collect();
+                let none = vec![0u32; tk];
+                for mask in [
+                    Mask::Padding(&padding),
+                    Mask::Padding(&none),
+                    Mask::Causal { offset: 0 },
+                    Mask::Causal { offset: 2 },
+                ] {
+                    let want = column_at_a_time(&q, &k, &v, (tq, tk), h, mask);
+                    let got = attention(&q, &k, &v, tq, tk, h, mask);
+                    let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "tq {tq} tk {tk} {h:?} spread {spread} {mask:?}");
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 48);
+    }
+
+    /// The two loops on their own, in f64 where a changed order of additions shows (rounded to
+    /// f32, most such changes vanish).
+    #[test]
+    fn scores_and_weighted_values_sum_in_the_iterators_order() {
+        let mut rng = crate::seeded::Rng::new(11);
+        let (tk, kw, d, off) = (23, 40, 16, 8);
+        let k: Vec<f32> = (0..tk * kw).map(|_| rng.normal() * 5.0).collect();
+        let q: Vec<f32> = (0..d).map(|_| rng.normal() * 5.0).collect();
+        let mut kh = vec![0f64; tk * d];
+        widen_head(&mut kh, &k, kw, off..off + d);
+        let key = |j: usize| &k[j * kw + off..][..d];
+        let qd: Vec<f64> = q.iter().map(|&x| x as f64).collect();
+        let mut p = vec![0f64; tk];
+        scores(&mut p, &qd, &kh, 0.25);
+        for (j, &pj) in p.iter().enumerate() {
+            let want = q.iter().zip(key(j)).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * 0.25;
+            assert_eq!(pj.to_bits(), want.to_bits(), "score {j}");
+        }
+        let w: Vec<f64> = (0..tk).map(|_| rng.uniform() as f64 / 3.0).collect();
+        let mut acc = vec![0f64; d];
+        weighted_values(&mut acc, &w, &kh);
+        for (c, &a) in acc.iter().enumerate() {
+            let want: f64 = w.iter().enumerate().map(|(j, &wj)| wj * key(j)[c] as f64).sum();
+            assert_eq!(a.to_bits(), want.to_bits(), "output {c}");
+        }
     }
 
     #[test]
