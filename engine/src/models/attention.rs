@@ -80,9 +80,13 @@ pub fn attention_with(
             for (a, &x) in qd.iter_mut().zip(&q[i * qw + head * d..][..d]) {
                 *a = x as f64;
             }
-            scores(&mut p, &qd, &kh, scale);
+            // Scores up to the last visible key only (a causal mask hides the rest, as the old
+            // loop skipped them); every hidden key's weight is exp(-inf) = 0, as before.
+            let end = (0..tk).rposition(|j| allows(i, j)).map_or(0, |j| j + 1);
+            scores(&mut p[..end], &qd, &kh[..end * d], scale);
+            p[end..].fill(f64::NEG_INFINITY);
             let mut max = f64::NEG_INFINITY;
-            for (j, pj) in p.iter_mut().enumerate() {
+            for (j, pj) in p[..end].iter_mut().enumerate() {
                 if !allows(i, j) {
                     *pj = f64::NEG_INFINITY;
                 }
