@@ -2,7 +2,9 @@
 //! [`Backend`] for every op: the quantized matmuls, norms, attention (softmax and masks included),
 //! activations, rotary embeddings and the KV cache's writes. Every op but the matmul defaults to
 //! the CPU reference ([`super::ops`], [`super::attention`]); a backend overrides what it runs
-//! itself. The CPU path ([`CpuExec`], the `wasm` backend's code) overrides only the matmul.
+//! itself. The CPU path ([`CpuExec`], the `wasm` backend's code) overrides the matmul, attention
+//! and GELU ([`super::cpu_ops`]: f32, vectorized; the reference sums attention in f64 and calls
+//! libm's f64 `erf` and `exp` per value).
 
 use super::attention::{attention, Heads, KvCache, Mask};
 use super::bench::Footprint;
@@ -148,6 +150,24 @@ impl Backend for CpuExec {
         let mut y = cpu::matmul(&x, m, &l.q);
         add_bias(&mut y, l.bias.as_deref());
         Ok(y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn attention(
+        &mut self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        tq: usize,
+        tk: usize,
+        h: Heads,
+        mask: Mask<'_>,
+    ) -> OpResult<Vec<f32>> {
+        Ok(super::cpu_ops::attention(q, k, v, tq, tk, h, mask))
+    }
+
+    async fn gelu(&mut self, x: &[f32]) -> OpResult<Vec<f32>> {
+        Ok(super::cpu_ops::gelu(x))
     }
 }
 

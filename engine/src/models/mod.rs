@@ -5,7 +5,8 @@
 //! - [`safetensors`]: safetensors files of F32, F16 and BF16 tensors (all-MiniLM-L6-v2).
 //! - [`onnx`]: ONNX files' initializers and nodes, weights found by their node (ViT-S/14).
 //! - [`ct2`]: CTranslate2 `model.bin` files, binary version 6 (Whisper tiny.en).
-//! - [`ops`]: the CPU reference of the transformer ops (norms, softmax, GELU, SiLU, rotary, pooling).
+//! - [`ops`]: the CPU reference of the transformer ops (norms, softmax, GELU, SiLU, rotary, pooling);
+//!   [`cpu_ops`]: the CPU path's own f32 versions where the reference's libm calls are slow (GELU).
 //! - [`attention`]: scaled-dot-product attention (padding and causal masks, grouped-query heads)
 //!   and the KV cache.
 //! - [`linear`]: weights stored per layer kind in a precision; [`exec`]: the ops' backend trait and
@@ -26,6 +27,7 @@ pub mod accuracy;
 pub mod attention;
 pub mod bench;
 pub mod bert;
+pub mod cpu_ops;
 pub mod ct2;
 pub mod exec;
 #[cfg(any(test, feature = "planted-faults"))]
