@@ -254,18 +254,17 @@ fn rule_for(family: Family, browser: Browser) -> &'static FamilyRule {
 const FALLBACK_ADAPTER_LAST: &str =
     "WebGPU's adapter is a fallback adapter (software, on the CPU): webgpu after the other backends";
 
-/// Where WebNN on the CPU goes after the wasm backend, per browser and family. Chrome's WebNN CPU
-/// device (TFLite) folds `dequantizeLinear` into a matmul only when the activations are quantized
-/// too, so it dequantizes every weight on every inference: warm in chrome-shell, its 4096x4096 int8
-/// GEMV took 61-67 ms against the wasm backend's 3.1, and int8 SmolLM2 ran 9x, MiniLM 1.8x and
-/// Whisper 1.4x faster on wasm, while ViT (GEMMs of hundreds of rows, XNNPACK's strength) ran 1.8x
-/// faster on WebNN (bench/2026-12-07-webnn-vs-wasm-chrome-shell.txt). Measured in Chrome only.
-const WASM_BEFORE_WEBNN_CPU: &[(Browser, &[Family])] =
-    &[(Browser::Chrome, &[Family::Text, Family::Audio, Family::Llm])];
-
-fn wasm_before_webnn_cpu(browser: Browser, family: Family) -> bool {
-    WASM_BEFORE_WEBNN_CPU.iter().any(|(b, families)| *b == browser && families.contains(&family))
-}
+/// Where WebNN on the CPU goes after the wasm backend. Chrome's WebNN CPU device (TFLite) folds
+/// `dequantizeLinear` into a matmul only when the activations are quantized too, so it dequantizes
+/// every weight on every inference: warm in chrome-shell, its 4096x4096 int8 GEMV took 61-67 ms
+/// against the wasm backend's 3.1, and int8 SmolLM2 ran 9x, MiniLM 1.8x and Whisper 1.4x faster on
+/// wasm (bench/2026-12-07-webnn-vs-wasm-chrome-shell.txt). ViT (GEMMs of hundreds of rows, XNNPACK's
+/// strength) ran 1.8x faster on WebNN then; since the CPU path's own f32 attention and GELU
+/// (`models::cpu_ops`) it takes 0.84x WebNN's time there (169.5-172.5 ms against 200.9-222.4,
+/// alternating rounds, bench/2026-12-07-cpu-ops-attention-gelu.txt), so every family goes to wasm
+/// first.
+/// Measured in Chrome only.
+const WASM_BEFORE_WEBNN_CPU: &[Browser] = &[Browser::Chrome];
 
 /// Selects a backend and precision for a model family (and, for `llm`, the layer being run).
 pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
@@ -289,7 +288,7 @@ pub fn select(caps: &Capabilities, family: Family, layer: LayerKind) -> Choice {
         candidates.push(Backend::Webgpu);
         reasons.push(FALLBACK_ADAPTER_LAST.to_string());
     }
-    if caps.webnn_cpu && wasm_before_webnn_cpu(caps.browser, family) {
+    if caps.webnn_cpu && WASM_BEFORE_WEBNN_CPU.contains(&caps.browser) {
         let at = |b| candidates.iter().position(|c| *c == b);
         if let (Some(webnn), Some(wasm)) = (at(Backend::Webnn), at(Backend::Wasm)) {
             if wasm > webnn {
@@ -440,11 +439,11 @@ mod tests {
     }
 
     #[test]
-    fn webnn_on_the_cpu_goes_after_wasm_in_chrome_but_for_vision() {
+    fn webnn_on_the_cpu_goes_after_wasm_in_chrome() {
         let cpu =
             |browser, webgpu_fallback| Capabilities { webgpu_fallback, webnn_cpu: true, ..caps(browser, true, true) };
         // chrome-shell here: SwiftShader (a fallback adapter) and WebNN on the CPU.
-        for family in [Family::Text, Family::Audio, Family::Llm] {
+        for family in [Family::Text, Family::Vision, Family::Audio, Family::Llm] {
             let c = select(&cpu(Browser::Chrome, true), family, LayerKind::Mlp);
             assert_eq!(
                 (c.backend, &c.fallbacks[..]),
@@ -453,8 +452,8 @@ mod tests {
             );
             assert!(c.reasons.iter().any(|r| r.contains("wasm before webnn")), "{:?}", c.reasons);
         }
-        let v = select(&cpu(Browser::Chrome, true), Family::Vision, LayerKind::Mlp);
-        assert_eq!((v.backend, &v.fallbacks[..]), (Backend::Webnn, &[Backend::Wasm, Backend::Webgpu][..]));
+        let (v, p) = select_model(&cpu(Browser::Chrome, true), Family::Vision);
+        assert_eq!((v.backend, p), (Backend::Wasm, Precision::Format("int8-pc-sym".parse().unwrap())));
         // A real GPU stays first; WebNN on the CPU still goes after wasm.
         let g = select(&cpu(Browser::Chrome, false), Family::Llm, LayerKind::Mlp);
         assert_eq!((g.backend, &g.fallbacks[..]), (Backend::Webgpu, &[Backend::Wasm, Backend::Webnn][..]));
