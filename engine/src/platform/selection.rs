@@ -260,9 +260,10 @@ const FALLBACK_ADAPTER_LAST: &str =
 /// against the wasm backend's 3.1, and int8 SmolLM2 ran 9x, MiniLM 1.8x and Whisper 1.4x faster on
 /// wasm (bench/2026-12-07-webnn-vs-wasm-chrome-shell.txt). ViT (GEMMs of hundreds of rows, XNNPACK's
 /// strength) ran 1.8x faster on WebNN then; since the CPU path's own f32 attention and GELU
-/// (`models::cpu_ops`) it takes 0.84x WebNN's time there (169.5-172.5 ms against 200.9-222.4,
-/// alternating rounds, bench/2026-12-07-cpu-ops-attention-gelu.txt), so every family goes to wasm
-/// first.
+/// (`models::cpu_ops`) it is as fast or faster on wasm in every pairing measured: warm 0.84x
+/// (169.5-172.5 ms against 200.9-222.4) and through `auto` 0.95x (158.4-164.1 against 162.4-178.3),
+/// its first inference 0.59x (201-205 against 331-362, WebNN's graphs built in it;
+/// bench/2026-12-07-cpu-ops-attention-gelu.txt). So every family goes to wasm first.
 /// Measured in Chrome only.
 const WASM_BEFORE_WEBNN_CPU: &[Browser] = &[Browser::Chrome];
 
