@@ -22,6 +22,12 @@ impl Mask<'_> {
     }
 }
 
+/// One past the last of `tk` keys that `allows` lets query `i` see (0 if none): the keys after it
+/// need no score (a causal mask hides most of them).
+pub fn visible_end(tk: usize, i: usize, allows: impl Fn(usize, usize) -> bool) -> usize {
+    (0..tk).rposition(|j| allows(i, j)).map_or(0, |j| j + 1)
+}
+
 /// The head counts of one attention layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heads {
@@ -82,7 +88,7 @@ pub fn attention_with(
             }
             // Scores up to the last visible key only (a causal mask hides the rest, as the old
             // loop skipped them); every hidden key's weight is exp(-inf) = 0, as before.
-            let end = (0..tk).rposition(|j| allows(i, j)).map_or(0, |j| j + 1);
+            let end = visible_end(tk, i, &allows);
             scores(&mut p[..end], &qd, &kh[..end * d], scale);
             p[end..].fill(f64::NEG_INFINITY);
             let mut max = f64::NEG_INFINITY;

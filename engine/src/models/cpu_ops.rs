@@ -9,7 +9,7 @@
 
 use std::f32::consts::{FRAC_1_SQRT_2, LOG2_E};
 
-use super::attention::{Heads, Mask};
+use super::attention::{visible_end, Heads, Mask};
 
 /// GELU in BERT's exact (erf) form, `x/2 * (1 + erf(x / sqrt 2))`, with `1 + erf(z) = erfc(-z)`
 /// from the Chebyshev fit of erfc the WGSL kernel uses (Numerical Recipes' `erfcc`, relative error
@@ -114,7 +114,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads
         for head in kvh * group..(kvh + 1) * group {
             for i in 0..tq {
                 let qi = &q[i * qw + head * d..][..d];
-                let end = (0..tk).rposition(|j| mask.allows(i, j)).map_or(0, |j| j + 1);
+                let end = visible_end(tk, i, |i, j| mask.allows(i, j));
                 if end == 0 {
                     continue; // no key visible: a zero output, as softmax of an all-masked row
                 }
@@ -161,14 +161,14 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads
 
 #[cfg(test)]
 mod tests {
+    use super::super::attention::attention as reference;
     use super::super::ops::gelu_erf;
     use super::*;
+    use webq_conformance::tolerance::ulp;
 
     /// `|got - want|` in f32 ULP of `max(|want|, floor)`.
     fn ulps(got: f32, want: f32, floor: f32) -> f64 {
-        let scale = want.abs().max(floor);
-        let ulp = f32::from_bits(scale.to_bits() & 0x7f80_0000) as f64 * f32::EPSILON as f64;
-        (got as f64 - want as f64).abs() / ulp
+        (got as f64 - want as f64).abs() / ulp(want.abs().max(floor))
     }
 
     #[test]
@@ -211,12 +211,6 @@ mod tests {
         assert!(tail.iter().all(|v| *v <= 0.0 && *v > -1e-30), "{tail:?}");
         assert!(gelu(&[f32::NAN])[0].is_nan());
     }
-}
-
-#[cfg(test)]
-mod attention_tests {
-    use super::super::attention::{attention as reference, Heads, Mask};
-    use super::attention;
 
     #[test]
     fn one_visible_key_returns_its_value_exactly() {

@@ -6,7 +6,7 @@
 //! - [`onnx`]: ONNX files' initializers and nodes, weights found by their node (ViT-S/14).
 //! - [`ct2`]: CTranslate2 `model.bin` files, binary version 6 (Whisper tiny.en).
 //! - [`ops`]: the CPU reference of the transformer ops (norms, softmax, GELU, SiLU, rotary, pooling);
-//!   [`cpu_ops`]: the CPU path's own f32 versions where the reference's libm calls are slow (GELU).
+//!   [`cpu_ops`]: the CPU path's own f32 GELU and attention, where the reference's f64 is slow.
 //! - [`attention`]: scaled-dot-product attention (padding and causal masks, grouped-query heads)
 //!   and the KV cache.
 //! - [`linear`]: weights stored per layer kind in a precision; [`exec`]: the ops' backend trait and
