@@ -80,6 +80,9 @@ fn exp_neg(y: f32) -> f32 {
 /// ran as fast (0.96-1.03x in Chromium and Firefox, bench/2026-12-07-cpu-ops-attention-gelu.txt).
 const KEYS: usize = 16;
 
+/// Head dimensions a pass of [`attention`]'s weighted sum of values: four f32x4 sums a query.
+const DIMS: usize = 16;
+
 /// Below this, `e^(score - max)` is taken as 0: next to the maximum's weight of 1 it cannot move an
 /// f32 sum (e^-64 = 1.6e-28), and products of smaller weights with values would be subnormal,
 /// which x86 (natively, and under the browsers' wasm) computes a hundred times slower.
@@ -88,20 +91,26 @@ const NEGLIGIBLE: f32 = -64.0;
 /// `softmax(q k^T / sqrt(head_dim) + mask) v` per head, as [`super::attention::attention`] (same
 /// layouts and masks) but in f32: each score one f32 sum in the order of the head's dimensions,
 /// [`KEYS`] keys at a time from a key-interleaved copy of the head's keys (so the keys are the
-/// lanes and no sum is reordered); the weights from [`exp_neg`], summed in f32 in key order; the
-/// values summed a key at a time across the head's outputs.
+/// lanes and no sum is reordered); the weights from [`exp_neg`], summed in f32 in key order; each
+/// output a sum in key order, [`DIMS`] of them at a time from a copy of the head's values in
+/// blocks of dimensions.
+///
+/// Two queries go through each pass: every key or value loaded serves both, and their sums (8
+/// f32x4) stay in registers. Blocking changes no sum's order, so the bits are those of one query
+/// at a time.
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads, mask: Mask) -> Vec<f32> {
     let (qw, kw, d) = (h.q_width(), h.kv_width(), h.head_dim);
     assert!(q.len() == tq * qw && k.len() == tk * kw && v.len() == tk * kw, "attention: shapes");
     assert!(h.kv_heads > 0 && h.heads % h.kv_heads == 0, "attention: heads not a multiple of kv heads");
     let group = h.heads / h.kv_heads;
     let scale = 1.0 / (d as f32).sqrt();
-    let blocks = tk.div_ceil(KEYS);
+    let (blocks, dim_blocks) = (tk.div_ceil(KEYS), d.div_ceil(DIMS));
     let mut out = vec![0f32; tq * qw];
+    // Keys as [block][dimension][key in block]; values as [dimension block][key][dimension in
+    // block], the dimensions past `d` zero.
     let mut keys = vec![0f32; blocks * d * KEYS];
-    let mut values = vec![0f32; tk * d];
-    let mut p = vec![0f32; blocks * KEYS];
-    let mut acc = vec![0f32; d];
+    let mut values = vec![0f32; dim_blocks * tk * DIMS];
+    let mut p = [vec![0f32; blocks * KEYS], vec![0f32; blocks * KEYS]];
     for kvh in 0..h.kv_heads {
         let cols = kvh * d..(kvh + 1) * d;
         for (j, (kj, vj)) in k.chunks_exact(kw).zip(v.chunks_exact(kw)).enumerate() {
@@ -109,52 +118,124 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads
             for (c, &x) in kj[cols.clone()].iter().enumerate() {
                 keys[(b * d + c) * KEYS + r] = x;
             }
-            values[j * d..][..d].copy_from_slice(&vj[cols.clone()]);
+            for (c, &x) in vj[cols.clone()].iter().enumerate() {
+                values[((c / DIMS) * tk + j) * DIMS + c % DIMS] = x;
+            }
         }
         for head in kvh * group..(kvh + 1) * group {
-            for i in 0..tq {
-                let qi = &q[i * qw + head * d..][..d];
-                let end = visible_end(tk, i, |i, j| mask.allows(i, j));
+            for i0 in (0..tq).step_by(2) {
+                // An odd last query is paired with itself; its twin's results are dropped.
+                let pair = [i0, (i0 + 1).min(tq - 1)];
+                let ends = pair.map(|i| visible_end(tk, i, |i, j| mask.allows(i, j)));
+                let end = ends[0].max(ends[1]);
                 if end == 0 {
-                    continue; // no key visible: a zero output, as softmax of an all-masked row
+                    continue; // no key visible: zero outputs, as softmax of an all-masked row
                 }
-                for (pb, kb) in p.chunks_exact_mut(KEYS).zip(keys.chunks_exact(d * KEYS)).take(end.div_ceil(KEYS)) {
-                    let mut s = [0f32; KEYS];
-                    for (&a, kc) in qi.iter().zip(kb.chunks_exact(KEYS)) {
-                        for (sr, &x) in s.iter_mut().zip(kc) {
-                            *sr += a * x;
-                        }
+                let [q0, q1] = pair.map(|i| &q[i * qw + head * d..][..d]);
+                let [p0, p1] = &mut p;
+                scores(q0, q1, &keys[..end.div_ceil(KEYS) * d * KEYS], scale, p0, p1);
+                let sums = weights(&mut p, end, ends, pair, mask);
+                let [o0, o1] = weighted_values(&p[0][..end], &p[1][..end], &values, tk, d);
+                for (n, o) in [o0, o1].iter().enumerate().take(if pair[1] == pair[0] { 1 } else { 2 }) {
+                    if ends[n] == 0 {
+                        continue;
                     }
-                    for (o, sr) in pb.iter_mut().zip(s) {
-                        *o = sr * scale;
+                    for (y, &a) in out[pair[n] * qw + head * d..][..d].iter_mut().zip(o) {
+                        *y = a / sums[n];
                     }
-                }
-                let mut max = f32::NEG_INFINITY;
-                for (j, pj) in p[..end].iter_mut().enumerate() {
-                    if !mask.allows(i, j) {
-                        *pj = f32::NEG_INFINITY;
-                    }
-                    max = max.max(*pj);
-                }
-                let mut sum = 0f32;
-                for pj in &mut p[..end] {
-                    let y = *pj - max;
-                    *pj = if y < NEGLIGIBLE { 0.0 } else { exp_neg(y) }; // NaN stays NaN
-                    sum += *pj;
-                }
-                acc.fill(0.0);
-                for (&w, vj) in p[..end].iter().zip(values.chunks_exact(d)) {
-                    if w != 0.0 {
-                        for (a, &x) in acc.iter_mut().zip(vj) {
-                            *a += w * x;
-                        }
-                    }
-                }
-                for (o, &a) in out[i * qw + head * d..][..d].iter_mut().zip(&acc) {
-                    *o = a / sum;
                 }
             }
         }
+    }
+    out
+}
+
+/// Both queries' scaled scores against every key of `keys` (whole blocks of [`KEYS`]).
+fn scores(q0: &[f32], q1: &[f32], keys: &[f32], scale: f32, p0: &mut [f32], p1: &mut [f32]) {
+    let d = q0.len();
+    let pass = p0.chunks_exact_mut(KEYS).zip(p1.chunks_exact_mut(KEYS)).zip(keys.chunks_exact(d * KEYS));
+    for ((pb0, pb1), kb) in pass {
+        let (mut s0, mut s1) = ([0f32; KEYS], [0f32; KEYS]);
+        for ((&a0, &a1), kc) in q0.iter().zip(q1).zip(kb.chunks_exact(KEYS)) {
+            for ((x0, x1), &x) in s0.iter_mut().zip(&mut s1).zip(kc) {
+                *x0 += a0 * x;
+                *x1 += a1 * x;
+            }
+        }
+        for ((o0, o1), (x0, x1)) in pb0.iter_mut().zip(pb1.iter_mut()).zip(s0.into_iter().zip(s1)) {
+            (*o0, *o1) = (x0 * scale, x1 * scale);
+        }
+    }
+}
+
+/// Turns a pass's scores (`p`, as far as either query sees) into softmax's numerators: 0 for keys
+/// the mask hides and past each query's own visible end (`ends`). Returns each query's sum of them,
+/// taken in key order.
+fn weights(p: &mut [Vec<f32>; 2], end: usize, ends: [usize; 2], pair: [usize; 2], mask: Mask) -> [f32; 2] {
+    for ((pn, &e), &i) in p.iter_mut().zip(&ends).zip(&pair) {
+        let (mine, past) = pn[..end].split_at_mut(e);
+        past.fill(0.0);
+        match mask {
+            Mask::Padding(m) => {
+                for (pj, &mj) in mine.iter_mut().zip(m) {
+                    *pj = if mj == 1 { *pj } else { f32::NEG_INFINITY };
+                }
+            }
+            // Every key before the visible end is visible.
+            Mask::Causal { .. } => debug_assert!((0..e).all(|j| mask.allows(i, j))),
+        }
+        let max = max_of(mine);
+        for pj in mine {
+            let y = *pj - max;
+            *pj = if y < NEGLIGIBLE { 0.0 } else { exp_neg(y) }; // NaN stays NaN
+        }
+    }
+    let mut sums = [0f32; 2];
+    for (&w0, &w1) in p[0][..end].iter().zip(&p[1][..end]) {
+        sums[0] += w0;
+        sums[1] += w1;
+    }
+    sums
+}
+
+/// The largest of `xs` that is not NaN (`f32::max`'s answer), -inf for none, eight lanes at a time.
+fn max_of(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    lanes.into_iter().chain(tail.iter().copied()).fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Both queries' sums of weighted values, each in key order, skipping keys of weight 0 (so a
+/// value's NaN or infinity reaches only the outputs that weigh it).
+fn weighted_values(w0: &[f32], w1: &[f32], values: &[f32], tk: usize, d: usize) -> [Vec<f32>; 2] {
+    let mut out = [vec![0f32; d.div_ceil(DIMS) * DIMS], vec![0f32; d.div_ceil(DIMS) * DIMS]];
+    let [out0, out1] = &mut out;
+    let pass = out0.chunks_exact_mut(DIMS).zip(out1.chunks_exact_mut(DIMS)).zip(values.chunks_exact(tk * DIMS));
+    for ((y0, y1), block) in pass {
+        let (mut a0, mut a1) = ([0f32; DIMS], [0f32; DIMS]);
+        for ((&c0, &c1), vj) in w0.iter().zip(w1).zip(block.chunks_exact(DIMS)) {
+            if c0 != 0.0 {
+                for (a, &x) in a0.iter_mut().zip(vj) {
+                    *a += c0 * x;
+                }
+            }
+            if c1 != 0.0 {
+                for (a, &x) in a1.iter_mut().zip(vj) {
+                    *a += c1 * x;
+                }
+            }
+        }
+        y0.copy_from_slice(&a0);
+        y1.copy_from_slice(&a1);
+    }
+    for o in &mut out {
+        o.truncate(d);
     }
     out
 }
@@ -222,6 +303,33 @@ mod tests {
         let nan_key = [5.0, f32::NAN, -3.0, 2.0];
         let o = attention(&q, &nan_key, &v, 2, 2, h, Mask::Padding(&[1, 1]));
         assert!(o.iter().all(|x| x.is_nan()), "a NaN score must reach the outputs: {o:?}");
+    }
+
+    /// Two queries a pass, an odd last one paired with itself: each query's outputs are the bits
+    /// of that query alone (with a causal mask, at its own offset).
+    #[test]
+    fn queries_in_pairs_give_the_bits_of_one_at_a_time() {
+        let mut rng = crate::seeded::Rng::new(9);
+        let h = Heads { heads: 4, kv_heads: 2, head_dim: 20 };
+        let (tq, tk) = (7, 37);
+        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() * 3.0).collect() };
+        let (q, k, v) = (draw(tq * h.q_width()), draw(tk * h.kv_width()), draw(tk * h.kv_width()));
+        let padding: Vec<u32> = (0..tk).map(|j| u32::from(j % 4 != 2)).collect();
+        for mask in [Mask::Padding(&padding), Mask::Causal { offset: 30 }] {
+            let all = attention(&q, &k, &v, tq, tk, h, mask);
+            for (i, (qi, row)) in q.chunks_exact(h.q_width()).zip(all.chunks_exact(h.q_width())).enumerate() {
+                let alone = match mask {
+                    Mask::Causal { offset } => Mask::Causal { offset: offset + i },
+                    padding => padding,
+                };
+                let one = attention(qi, &k, &v, 1, tk, h, alone);
+                assert_eq!(
+                    one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    row.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "{mask:?} query {i}"
+                );
+            }
+        }
     }
 
     /// Against the f64 reference on every mask, grouped heads and key counts around [`super::KEYS`]:
