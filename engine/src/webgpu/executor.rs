@@ -9,6 +9,7 @@ use web_time::Instant;
 use serde::{Deserialize, Serialize};
 use wgpu::util::DeviceExt;
 
+use super::completion::completion;
 use super::error::GpuError;
 use super::kernel::{
     gemm_vec_fits, gemv_vec_tile, pipeline_constants, shader_source, KernelKind, KernelVariant, Workgroup,
@@ -345,22 +346,16 @@ impl Executor {
         Ok(Prepared { exec: self, pipeline, bind, y, staging, y_bytes, groups, compile_ms, upload_ms })
     }
 
-    /// Natively: blocks until the GPU has finished all submitted work (callbacks run inside).
-    /// In a browser the event loop runs callbacks, so this does nothing.
-    pub(super) fn wait(&self) -> Result<(), GpuError> {
-        #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::DeviceLost(e.to_string()))?;
-        Ok(())
-    }
-
     /// Resolves when all submitted work is done, natively and in a browser.
     pub(super) async fn settle(&self) -> Result<(), GpuError> {
         let (tx, rx) = futures_channel::oneshot::channel();
         self.queue.on_submitted_work_done(move || {
             let _ = tx.send(());
         });
-        self.wait()?;
-        rx.await.map_err(|_| GpuError::DeviceLost("the queue dropped its work-done callback".into()))
+        completion(&self.device, &self.queue, rx, || {
+            GpuError::DeviceLost("the queue dropped its work-done callback".into())
+        })
+        .await
     }
 
     /// Quantized matmul `x (m x k) * q^T`: compile (or reuse), upload, read the output of one

@@ -13,6 +13,7 @@ pub mod faults;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+mod completion;
 mod error;
 mod executor;
 mod model_ops;

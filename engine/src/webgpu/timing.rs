@@ -4,6 +4,7 @@
 
 use web_time::Instant;
 
+use super::completion::completion;
 use super::executor::{median, Timings};
 use super::{Executor, GpuError};
 
@@ -25,8 +26,9 @@ impl TimestampQueries {
     }
 
     /// Resolves the pairs of `reps` commands into `dst` at `offset` (16 bytes a pair): a buffer of
-    /// their own, or beside an output in its staging buffer, so one readback brings both (a
-    /// readback costs about 100 ms in Firefox, more than most ops).
+    /// their own, or beside an output in its staging buffer, so one readback brings both (each
+    /// readback is a round trip to the browser's GPU process, and in Firefox a wait of its own:
+    /// `completion`).
     pub(super) fn resolve_to(&self, enc: &mut wgpu::CommandEncoder, reps: usize, dst: &wgpu::Buffer, offset: u64) {
         enc.resolve_query_set(&self.set, 0..2 * reps as u32, &self.resolve, 0);
         enc.copy_buffer_to_buffer(&self.resolve, 0, dst, offset, 16 * reps as u64);
@@ -95,8 +97,9 @@ impl Executor {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.wait()?;
-        rx.await.map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
+        completion(&self.device, &self.queue, rx, || GpuError::Readback("the mapping's callback was dropped".into()))
+            .await?
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
         let bytes = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?.to_vec();
         buffer.unmap();
         Ok(bytes)
