@@ -144,8 +144,8 @@ async fn every_format_matches_the_emulation_on_webgpu() {
 /// the block a thread the tuning table gives this browser's adapter (Chromium's SwiftShader 16
 /// channels x 16 rows, Firefox's lavapipe 16 x 8), the narrowest (4 x 16) and the widest (32 x 2),
 /// with rows and channels not a multiple of a thread's. (Every format and block runs natively,
-/// engine/tests/webgpu_kernels.rs; here each cell waits for a readback, 100 ms in Firefox, and each
-/// block compiles for seconds.)
+/// engine/tests/webgpu_kernels.rs; here each cell waits for a readback and each block compiles for
+/// seconds.)
 #[wasm_bindgen_test]
 async fn the_cpu_adapters_gemm_matches_the_emulation_on_webgpu() {
     let exec = Executor::open(&ExecutorOptions::default()).await.expect("this browser has no WebGPU adapter");
