@@ -111,6 +111,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads
     let mut keys = vec![0f32; blocks * d * KEYS];
     let mut values = vec![0f32; dim_blocks * tk * DIMS];
     let mut p = [vec![0f32; blocks * KEYS], vec![0f32; blocks * KEYS]];
+    let mut sums_of_values = [vec![0f32; dim_blocks * DIMS], vec![0f32; dim_blocks * DIMS]];
     for kvh in 0..h.kv_heads {
         let cols = kvh * d..(kvh + 1) * d;
         for (j, (kj, vj)) in k.chunks_exact(kw).zip(v.chunks_exact(kw)).enumerate() {
@@ -135,12 +136,12 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], tq: usize, tk: usize, h: Heads
                 let [p0, p1] = &mut p;
                 scores(q0, q1, &keys[..end.div_ceil(KEYS) * d * KEYS], scale, p0, p1);
                 let sums = weights(&mut p, end, ends, pair, mask);
-                let [o0, o1] = weighted_values(&p[0][..end], &p[1][..end], &values, tk, d);
-                for (n, o) in [o0, o1].iter().enumerate().take(if pair[1] == pair[0] { 1 } else { 2 }) {
+                weighted_values(&p[0][..end], &p[1][..end], &values, tk, &mut sums_of_values);
+                for (n, o) in sums_of_values.iter().enumerate().take(if pair[1] == pair[0] { 1 } else { 2 }) {
                     if ends[n] == 0 {
                         continue;
                     }
-                    for (y, &a) in out[pair[n] * qw + head * d..][..d].iter_mut().zip(o) {
+                    for (y, &a) in out[pair[n] * qw + head * d..][..d].iter_mut().zip(&o[..d]) {
                         *y = a / sums[n];
                     }
                 }
@@ -211,11 +212,11 @@ fn max_of(xs: &[f32]) -> f32 {
     lanes.into_iter().chain(tail.iter().copied()).fold(f32::NEG_INFINITY, f32::max)
 }
 
-/// Both queries' sums of weighted values, each in key order, skipping keys of weight 0 (so a
-/// value's NaN or infinity reaches only the outputs that weigh it).
-fn weighted_values(w0: &[f32], w1: &[f32], values: &[f32], tk: usize, d: usize) -> [Vec<f32>; 2] {
-    let mut out = [vec![0f32; d.div_ceil(DIMS) * DIMS], vec![0f32; d.div_ceil(DIMS) * DIMS]];
-    let [out0, out1] = &mut out;
+/// Both queries' sums of weighted values into `out` (whole blocks of [`DIMS`]; past the head's
+/// dimensions, 0), each in key order, skipping keys of weight 0 (so a value's NaN or infinity
+/// reaches only the outputs that weigh it).
+fn weighted_values(w0: &[f32], w1: &[f32], values: &[f32], tk: usize, out: &mut [Vec<f32>; 2]) {
+    let [out0, out1] = out;
     let pass = out0.chunks_exact_mut(DIMS).zip(out1.chunks_exact_mut(DIMS)).zip(values.chunks_exact(tk * DIMS));
     for ((y0, y1), block) in pass {
         let (mut a0, mut a1) = ([0f32; DIMS], [0f32; DIMS]);
@@ -234,10 +235,6 @@ fn weighted_values(w0: &[f32], w1: &[f32], values: &[f32], tk: usize, d: usize) 
         y0.copy_from_slice(&a0);
         y1.copy_from_slice(&a1);
     }
-    for o in &mut out {
-        o.truncate(d);
-    }
-    out
 }
 
 #[cfg(test)]

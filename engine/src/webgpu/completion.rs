@@ -50,14 +50,15 @@ async fn nudged<T>(
     let nudge = || queue.submit([device.create_command_encoder(&Default::default()).finish()]);
     nudge();
     let mut pauses = NUDGE_MS.iter().copied().chain(std::iter::repeat(NUDGE_MS[NUDGE_MS.len() - 1]));
-    let mut timer = pause(pauses.next().unwrap_or(16));
+    let mut next_pause = move || pause(pauses.next().expect("an endless iterator"));
+    let mut timer = next_pause();
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = Pin::new(&mut rx).poll(cx) {
             return Poll::Ready(r);
         }
         while Pin::new(&mut timer).poll(cx).is_ready() {
             nudge();
-            timer = pause(pauses.next().unwrap_or(16));
+            timer = next_pause();
         }
         Poll::Pending
     })
